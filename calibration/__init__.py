@@ -1,0 +1,1 @@
+"""Calibration sets, readers and methods for int8 quantization. Never imports torch."""

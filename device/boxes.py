@@ -1,0 +1,62 @@
+"""Box formats and their converters: every conversion in the project happens here.
+
+Formats: xyxy = (x1, y1, x2, y2) corners; xywh = (x1, y1, w, h) top-left and size (OpenCV, COCO);
+cxcywh = (cx, cy, w, h) centre and size (YOLO). Coordinates are continuous: width = x2 - x1, no +1.
+All functions take (..., 4) arrays and return the same shape and a float dtype.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def cxcywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) centre/size -> corners."""
+    boxes = np.asarray(boxes)
+    half = boxes[..., 2:4] / 2
+    return np.concatenate([boxes[..., 0:2] - half, boxes[..., 0:2] + half], axis=-1)
+
+
+def xyxy_to_cxcywh(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) corners -> centre/size."""
+    boxes = np.asarray(boxes)
+    return np.concatenate([(boxes[..., 0:2] + boxes[..., 2:4]) / 2, boxes[..., 2:4] - boxes[..., 0:2]], axis=-1)
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) corners -> top-left/size (what OpenCV's NMSBoxes and COCO JSON want)."""
+    boxes = np.asarray(boxes)
+    return np.concatenate([boxes[..., 0:2], boxes[..., 2:4] - boxes[..., 0:2]], axis=-1)
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """(..., 4) top-left/size -> corners."""
+    boxes = np.asarray(boxes)
+    return np.concatenate([boxes[..., 0:2], boxes[..., 0:2] + boxes[..., 2:4]], axis=-1)
+
+
+def box_area(xyxy: np.ndarray) -> np.ndarray:
+    """(..., 4) corners -> (...) areas; inverted boxes have area 0."""
+    wh = np.clip(xyxy[..., 2:4] - xyxy[..., 0:2], 0, None)
+    return wh[..., 0] * wh[..., 1]
+
+
+def box_iou(xyxy_a: np.ndarray, xyxy_b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU: (N, 4) and (M, 4) corners -> float (N, M). Empty union gives 0."""
+    a = np.asarray(xyxy_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(xyxy_b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(bottom_right - top_left, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def clip_xyxy(xyxy: np.ndarray, shape_hw: tuple) -> np.ndarray:
+    """Clip (..., 4) corners to an image of `shape_hw` = (height, width)."""
+    h, w = shape_hw[:2]
+    out = np.array(xyxy, dtype=np.float32, copy=True)
+    out[..., 0::2] = np.clip(out[..., 0::2], 0, w)
+    out[..., 1::2] = np.clip(out[..., 1::2], 0, h)
+    return out

@@ -1,0 +1,61 @@
+"""The `edgedet` command. Each verb lives in its own module with `add_arguments(parser)` and `main(args) -> int`.
+
+Only the chosen verb's module is imported, so `edgedet run` on a Pi never loads torch and
+`import edgedet.cli` loads nothing heavy.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from device.errors import EdgedetError
+
+# verb -> (module implementing it, one-line help)
+VERBS = {
+    "data": ("edgedet.data.cli", "generate the synthetic data set or convert COCO <-> YOLO formats"),
+    "train": ("edgedet.train", "train a detector/segmenter (PyTorch)"),
+    "eval": ("edgedet.evaluate", "COCO box/mask AP, mIoU and PQ of a results file or of any model file"),
+    "export": ("export.cli", "export a checkpoint to ONNX / TFLite in fp32, fp16 and int8, with an accuracy gate"),
+    "calibrate": ("export.calibrate", "per-layer int8 sensitivity and keep-in-float selection"),
+    "run": ("device.app", "run a model on a camera, video, images or the synthetic source"),
+    "bench": ("edgedet.bench", "measure accuracy and per-stage latency of model variants"),
+    "report": ("edgedet.report", "render accuracy-vs-latency tables and plots from bench results"),
+}
+
+
+def build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
+    """The top-level parser; only `verb`'s module is imported to fill in its arguments."""
+    parser = argparse.ArgumentParser(prog="edgedet", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"edgedet {_version()}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (module_name, help_text) in VERBS.items():
+        verb_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == verb:
+            importlib.import_module(module_name).add_arguments(verb_parser)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in VERBS else None)
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(importlib.import_module(VERBS[args.verb][0]).main(args) or 0)
+    except EdgedetError as error:
+        print(f"edgedet {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgedet {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _version() -> str:
+    from edgedet import __version__
+
+    return __version__
