@@ -27,7 +27,10 @@ VERBS = {
 
 def build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     """The top-level parser; only `verb`'s module is imported to fill in its arguments."""
-    parser = argparse.ArgumentParser(prog="edgedet", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="edgedet",
+        description="Train, export and int8-quantize YOLO detectors; run them on a Raspberry Pi; report accuracy vs latency.",
+    )
     parser.add_argument("--version", action="version", version=f"edgedet {_version()}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for name, (module_name, help_text) in VERBS.items():

@@ -1,0 +1,38 @@
+"""The `edgedet` dispatcher: help, unknown verbs, and the one-line error contract."""
+import subprocess
+import sys
+
+import pytest
+
+from edgedet import cli
+
+
+def test_no_verb_prints_help_and_fails(capsys):
+    assert cli.main([]) == 2
+    assert "VERB" in capsys.readouterr().out
+
+
+def test_unknown_verb_is_rejected_by_argparse():
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["frobnicate"])
+    assert exit_info.value.code == 2
+
+
+def test_every_verb_builds_its_parser():
+    for verb in cli.VERBS:
+        parser = cli.build_parser(verb)
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([verb, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path):
+    missing = tmp_path / "nope.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "edgedet", "eval", "--gt", str(missing), "--pred", str(missing)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nope.json" in lines[0]
