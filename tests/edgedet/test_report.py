@@ -1,0 +1,166 @@
+"""`edgedet report`: tables, Pareto marking, fp32 deltas, merging machines, bad input, plots and the HTML page."""
+import base64
+import json
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from edgedet import report
+from edgedet.bench import SCHEMA_VERSION
+from edgedet.cli import main as cli_main
+
+
+def provenance(host="pi5", cpu="Cortex-A76", cores=4, arch="aarch64"):
+    return {"machine": {"cpu": cpu, "cores": cores, "usable_cores": cores, "arch": arch, "hostname": host,
+                        "os": "Debian GNU/Linux 12 (bookworm), Linux 6.6"},
+            "python": "3.11.2", "libraries": {"numpy": "2.1.0", "onnxruntime": "1.20.0"},
+            "commit": "abc123", "date": "2026-11-24T01:00:00+00:00"}
+
+
+def record(fmt, precision, latency, map_, imgsz=320, threads=2, host="pi5", **extra):
+    """A results record as `edgedet bench` writes it (schema version 1), latency = end-to-end p50 in ms."""
+    stages = {"preprocess": 0.1, "inference": 0.6, "decode": 0.1, "nms": 0.05, "masks": 0.05}
+    rec = {
+        "schema_version": SCHEMA_VERSION,
+        "variant": f"m.{precision} {fmt} {precision} {imgsz}px {threads}t",
+        "model": {"path": f"/x/m.{fmt}", "name": "m", "format": fmt, "precision": precision,
+                  "runtime": {"onnx": "onnxruntime", "tflite": "tflite", "pytorch": "torch"}[fmt], "size_mb": 4.0},
+        "imgsz": imgsz, "threads": threads, "data": {"path": "/data", "images": 10},
+        "accuracy": {"map": map_, "map50": map_ + 0.2, "mask_ap": None, "miou": 0.5},
+        "latency_ms": {**{s: {"p50": latency * f, "p90": latency * f * 1.1, "p99": latency * f * 1.3}
+                          for s, f in stages.items()},
+                       "total": {"p50": latency, "p90": latency * 1.1, "p99": latency * 1.3}},
+        "fps": 1000.0 / latency, "peak_mem_mb": 120.0, "wall_s": 3.0,
+        "provenance": provenance(host=host, cpu="Intel Xeon" if host != "pi5" else "Cortex-A76"),
+    }
+    rec.update(extra)
+    return rec
+
+
+def write_results(folder, records, extra_lines=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(r) for r in records] + list(extra_lines)
+    (folder / "results.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+# fp32 onnx 40ms mAP .50, int8 onnx 15ms .49, fp32 tflite 35ms .50, int8 tflite 20ms .47 (dominated by onnx int8)
+PI_RECORDS = [record("onnx", "fp32", 40.0, 0.50), record("onnx", "int8", 15.0, 0.49),
+              record("tflite", "fp32", 35.0, 0.50), record("tflite", "int8", 20.0, 0.47)]
+
+
+def test_pareto_flags_mark_the_non_dominated_points():
+    records = [record("onnx", "fp32", lat, acc) for lat, acc in [(10, .3), (20, .5), (15, .2), (30, .5), (40, .6)]]
+    assert report.pareto_flags(records) == [True, True, False, False, True]
+
+
+def test_pareto_ignores_rows_without_accuracy():
+    no_accuracy = record("onnx", "fp32", 1.0, 0.5, accuracy={"map": None, "map50": None, "mask_ap": None, "miou": None})
+    assert report.pareto_flags([no_accuracy, record("onnx", "int8", 2.0, 0.4)]) == [False, True]
+
+
+def test_fp32_reference_prefers_the_same_format_then_pytorch():
+    onnx32, tfl8, onnx8 = record("onnx", "fp32", 40, .5), record("tflite", "int8", 20, .47), record("onnx", "int8", 15, .49)
+    pt32 = record("pytorch", "fp32", 90, .51)
+    assert report.fp32_reference(onnx8, [onnx32, tfl8, onnx8, pt32]) is onnx32
+    assert report.fp32_reference(tfl8, [onnx32, tfl8, onnx8, pt32]) is pt32
+    assert report.fp32_reference(onnx32, [onnx32, pt32]) is None
+    assert report.fp32_reference(record("onnx", "int8", 15, .49, threads=1), [onnx32]) is None
+
+
+def test_single_machine_report_sorted_with_pareto_stars_and_deltas(tmp_path):
+    results = write_results(tmp_path / "pi", PI_RECORDS)
+    assert cli_main(["report", str(results), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "format" not in line]
+    assert [r.split("|")[3].strip() + " " + r.split("|")[4].strip() for r in rows] == \
+        ["onnx int8", "tflite int8", "tflite fp32", "onnx fp32"]
+    stars = [r.split("|")[1].strip() for r in rows]
+    assert stars == ["★", "", "★", ""]  # tflite int8 is slower and worse than onnx int8; onnx fp32 slower than tflite fp32
+    onnx_int8 = [c.strip() for c in rows[0].split("|")]
+    assert "-1.0" in onnx_int8 and "2.67x" in onnx_int8  # 49 - 50 points; 40 / 15 ms
+    tflite_int8 = [c.strip() for c in rows[1].split("|")]
+    assert "-3.0" in tflite_int8 and "1.75x" in tflite_int8
+    assert "Cortex-A76" in md and "commit abc123" in md
+    assert "Problems" not in md and "Across machines" not in md
+
+
+def test_two_machines_merge_into_one_comparison(tmp_path):
+    pi = write_results(tmp_path / "pi", PI_RECORDS)
+    x86 = write_results(tmp_path / "x86", [record("onnx", "fp32", 8.0, 0.50, host="vm"),
+                                           record("onnx", "int8", 5.0, 0.49, host="vm")])
+    assert cli_main(["report", str(pi), str(x86), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert headings[0].startswith("## pi5 (Cortex-A76") and headings[1].startswith("## vm (Intel Xeon")
+    assert "## Across machines (end-to-end p50 / mAP)" in md
+    across = md.split("## Across machines")[1]
+    onnx_int8 = next(line for line in across.splitlines() if "| onnx | int8 |" in line)
+    assert "15.00 ms / 49.0" in onnx_int8 and "5.00 ms / 49.0" in onnx_int8
+    tflite_int8 = next(line for line in across.splitlines() if "| tflite | int8 |" in line)
+    assert tflite_int8.rstrip(" |").endswith("–")  # not measured on the x86 machine
+
+
+def test_bad_inputs_are_reported_per_file_and_the_rest_renders(tmp_path, capsys):
+    good = write_results(tmp_path / "good", PI_RECORDS[:2], extra_lines=[json.dumps(PI_RECORDS[2])[:57]])
+    old = write_results(tmp_path / "old", [dict(PI_RECORDS[3], schema_version=SCHEMA_VERSION + 1)])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = write_results(tmp_path / "failed", [{k: v for k, v in record("tflite", "int8", 1, .1, host="vm").items()
+                                                   if k in ("schema_version", "variant", "model", "imgsz", "threads",
+                                                            "provenance")} | {"error": "model file is corrupt"}])
+    code = cli_main(["report", str(good), str(old), str(empty), str(failed), str(tmp_path / "missing"),
+                     "--out", str(tmp_path / "rep")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"{good / 'results.jsonl'}:3: not valid JSON, truncated line?" in err
+    assert f"{old / 'results.jsonl'}:1: schema_version {SCHEMA_VERSION + 1}" in err
+    assert f"{empty}: no results.jsonl" in err
+    assert f"{tmp_path / 'missing'}: no such file or folder" in err
+    md = (tmp_path / "rep" / "report.md").read_text()
+    problems = md.split("## Problems")[1]
+    assert "truncated line" in problems and "incompatible edgedet version" in problems
+    assert "failed: model file is corrupt" in problems
+    assert md.count("| m | onnx |") == 2  # the two good records of the first file still render
+    assert (tmp_path / "rep" / "report.html").read_text().count("<li>") == 5
+
+
+def test_only_bad_input_is_a_one_line_error(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "trunc.jsonl").write_text('{"schema_version": 1, "varia')
+    assert cli_main(["report", str(empty), str(tmp_path / "trunc.jsonl"), "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("edgedet report: error: no usable results in")
+    assert not (tmp_path / "rep").exists()
+
+
+def test_plots_decode_and_html_embeds_them(tmp_path):
+    pi = write_results(tmp_path / "pi", PI_RECORDS)
+    x86 = write_results(tmp_path / "x86", [record("onnx", "fp32", 8.0, 0.50, host="vm")])
+    assert cli_main(["report", str(pi), str(x86), "--out", str(tmp_path / "rep")]) == 0
+    for name in ("pareto.png", "stages.png"):
+        image = cv2.imread(str(tmp_path / "rep" / name))
+        assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
+        assert image.std() > 5  # something was drawn
+    page = (tmp_path / "rep" / "report.html").read_text()
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(uris) == 2
+    for uri in uris:
+        decoded = cv2.imdecode(np.frombuffer(base64.b64decode(uri), np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None and decoded.size > 0
+    assert "src=\"http" not in page and "<link" not in page  # nothing fetched from elsewhere
+    assert page.count("<table>") == 3  # two machines + the cross-machine table
+    assert page.count('<tr class=pareto>') == 3
+
+
+def test_report_parser_does_not_import_matplotlib():
+    import subprocess
+    import sys
+
+    code = ("from edgedet.cli import build_parser; build_parser('report').parse_args(['report', 'x', '--out', 'y'])\n"
+            "import sys; print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
