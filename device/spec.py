@@ -62,6 +62,7 @@ class ModelSpec:
     output_quant: Dict[str, QuantParams] = field(default_factory=dict)  # output name -> quantization of integer outputs
     boxes_normalized: bool = False  # third-party TFLite: boxes in 0..1 of the input size instead of pixels
     precision: str = "fp32"  # "fp32", "fp16" or "int8": for reports
+    quantization: str = ""  # int8 exports: how (runtime scheme, e.g. "onnxruntime QDQ S8S8 per-channel", and calibration); "" if float
     source: str = ""  # provenance: checkpoint or exporter this file came from
     version: int = SPEC_VERSION  # spec format version
 
