@@ -29,7 +29,7 @@ RESULTS_NAME = "results.jsonl"
 MARKER_OF_FORMAT = {"onnx": "o", "tflite": "s", "pytorch": "^"}  # any other format gets "D"
 COLOR_OF_PRECISION = {"fp32": "tab:blue", "fp16": "tab:green", "int8": "tab:orange"}  # others "tab:gray"
 STAGE_COLORS = {"preprocess": "#4e79a7", "inference": "#f28e2b", "decode": "#59a14f", "nms": "#e15759",
-                "masks": "#b07aa1", "other": "#bab0ac"}
+                "masks": "#b07aa1", "semantic": "#76b7b2", "other": "#bab0ac"}
 
 
 @dataclass
@@ -147,7 +147,7 @@ def accuracy_of(record: dict) -> Optional[float]:
 
 def latency_of(record: dict) -> float:
     """End-to-end p50 latency in ms."""
-    return float(record["latency_ms"]["total"]["p50"])
+    return float(record["latency_ms"]["end_to_end"]["p50"])
 
 
 def pareto_flags(records: Sequence[dict]) -> List[bool]:
@@ -245,9 +245,9 @@ COLUMNS: List[Tuple[str, Callable[[Row], str]]] = [
     ("mAP50", lambda r: _fmt(r.record["accuracy"].get("map50"), scale=100)),
     ("mask AP", lambda r: _fmt(r.record["accuracy"].get("mask_ap"), scale=100)),
     ("mIoU", lambda r: _fmt(r.record["accuracy"].get("miou"), scale=100)),
-    ("p50 ms", lambda r: _latency(r, "total", "p50")),
-    ("p90 ms", lambda r: _latency(r, "total", "p90")),
-    ("p99 ms", lambda r: _latency(r, "total", "p99")),
+    ("p50 ms", lambda r: _latency(r, "end_to_end", "p50")),
+    ("p90 ms", lambda r: _latency(r, "end_to_end", "p90")),
+    ("p99 ms", lambda r: _latency(r, "end_to_end", "p99")),
     ("speedup", lambda r: "–" if r.speedup is None else f"{r.speedup:.2f}x"),
     ("FPS", lambda r: _fmt(r.record.get("fps"))),
     ("size MB", lambda r: _fmt(r.record["model"].get("size_mb"), ".2f")),
@@ -428,7 +428,7 @@ def plot_stages(tables: Sequence[MachineTable], path: Path) -> None:
 
 
 def _stages_panel(ax, table: MachineTable) -> None:
-    stages = [s for s in STAGES if s != "total"]
+    stages = [s for s in STAGES if s != "end_to_end"]
     labels = [f"{r.record['model']['format']} {r.record['model']['precision']} {r.record['imgsz']}px "
               f"{r.record['threads']}t" for r in table.rows]
     left = [0.0] * len(table.rows)
@@ -449,7 +449,7 @@ def _stages_panel(ax, table: MachineTable) -> None:
 def _stage_p50(record: dict, stage: str) -> float:
     latency = record.get("latency_ms") or {}
     if stage == "other":
-        covered = sum(_stage_p50(record, s) for s in STAGES if s != "total")
+        covered = sum(_stage_p50(record, s) for s in STAGES if s != "end_to_end")
         return max(0.0, latency_of(record) - covered)
     value = (latency.get(stage) or {}).get("p50")
     return float(value) if isinstance(value, (int, float)) else 0.0

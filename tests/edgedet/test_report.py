@@ -31,7 +31,7 @@ def record(fmt, precision, latency, map_, imgsz=320, threads=2, host="pi5", **ex
         "accuracy": {"map": map_, "map50": map_ + 0.2, "mask_ap": None, "miou": 0.5},
         "latency_ms": {**{s: {"p50": latency * f, "p90": latency * f * 1.1, "p99": latency * f * 1.3}
                           for s, f in stages.items()},
-                       "total": {"p50": latency, "p90": latency * 1.1, "p99": latency * 1.3}},
+                       "end_to_end": {"p50": latency, "p90": latency * 1.1, "p99": latency * 1.3}},
         "fps": 1000.0 / latency, "peak_mem_mb": 120.0, "wall_s": 3.0,
         "provenance": provenance(host=host, cpu="Intel Xeon" if host != "pi5" else "Cortex-A76"),
     }

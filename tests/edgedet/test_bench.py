@@ -1,0 +1,87 @@
+"""`edgedet bench`: the results record, CSV, progress line, variant planning, failures and bad input."""
+import csv
+import io
+import json
+
+import pytest
+
+from edgedet import bench
+from edgedet.cli import main as cli_main
+
+from .test_report import record
+
+
+def test_record_validation_names_the_problem():
+    good = record("onnx", "int8", 10.0, 0.4)
+    assert bench.validate_record(good) is None
+    assert "schema_version 0" in bench.validate_record(dict(good, schema_version=0))
+    assert "missing fields ['imgsz']" in bench.validate_record({k: v for k, v in good.items() if k != "imgsz"})
+    assert "end-to-end latency" in bench.validate_record(dict(good, latency_ms={"inference": {"p50": 1.0}}))
+    assert "not a JSON object" in bench.validate_record([1, 2])
+    failed = {k: good[k] for k in ("schema_version", "variant", "model", "imgsz", "threads", "provenance")}
+    assert bench.validate_record(dict(failed, error="boom")) is None
+
+
+def test_csv_has_one_flat_row_per_record(tmp_path):
+    records = [record("onnx", "int8", 10.0, 0.4), record("tflite", "fp32", 30.0, 0.5, host="vm")]
+    bench.write_csv(records, tmp_path / "results.csv")
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert list(rows[0]) == bench.CSV_COLUMNS
+    assert [(r["format"], r["precision"]) for r in rows] == [("onnx", "int8"), ("tflite", "fp32")]
+    assert float(rows[0]["end_to_end_p50_ms"]) == 10.0 and float(rows[0]["map"]) == 0.4
+    assert rows[0]["mask_ap"] == "" and rows[1]["machine"].startswith("vm (")
+    assert not (tmp_path / "results.csv.tmp").exists()
+
+
+def test_accuracy_and_latency_from_an_evaluation_result():
+    result = {"bbox": {"AP": 0.41, "AP50": 0.7}, "segm": {"AP": -1.0}, "semantic": {"mIoU": 0.55},
+              "latency_ms": {"inference": {"p50": 5, "p90": 6, "p99": 7, "mean": 5.5},
+                             "end_to_end": {"p50": 9, "p90": 10, "p99": 12}, "capture": {"p50": 1}}}
+    assert bench.accuracy_from_eval(result) == {"map": 0.41, "map50": 0.7, "mask_ap": None, "miou": 0.55}
+    assert bench.latency_from_eval(result["latency_ms"]) == {"inference": {"p50": 5.0, "p90": 6.0, "p99": 7.0},
+                                                             "end_to_end": {"p50": 9.0, "p90": 10.0, "p99": 12.0}}
+    with pytest.raises(bench.EdgedetError, match="no end-to-end latency"):
+        bench.latency_from_eval({"inference": {"p50": 5, "p90": 6, "p99": 7}})
+
+
+def test_progress_shows_variants_done_and_eta():
+    stream = io.StringIO()
+    progress = bench.Progress(4, stream)
+    progress.started("m onnx int8 320px 1t")
+    progress.finished(record("onnx", "int8", 10.0, 0.4))
+    first, second = stream.getvalue().splitlines()
+    assert "0/4 variants" in first and "ETA ?" in first
+    assert "[#####...............] 1/4 variants" in second and "ETA 0m" in second
+    assert "mAP 40.0, end to end p50 10.00 ms (100.0 FPS)" in second
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--models", "{tmp}/m.onnx", "--data", "{tmp}", "--out", "{tmp}/o"], "model file not found: {tmp}/m.onnx"),
+    (["--models", "{tmp}/m.txt", "--data", "{tmp}", "--out", "{tmp}/o"], "expected a .onnx, .tflite or .pt file"),
+    (["--models", "{tmp}/m.onnx", "--data", "{tmp}/nodata", "--out", "{tmp}/o"], "data set not found"),
+    (["--sweep", "{tmp}/none.pt", "--data", "{tmp}", "--out", "{tmp}/o"], "checkpoint not found: {tmp}/none.pt"),
+    (["--models", "{tmp}/m.onnx", "--data", "{tmp}", "--frames", "0", "--out", "{tmp}/o"], "--frames must be >= 1"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, capsys, argv, message):
+    (tmp_path / "m.txt").write_text("not a model")
+    code = cli_main(["bench"] + [a.format(tmp=tmp_path) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("edgedet bench: error: ") and message.format(tmp=tmp_path) in err[0]
+
+
+def test_bad_thread_list_is_rejected_by_the_parser(tmp_path):
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--models", "m.onnx", "--data", str(tmp_path), "--threads", "1,x", "--out", "o"])
+
+
+def test_a_crashing_variant_becomes_a_failure_record(tmp_path):
+    """The child process fails (the file is not a model): the run goes on and records why."""
+    fake = tmp_path / "broken.int8.onnx"
+    fake.write_bytes(b"\x00not an onnx model")
+    variant = bench.Variant(str(fake), 320, 1, "onnx", "int8")
+    config = bench.BenchConfig(data=str(tmp_path), out=tmp_path / "out")
+    out = bench.run_variant(variant, config, tmp_path)
+    assert out["error"] and out["variant"] == "broken.int8 onnx int8 320px 1t"
+    assert bench.validate_record(out) is None
+    assert out["provenance"]["machine"]["cores"] >= 1
