@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--val", type=_count, default=300, help="validation images (default 300; 0 skips)")
     synth.add_argument("--imgsz", type=_imgsz, default=320, help="image side in pixels (default 320)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--workers", type=_count, default=min(os.cpu_count() or 1, 4),
+                       help="processes drawing images (default: CPU count, at most 4); output is identical for any value")
     convert = sub.add_parser("convert", help="convert a data set between COCO and YOLO formats")
     convert.add_argument("src", type=Path, help="data set folder, dataset.yaml or COCO .json")
     convert.add_argument("--from", dest="src_format", choices=["auto", "coco", "yolo"], default="auto",
@@ -90,7 +93,8 @@ def run_synth(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     for split, count in (("train", args.train), ("val", args.val)):
         if count:
-            write_split(args.out, split, count, args.seed, cfg, progress=_progress_printer(split, count))
+            write_split(args.out, split, count, args.seed, cfg, progress=_progress_printer(split, count),
+                        workers=args.workers)
     yaml_path = args.out / "dataset.yaml"
     write_yaml(yaml_path, synth_dataset_yaml(args.out, cfg, args.seed),
                header=f"edgedet synthetic shapes: edgedet data synth --seed {args.seed} --imgsz {args.imgsz}")

@@ -218,14 +218,15 @@ def make_scene(seed: int, split: str, index: int, cfg: SynthConfig = SynthConfig
     stuff = _stuff_layout(rng, size)
     image = _render_stuff(rng, stuff)
     owner, class_ids = _place_things(rng, size, cfg)
-    semantic = stuff.copy()
-    masks = np.zeros((len(class_ids), size, size), bool)
-    for k, class_id in enumerate(class_ids):
-        masks[k] = owner == k
-        colour = _thing_colour(rng, image[masks[k]].mean(axis=0), cfg)
-        shade = 1 + 0.08 * _noise(rng, size, 4)[masks[k]][:, None]
-        image[masks[k]] = colour * shade
-        semantic[masks[k]] = len(STUFF_NAMES) + class_id
+    masks = owner[None] == np.arange(len(class_ids), dtype=np.int16)[:, None, None]
+    palette = np.zeros((len(class_ids) + 1, 3), np.float32)  # row -1 (stuff) is never used
+    for k in range(len(class_ids)):
+        palette[k] = _thing_colour(rng, np.array(cv2.mean(image, masks[k].view(np.uint8))[:3], np.float32), cfg)
+    shade = (1 + 0.08 * _noise(rng, size, 4))[..., None]
+    is_thing = owner >= 0
+    image = np.where(is_thing[..., None], palette[owner] * shade, image)
+    thing_labels = len(STUFF_NAMES) + np.asarray(class_ids + [0], np.uint8)
+    semantic = np.where(is_thing, thing_labels[owner], stuff).astype(np.uint8)
     return Scene(_photometric(rng, image), semantic, masks, np.asarray(class_ids, np.int32))
 
 
@@ -250,31 +251,53 @@ def coco_categories() -> List[dict]:
 
 
 def write_split(out: Path, split: str, count: int, seed: int, cfg: SynthConfig,
-                progress: Optional[Callable[[int], None]] = None) -> Path:
-    """Write `count` images, semantic PNGs and annotations/instances_<split>.json under `out`; returns the JSON path."""
-    image_dir, semantic_dir = out / split / "images", out / split / "semantic"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    semantic_dir.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
-    for index in range(count):
-        scene = make_scene(seed, split, index, cfg)
-        stem, image_id = f"{index:06d}", index + 1
-        cv2.imwrite(str(image_dir / f"{stem}.jpg"), scene.image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
-        cv2.imwrite(str(semantic_dir / f"{stem}.png"), scene.semantic, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        images.append({"id": image_id, "file_name": f"{stem}.jpg", "height": cfg.imgsz, "width": cfg.imgsz,
-                       "semantic_file_name": f"{stem}.png"})
-        annotations += scene_annotations(scene, image_id, len(annotations) + 1)
-        if progress is not None:
-            progress(index + 1)
-    coco = {
-        "info": {"description": f"edgedet synthetic shapes, split {split}, seed {seed}, imgsz {cfg.imgsz}"},
-        "images": images, "annotations": annotations, "categories": coco_categories(),
-        "semantic_names": SEMANTIC_NAMES,
-    }
+                progress: Optional[Callable[[int], None]] = None, workers: int = 1) -> Path:
+    """Write `count` images, semantic PNGs and annotations/instances_<split>.json under `out`; returns the JSON path.
+
+    workers > 1 draws images in that many processes; the output is identical (each image has its own seed).
+    On Ctrl-C the JSON still lists every image finished so far, then KeyboardInterrupt propagates.
+    """
+    for folder in (out / split / "images", out / split / "semantic", out / "annotations"):
+        folder.mkdir(parents=True, exist_ok=True)
     json_path = out / "annotations" / f"instances_{split}.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(json_path, coco)
+    images, annotations = [], []
+    jobs = [(out, split, index, seed, cfg) for index in range(count)]
+    try:
+        for image, scene_annots in _map(_write_image, jobs, workers):
+            images.append(image)
+            annotations += [dict(a, id=len(annotations) + k + 1) for k, a in enumerate(scene_annots)]
+            if progress is not None:
+                progress(len(images))
+    finally:
+        _write_json_atomic(json_path, {
+            "info": {"description": f"edgedet synthetic shapes, split {split}, seed {seed}, imgsz {cfg.imgsz}"},
+            "images": images, "annotations": annotations, "categories": coco_categories(),
+            "semantic_names": SEMANTIC_NAMES,
+        })
     return json_path
+
+
+def _write_image(job: Tuple[Path, str, int, int, SynthConfig]) -> Tuple[dict, List[dict]]:
+    """Draw and write one image and its class map; returns its COCO image record and annotations (ids from 1)."""
+    out, split, index, seed, cfg = job
+    scene = make_scene(seed, split, index, cfg)
+    stem, image_id = f"{index:06d}", index + 1
+    cv2.imwrite(str(out / split / "images" / f"{stem}.jpg"), scene.image, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+    cv2.imwrite(str(out / split / "semantic" / f"{stem}.png"), scene.semantic, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    image = {"id": image_id, "file_name": f"{stem}.jpg", "height": cfg.imgsz, "width": cfg.imgsz,
+             "semantic_file_name": f"{stem}.png"}
+    return image, scene_annotations(scene, image_id, 1)
+
+
+def _map(function, jobs: list, workers: int):
+    """Ordered map over `jobs`, in `workers` processes when workers > 1."""
+    if workers <= 1 or len(jobs) < 2:
+        yield from map(function, jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(function, jobs, chunksize=8)
 
 
 def _write_json_atomic(path: Path, payload: dict) -> None:

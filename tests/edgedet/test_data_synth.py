@@ -95,3 +95,12 @@ def test_either_split_may_be_empty(tmp_path):
     assert main(["data", "synth", "--out", str(tmp_path), "--train", "0", "--val", "1", "--imgsz", "64"]) == 0
     assert not (tmp_path / "annotations/instances_train.json").exists()
     assert len(load_dataset(tmp_path, "val")) == 1
+
+
+def test_parallel_workers_write_the_same_files(tmp_path):
+    serial = write_split(tmp_path / "serial", "train", 5, 2, SMALL, workers=1)
+    parallel = write_split(tmp_path / "parallel", "train", 5, 2, SMALL, workers=2)
+    assert serial.read_bytes() == parallel.read_bytes()
+    for index in range(5):
+        name = f"{index:06d}.jpg"
+        assert (tmp_path / "serial/train/images" / name).read_bytes() == (tmp_path / "parallel/train/images" / name).read_bytes()
