@@ -1,0 +1,514 @@
+"""COCO detection metrics (bbox and segm), numerically identical to pycocotools' COCOeval, in vectorised NumPy.
+
+What pycocotools does, and this module reproduces (definitions in the lecture: greedy matching in score order,
+PR curve, AP per class, mean over IoU 0.50:0.05:0.95):
+- evaluation is per (image, category) pair; detections are sorted by score with a stable sort and only the
+  first 100 per pair are kept;
+- each detection, best score first, takes the unmatched ground truth with the highest IoU >= t (ties go to the
+  later ground truth); regular ground truth is preferred over "ignored" ground truth (crowd, or area outside the
+  area range); crowd ground truth can be matched many times and its IoU denominator is the detection's area;
+- a detection matched to ignored ground truth, or unmatched and outside the area range, is ignored;
+- precision at 101 recall thresholds after making precision monotone; -1 where a category has no regular
+  ground truth; stats are means over the entries > -1.
+The per-detection greedy matching runs as one loop over detection rank, vectorised over all (image, category)
+pairs of similar size, all area ranges and all IoU thresholds at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from device.errors import EdgedetError
+from device.rle import iou_from_intersection, rle_area, rle_decode, rle_to_bbox, segmentation_to_rle
+
+IOU_TYPES = ("bbox", "segm")
+STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+@dataclass
+class CocoParams:
+    """COCOeval's default detection parameters."""
+
+    iou_thresholds: np.ndarray = field(default_factory=lambda: np.linspace(0.5, 0.95, 10, endpoint=True))  # T IoU thresholds
+    recall_thresholds: np.ndarray = field(default_factory=lambda: np.linspace(0.0, 1.0, 101, endpoint=True))  # R recall points
+    max_dets: Tuple[int, ...] = (1, 10, 100)  # M detection budgets per (image, category), ascending
+    area_ranges: Tuple[Tuple[float, float], ...] = ((0, 1e10), (0, 32**2), (32**2, 96**2), (96**2, 1e10))  # A [lo, hi] in px^2
+    area_labels: Tuple[str, ...] = ("all", "small", "medium", "large")  # names of area_ranges
+
+
+@dataclass
+class CocoEvaluation:
+    """Everything COCOeval.accumulate/summarize produce, keyed by the ground truth's category ids."""
+
+    stats: Dict[str, float]  # the 12 summary numbers (STAT_KEYS), -1 where undefined
+    precision: np.ndarray  # float64 (T, R, K, A, M), -1 where a category has no regular ground truth
+    recall: np.ndarray  # float64 (T, K, A, M), -1 likewise
+    scores: np.ndarray  # float64 (T, R, K, A, M): detection score at each recall threshold
+    category_ids: List  # K category ids in ascending order (the order of axis K)
+    params: CocoParams  # thresholds used
+    iou_type: str  # "bbox" or "segm"
+
+    def per_class_ap(self, iou: Optional[float] = None) -> Dict:
+        """category id -> AP over all areas at 100 dets (mean over IoU thresholds, or at `iou`); -1 if undefined."""
+        p = self.precision[..., 0, -1]  # (T, R, K)
+        if iou is not None:
+            p = p[np.flatnonzero(self.params.iou_thresholds == iou)]
+        out = {}
+        for k, cat in enumerate(self.category_ids):
+            values = p[:, :, k]
+            values = values[values > -1]
+            out[cat] = float(values.mean()) if values.size else -1.0
+        return out
+
+    def pr_curve(self, category_id, iou: float = 0.5) -> Tuple[np.ndarray, np.ndarray]:
+        """(recall thresholds (R,), interpolated precision (R,)) of one category, all areas, 100 dets."""
+        t = np.flatnonzero(self.params.iou_thresholds == iou)
+        if len(t) == 0:
+            raise EdgedetError(f"IoU {iou} is not one of the evaluated thresholds")
+        k = self.category_ids.index(category_id)
+        return self.params.recall_thresholds.copy(), self.precision[t[0], :, k, 0, -1].copy()
+
+    def summary_lines(self) -> List[str]:
+        """The 12 lines COCOeval.summarize prints."""
+        return [_summary_line(self.params, spec, self.stats[key]) for key, spec in zip(STAT_KEYS, _STAT_SPECS)]
+
+
+# (is_ap, iou or None, area label, max dets) of each summary stat, as COCOeval._summarizeDets
+_STAT_SPECS = (
+    (True, None, "all", 100), (True, 0.5, "all", 100), (True, 0.75, "all", 100),
+    (True, None, "small", 100), (True, None, "medium", 100), (True, None, "large", 100),
+    (False, None, "all", 1), (False, None, "all", 10), (False, None, "all", 100),
+    (False, None, "small", 100), (False, None, "medium", 100), (False, None, "large", 100),
+)
+
+
+def coco_evaluate(gt: dict, results: Sequence[dict], iou_type: str = "bbox") -> Dict[str, float]:
+    """The 12 COCO stats (AP, AP50, ..., ARl) of `results` (a COCO results list) against the COCO dict `gt`."""
+    return evaluate_coco(gt, results, iou_type).stats
+
+
+def evaluate_coco(gt: dict, results: Sequence[dict], iou_type: str = "bbox",
+                  params: Optional[CocoParams] = None) -> CocoEvaluation:
+    """Full COCO evaluation (stats, precision/recall arrays, per-class AP, PR curves); see the module docstring."""
+    if iou_type not in IOU_TYPES:
+        raise EdgedetError(f"unknown iou type {iou_type!r}; expected one of {', '.join(IOU_TYPES)}")
+    params = params or CocoParams()
+    images = _parse_images(gt)
+    category_ids = _parse_categories(gt)
+    gts = _parse_ground_truth(gt, images, category_ids, iou_type)
+    dts = _parse_results(results, images, category_ids, iou_type)
+    pairs = _Pairs(gts, dts, max(params.max_dets))
+    ious = _pair_ious(pairs, gts, dts, iou_type)
+    dt_matched, dt_ignored = _match_all(pairs, gts, dts, ious, params)
+    precision, recall, scores = _accumulate(pairs, gts, dts, dt_matched, dt_ignored, len(category_ids), params)
+    stats = _summarize(precision, recall, params)
+    return CocoEvaluation(stats, precision, recall, scores, category_ids, params, iou_type)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@dataclass
+class _Images:
+    ids: List  # sorted unique image ids
+    index: Dict  # image id -> position in ids
+    shape_hw: np.ndarray  # int64 (I, 2) height, width
+
+
+@dataclass
+class _Annotations:
+    """Parallel arrays over the annotations (ground truth) or detections of the evaluated images/categories."""
+
+    image: np.ndarray  # int64 (N,) index into _Images.ids
+    category: np.ndarray  # int64 (N,) index into the sorted category ids
+    box_xywh: np.ndarray  # float64 (N, 4) COCO boxes [x, y, w, h]
+    area: np.ndarray  # float64 (N,) area used for the area ranges
+    crowd: np.ndarray  # bool (N,) iscrowd (always False for detections)
+    score: np.ndarray  # float64 (N,) detection score (zeros for ground truth)
+    id_nonzero: np.ndarray  # bool (N,) annotation id != 0 (COCOeval stores matches by id, so id 0 never counts)
+    rles: Optional[List[dict]]  # compressed RLE per annotation (segm only)
+
+
+def _parse_images(gt: dict) -> _Images:
+    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
+        raise EdgedetError("ground truth is not a COCO dict with an 'images' list")
+    by_id = {}
+    for image in gt["images"]:
+        try:
+            by_id[image["id"]] = (int(image.get("height", 0)), int(image.get("width", 0)))
+        except (KeyError, TypeError, ValueError):
+            raise EdgedetError(f"ground-truth image entry {image!r:.80} has no valid 'id'/'height'/'width'") from None
+    if not by_id:
+        raise EdgedetError("ground truth has no images")
+    ids = _sorted_ids(by_id, "image")
+    shape = np.array([by_id[i] for i in ids], dtype=np.int64).reshape(-1, 2)
+    return _Images(ids, {v: i for i, v in enumerate(ids)}, shape)
+
+
+def _parse_categories(gt: dict) -> List:
+    cats = gt.get("categories")
+    if not isinstance(cats, list) or not cats:
+        raise EdgedetError("ground truth has no 'categories'")
+    try:
+        return _sorted_ids({c["id"] for c in cats}, "category")
+    except (KeyError, TypeError):
+        raise EdgedetError("a ground-truth category has no 'id'") from None
+
+
+def _sorted_ids(ids, what: str) -> List:
+    try:
+        return sorted(ids)
+    except TypeError:
+        raise EdgedetError(f"{what} ids must be all numbers or all strings") from None
+
+
+def _parse_ground_truth(gt: dict, images: _Images, category_ids: List, iou_type: str) -> _Annotations:
+    """The evaluated ground truth (images and categories of the GT), in file order."""
+    cat_index = {c: k for k, c in enumerate(category_ids)}
+    rows, rles = [], []
+    for ann in gt.get("annotations") or []:
+        try:
+            img, cat = images.index.get(ann["image_id"]), cat_index.get(ann["category_id"])
+        except (KeyError, TypeError):
+            raise EdgedetError(f"ground-truth annotation {ann!r:.80} lacks image_id/category_id") from None
+        if img is None or cat is None:
+            continue
+        box = _box_of(ann, "ground-truth annotation")
+        rle = None
+        if iou_type == "segm":
+            if "segmentation" not in ann:
+                raise EdgedetError(f"ground-truth annotation id {ann.get('id')} has no 'segmentation' (needed for segm)")
+            h, w = images.shape_hw[img]
+            rle = segmentation_to_rle(ann["segmentation"], int(h), int(w))
+            rles.append(rle)
+        area = ann.get("area")
+        if area is None:
+            area = rle_area(rle) if rle is not None else box[2] * box[3]
+        rows.append((img, cat, box, float(area), bool(ann.get("iscrowd", 0)), 0.0, ann.get("id", len(rows) + 1) != 0))
+    return _to_annotations(rows, rles if iou_type == "segm" else None)
+
+
+def _parse_results(results, images: _Images, category_ids: List, iou_type: str) -> _Annotations:
+    """Detections as COCO.loadRes reads them: the first result decides whether boxes or masks define area/bbox."""
+    if not isinstance(results, list):
+        raise EdgedetError("results must be a JSON list of {image_id, category_id, score, bbox|segmentation}")
+    _check_result_images(results, images)
+    from_boxes = bool(results) and "bbox" in results[0] and results[0]["bbox"] != []
+    if results and not from_boxes and "segmentation" not in results[0]:
+        raise EdgedetError("results have neither 'bbox' nor 'segmentation'")
+    cat_index = {c: k for k, c in enumerate(category_ids)}
+    rows, rles = [], []
+    for det in results:
+        cat = cat_index.get(det.get("category_id"))
+        if cat is None:
+            continue
+        img = images.index[det["image_id"]]
+        h, w = (int(v) for v in images.shape_hw[img])
+        box, area, rle = _result_geometry(det, from_boxes, iou_type, h, w)
+        try:
+            score = float(det["score"])
+        except (KeyError, TypeError, ValueError):
+            raise EdgedetError(f"result {det!r:.80} has no numeric 'score'") from None
+        rows.append((img, cat, box, area, False, score, True))
+        rles.append(rle)
+    return _to_annotations(rows, rles if iou_type == "segm" else None)
+
+
+def _check_result_images(results: list, images: _Images) -> None:
+    try:
+        unknown = {r["image_id"] for r in results} - set(images.index)
+    except (KeyError, TypeError):
+        raise EdgedetError("every result needs an 'image_id'") from None
+    if unknown:
+        some = ", ".join(str(i) for i in sorted(unknown, key=str)[:5])
+        raise EdgedetError(f"results refer to {len(unknown)} image id(s) not in the ground truth (e.g. {some})")
+
+
+def _result_geometry(det: dict, from_boxes: bool, iou_type: str, h: int, w: int):
+    """(box xywh, area, rle or None) of one result, following COCO.loadRes's rules."""
+    if from_boxes:
+        box = _box_of(det, "result")
+        area = box[2] * box[3]
+        rle = None
+        if iou_type == "segm":
+            x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
+            seg = det.get("segmentation", [[x1, y1, x1, y2, x2, y2, x2, y1]])
+            rle = segmentation_to_rle(seg, h, w)
+        return box, area, rle
+    seg = det.get("segmentation")
+    if not isinstance(seg, dict):
+        raise EdgedetError("mask results need 'segmentation' as RLE {size, counts}")
+    rle = segmentation_to_rle(seg, h, w)
+    box = _box_of(det, "result") if "bbox" in det else rle_to_bbox(rle)
+    return box, float(rle_area(rle)), rle if iou_type == "segm" else None
+
+
+def _box_of(ann: dict, what: str) -> np.ndarray:
+    try:
+        box = np.asarray(ann["bbox"], dtype=np.float64).reshape(4)
+    except (KeyError, TypeError, ValueError):
+        raise EdgedetError(f"{what} {ann!r:.80} has no valid 'bbox' [x, y, w, h]") from None
+    return box
+
+
+def _to_annotations(rows: list, rles: Optional[list]) -> _Annotations:
+    n = len(rows)
+    cols = list(zip(*rows)) if rows else [[]] * 7
+    return _Annotations(
+        image=np.asarray(cols[0], dtype=np.int64),
+        category=np.asarray(cols[1], dtype=np.int64),
+        box_xywh=np.asarray(cols[2], dtype=np.float64).reshape(n, 4),
+        area=np.asarray(cols[3], dtype=np.float64),
+        crowd=np.asarray(cols[4], dtype=bool),
+        score=np.asarray(cols[5], dtype=np.float64),
+        id_nonzero=np.asarray(cols[6], dtype=bool),
+        rles=rles,
+    )
+
+
+# ---------------------------------------------------------------- (image, category) pairs
+
+
+class _Pairs:
+    """Ground truth and detections grouped by (image, category) pair.
+
+    Ground truth keeps file order inside a pair; detections are sorted by score (stable, as pycocotools'
+    mergesort) and cut to `max_det` per pair. `gt_order` / `dt_order` index the parsed annotations.
+    """
+
+    def __init__(self, gts: _Annotations, dts: _Annotations, max_det: int):
+        num_cats = int(max(gts.category.max(initial=-1), dts.category.max(initial=-1))) + 1
+        self.num_cats = num_cats
+        gt_key = gts.image * num_cats + gts.category
+        dt_key = dts.image * num_cats + dts.category
+        self.gt_order = np.argsort(gt_key, kind="stable")
+        dt_sorted = np.lexsort((-dts.score, dt_key))
+        dt_key_sorted = dt_key[dt_sorted]
+        first = np.searchsorted(dt_key_sorted, dt_key_sorted, side="left")
+        rank = np.arange(len(dt_sorted)) - first
+        keep = rank < max_det
+        self.dt_order = dt_sorted[keep]  # detections in (image, category, -score) order, <= max_det per pair
+        self.dt_rank = rank[keep]  # position inside its pair
+        gt_key_sorted = gt_key[self.gt_order]
+        dt_key_kept = dt_key_sorted[keep]
+        self.keys = np.union1d(gt_key_sorted, dt_key_kept)
+        self.gt_start = np.searchsorted(gt_key_sorted, self.keys, side="left")
+        self.gt_count = np.searchsorted(gt_key_sorted, self.keys, side="right") - self.gt_start
+        self.dt_start = np.searchsorted(dt_key_kept, self.keys, side="left")
+        self.dt_count = np.searchsorted(dt_key_kept, self.keys, side="right") - self.dt_start
+
+
+# ---------------------------------------------------------------- IoU
+
+
+def _box_iou_xywh(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """float64 (..., D, G) IoU of boxes d (..., D, 4) and g (..., G, 4) in xywh, as pycocotools' bbIou.
+
+    crowd (..., G): against a crowd box the denominator is the detection's area.
+    """
+    dx, dy, dw, dh = (d[..., :, None, i] for i in range(4))
+    gx, gy, gw, gh = (g[..., None, :, i] for i in range(4))
+    w = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
+    h = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
+    inter = w * h
+    da, ga = dw * dh, gw * gh
+    union = np.where(crowd[..., None, :], da, da + ga - inter)
+    overlap = (w > 0) & (h > 0)
+    return np.where(overlap, inter / np.where(overlap, union, 1.0), 0.0)
+
+
+def _pair_ious(pairs: _Pairs, gts: _Annotations, dts: _Annotations, iou_type: str):
+    """For segm: dict pair position -> (D, G) mask IoU; for bbox: None (computed per bucket)."""
+    if iou_type == "bbox":
+        return None
+    out = {}
+    both = np.flatnonzero((pairs.gt_count > 0) & (pairs.dt_count > 0))
+    image_of_pair = pairs.keys // pairs.num_cats
+    for image in np.unique(image_of_pair[both]):
+        in_image = both[image_of_pair[both] == image]
+        g_lo, g_hi = pairs.gt_start[in_image[0]], pairs.gt_start[in_image[-1]] + pairs.gt_count[in_image[-1]]
+        d_lo, d_hi = pairs.dt_start[in_image[0]], pairs.dt_start[in_image[-1]] + pairs.dt_count[in_image[-1]]
+        g_idx, d_idx = pairs.gt_order[g_lo:g_hi], pairs.dt_order[d_lo:d_hi]
+        ious = _mask_iou_rles([dts.rles[i] for i in d_idx], [gts.rles[i] for i in g_idx], gts.crowd[g_idx])
+        for p in in_image:
+            gs, ds = pairs.gt_start[p] - g_lo, pairs.dt_start[p] - d_lo
+            out[p] = ious[ds:ds + pairs.dt_count[p], gs:gs + pairs.gt_count[p]]
+    return out
+
+
+def _mask_iou_rles(d_rles: List[dict], g_rles: List[dict], crowd: np.ndarray) -> np.ndarray:
+    """(D, G) IoU of RLE masks; masks whose size differs from the ground truth's never match (IoU 0)."""
+    g = rle_decode(g_rles).reshape(len(g_rles), -1).astype(np.float32)
+    size = tuple(g_rles[0]["size"])
+    same = np.array([tuple(r["size"]) == size for r in d_rles])
+    ious = np.zeros((len(d_rles), len(g_rles)), dtype=np.float64)
+    if not same.any():
+        return ious
+    d = rle_decode([r for r, s in zip(d_rles, same) if s]).reshape(int(same.sum()), -1).astype(np.float32)
+    inter = (d @ g.T).astype(np.float64)  # exact integer counts below 2**24 pixels
+    ious[same] = iou_from_intersection(inter, d.sum(1, dtype=np.float64), g.sum(1, dtype=np.float64), crowd)
+    return ious
+
+
+# ---------------------------------------------------------------- greedy matching
+
+
+def _match_all(pairs: _Pairs, gts: _Annotations, dts: _Annotations, segm_ious, params: CocoParams):
+    """Per kept detection (pairs.dt_order), per area range and IoU threshold: (matched, ignored) bool (A, T, N).
+
+    matched means COCOeval's dtMatches != 0 (matched to a ground truth whose id is not 0).
+    """
+    n = len(pairs.dt_order)
+    num_a, num_t = len(params.area_ranges), len(params.iou_thresholds)
+    lo = np.array([r[0] for r in params.area_ranges])[:, None]
+    hi = np.array([r[1] for r in params.area_ranges])[:, None]
+    dt_area = dts.area[pairs.dt_order]
+    dt_outside = (dt_area[None] < lo) | (dt_area[None] > hi)  # (A, N)
+    matched = np.zeros((num_a, num_t, n), dtype=bool)
+    ignored_match = np.zeros((num_a, num_t, n), dtype=bool)
+    both = np.flatnonzero((pairs.gt_count > 0) & (pairs.dt_count > 0))
+    for bucket in _buckets(pairs.dt_count[both], pairs.gt_count[both]):
+        _match_bucket(both[bucket], pairs, gts, dts, segm_ious, params, (lo, hi), matched, ignored_match)
+    ignored = ignored_match | (~matched & dt_outside[:, None, :])
+    return matched, ignored
+
+
+def _buckets(d_counts: np.ndarray, g_counts: np.ndarray) -> List[np.ndarray]:
+    """Group pairs by (D, G) rounded up to powers of two, so padding costs at most 2x per axis."""
+    if len(d_counts) == 0:
+        return []
+    d_bin = np.ceil(np.log2(np.maximum(d_counts, 1))).astype(np.int64)
+    g_bin = np.ceil(np.log2(np.maximum(g_counts, 1))).astype(np.int64)
+    key = d_bin * 64 + g_bin
+    order = np.argsort(key, kind="stable")
+    splits = np.flatnonzero(np.diff(key[order])) + 1
+    return np.split(order, splits)
+
+
+def _match_bucket(pair_ids, pairs, gts, dts, segm_ious, params, area_bounds, matched, ignored_match) -> None:
+    """Greedy matching of the pairs `pair_ids`, vectorised over pairs x area ranges x thresholds."""
+    d_cnt, g_cnt = pairs.dt_count[pair_ids], pairs.gt_count[pair_ids]
+    num_d, num_g = int(d_cnt.max()), int(g_cnt.max())
+    d_valid = np.arange(num_d)[None] < d_cnt[:, None]  # (P, D)
+    g_valid = np.arange(num_g)[None] < g_cnt[:, None]  # (P, G)
+    d_pos = pairs.dt_start[pair_ids, None] + np.minimum(np.arange(num_d)[None], d_cnt[:, None] - 1)
+    g_idx = pairs.gt_order[pairs.gt_start[pair_ids, None] + np.minimum(np.arange(num_g)[None], g_cnt[:, None] - 1)]
+    crowd = gts.crowd[g_idx] & g_valid
+    ious = _bucket_ious(pair_ids, d_pos, g_idx, crowd, pairs, gts, dts, segm_ious)
+    lo, hi = area_bounds
+    g_area = gts.area[g_idx]
+    g_ignored = gts.crowd[g_idx][None] | (g_area[None] < lo[:, :, None]) | (g_area[None] > hi[:, :, None])  # (A, P, G)
+    g_ignored = g_ignored[:, None]  # (A, 1, P, G)
+    thr = np.minimum(params.iou_thresholds, 1 - 1e-10)[:, None, None]  # (T, 1, 1)
+    taken = np.zeros((len(lo), len(thr), len(pair_ids), num_g), dtype=bool)  # matched non-crowd ground truth
+    rows = np.arange(len(pair_ids))
+    a_ix, t_ix = np.arange(len(lo))[:, None, None], np.arange(len(thr))[None, :, None]
+    for d in range(num_d):
+        iou_d = ious[:, d, :]  # (P, G)
+        candidate = ((iou_d[None] >= thr) & g_valid[None])[None] & ~taken  # (A, T, P, G)
+        regular = candidate & ~g_ignored
+        has_regular = regular.any(-1, keepdims=True)
+        usable = np.where(has_regular, regular, candidate)
+        best = num_g - 1 - np.argmax(np.where(usable, iou_d, -1.0)[..., ::-1], axis=-1)  # last index among ties
+        found = usable.any(-1) & d_valid[None, None, :, d]  # (A, T, P)
+        best_ignored = g_ignored[a_ix, 0, rows, best]  # (A, T, P)
+        best_id_ok = gts.id_nonzero[g_idx[rows, best]]
+        taken[a_ix, t_ix, rows, best] |= found & ~crowd[rows, best]
+        valid_rows = d_valid[:, d]
+        pos = d_pos[valid_rows, d]
+        matched[:, :, pos] = (found & best_id_ok)[..., valid_rows]
+        ignored_match[:, :, pos] = (found & best_ignored)[..., valid_rows]
+
+
+def _bucket_ious(pair_ids, d_pos, g_idx, crowd, pairs, gts, dts, segm_ious) -> np.ndarray:
+    """float64 (P, D, G) IoU for a bucket (padding entries are garbage and masked by the caller)."""
+    if segm_ious is None:
+        d_idx = pairs.dt_order[d_pos]
+        return _box_iou_xywh(dts.box_xywh[d_idx], gts.box_xywh[g_idx], crowd)
+    out = np.zeros((len(pair_ids), d_pos.shape[1], g_idx.shape[1]), dtype=np.float64)
+    for row, p in enumerate(pair_ids):
+        block = segm_ious[p]
+        out[row, :block.shape[0], :block.shape[1]] = block
+    return out
+
+
+# ---------------------------------------------------------------- accumulate and summarize
+
+
+def _accumulate(pairs, gts, dts, dt_matched, dt_ignored, num_cats: int, params: CocoParams):
+    """precision (T, R, K, A, M), recall (T, K, A, M), scores (T, R, K, A, M) as COCOeval.accumulate."""
+    num_t, num_r = len(params.iou_thresholds), len(params.recall_thresholds)
+    num_a, num_m = len(params.area_ranges), len(params.max_dets)
+    precision = -np.ones((num_t, num_r, num_cats, num_a, num_m))
+    recall = -np.ones((num_t, num_cats, num_a, num_m))
+    scores = -np.ones((num_t, num_r, num_cats, num_a, num_m))
+    regular_gt = _regular_gt_counts(gts, num_cats, params)  # (K, A)
+    dt_cat = dts.category[pairs.dt_order]
+    dt_score = dts.score[pairs.dt_order]
+    for k in range(num_cats):
+        in_cat = np.flatnonzero(dt_cat == k)  # (image, rank) order, as COCOeval concatenates images
+        in_cat = in_cat[np.argsort(-dt_score[in_cat], kind="stable")]
+        for m, max_det in enumerate(params.max_dets):
+            sel = in_cat[pairs.dt_rank[in_cat] < max_det]
+            for a in range(num_a):
+                npig = regular_gt[k, a]
+                if npig == 0:
+                    continue
+                curve = _pr_at_thresholds(dt_matched[a][:, sel], dt_ignored[a][:, sel], dt_score[sel], npig, params)
+                precision[:, :, k, a, m], recall[:, k, a, m], scores[:, :, k, a, m] = curve
+    return precision, recall, scores
+
+
+def _regular_gt_counts(gts: _Annotations, num_cats: int, params: CocoParams) -> np.ndarray:
+    """int (K, A): ground truth that is neither crowd nor outside the area range."""
+    out = np.zeros((num_cats, len(params.area_ranges)), dtype=np.int64)
+    for a, (lo, hi) in enumerate(params.area_ranges):
+        regular = ~gts.crowd & (gts.area >= lo) & (gts.area <= hi)
+        out[:, a] = np.bincount(gts.category[regular], minlength=num_cats)[:num_cats]
+    return out
+
+
+def _pr_at_thresholds(matched, ignored, det_scores, npig: int, params: CocoParams):
+    """Interpolated precision (T, R), final recall (T,) and scores (T, R) of one category/area/budget."""
+    tp = np.cumsum(matched & ~ignored, axis=1).astype(float)
+    fp = np.cumsum(~matched & ~ignored, axis=1).astype(float)
+    num_t, nd = tp.shape
+    num_r = len(params.recall_thresholds)
+    rc = tp / npig
+    pr = tp / (fp + tp + np.spacing(1))
+    pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # monotone (non-increasing) envelope
+    q = np.zeros((num_t, num_r))
+    ss = np.zeros((num_t, num_r))
+    final_recall = rc[:, -1] if nd else np.zeros(num_t)
+    for t in range(num_t):
+        idx = np.searchsorted(rc[t], params.recall_thresholds, side="left")
+        ok = idx < nd
+        q[t, ok] = pr[t, idx[ok]]
+        ss[t, ok] = det_scores[idx[ok]]
+    return q, final_recall, ss
+
+
+def _summarize(precision: np.ndarray, recall: np.ndarray, params: CocoParams) -> Dict[str, float]:
+    """The 12 stats: means over the entries > -1 of the selected slices, -1 if there are none."""
+    stats = {}
+    for key, (is_ap, iou, area, max_det) in zip(STAT_KEYS, _STAT_SPECS):
+        a = [i for i, label in enumerate(params.area_labels) if label == area]
+        m = [i for i, d in enumerate(params.max_dets) if d == max_det]
+        s = precision if is_ap else recall
+        if iou is not None:
+            s = s[np.where(iou == params.iou_thresholds)[0]]
+        s = s[:, :, :, a, m] if is_ap else s[:, :, a, m]
+        valid = s[s > -1]
+        stats[key] = float(np.mean(valid)) if valid.size else -1.0
+    return stats
+
+
+def _summary_line(params: CocoParams, spec, value: float) -> str:
+    is_ap, iou, area, max_det = spec
+    title = "Average Precision" if is_ap else "Average Recall"
+    kind = "(AP)" if is_ap else "(AR)"
+    thr = params.iou_thresholds
+    iou_text = f"{thr[0]:0.2f}:{thr[-1]:0.2f}" if iou is None else f"{iou:0.2f}"
+    return f" {title:<18} {kind} @[ IoU={iou_text:<9} | area={area:>6s} | maxDets={max_det:>3d} ] = {value:0.3f}"
