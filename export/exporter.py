@@ -1,0 +1,190 @@
+"""`edgedet export`'s work: one checkpoint -> the requested formats, then the accuracy gate.
+
+Formats: onnx (fp32), onnx-int8 (QDQ), tflite (fp32), tflite-fp16 (fp16 weights), tflite-int8 (full integer).
+Files are named <checkpoint stem><suffix> in the output folder and appear only when complete.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from device.errors import EdgedetError
+
+# format name -> file name suffix
+FORMATS = {
+    "onnx": ".onnx",
+    "onnx-int8": "-int8.onnx",
+    "tflite": ".tflite",
+    "tflite-fp16": "-fp16.tflite",
+    "tflite-int8": "-int8.tflite",
+}
+INT8_FORMATS = ("onnx-int8", "tflite-int8")
+
+
+@dataclass
+class ExportConfig:
+    """Everything `edgedet export` needs; the CLI flags map one to one."""
+
+    checkpoint: str  # checkpoint path, or "shipped" for edgedet.models.SHIPPED_CHECKPOINT
+    formats: List[str] = field(default_factory=lambda: list(FORMATS))  # names from FORMATS
+    out: Path = Path("exports")  # output folder
+    imgsz: Optional[str] = None  # export input size "320" or "320,256"; None = the checkpoint's
+    calib: Optional[str] = None  # calibration data: data set (folder/yaml/json) or image folder
+    calib_size: int = 200  # number of calibration images
+    calib_method: str = "entropy"  # "minmax", "entropy" or "percentile"
+    calib_sampling: str = "balanced"  # "random" or "balanced" (class-balanced; needs a labelled data set)
+    seed: int = 0  # calibration sampling seed
+    int8_scheme: str = "auto"  # ONNX int8: "auto" (from the CPU), "S8S8", "U8S8-reduce-range" or "U8U8"
+    keep_float: List[str] = field(default_factory=list)  # ONNX int8: node names kept in float (from `edgedet calibrate`)
+    data: Optional[str] = None  # validation data set for the accuracy check; None = --calib if it is a data set
+    val_limit: Optional[int] = None  # evaluate on the first N validation images only (None = all)
+    max_map_drop: Optional[float] = None  # fail when an artifact loses more mAP@.5:.95 points than this
+    threads: Optional[int] = None  # inference threads during evaluation
+
+
+def parse_formats(text: str) -> List[str]:
+    """'onnx,tflite-int8' -> ['onnx', 'tflite-int8']; EdgedetError naming an unknown format."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown or not names:
+        raise EdgedetError(f"unknown export format {', '.join(unknown) or repr(text)}; expected any of {', '.join(FORMATS)}")
+    return list(dict.fromkeys(names))
+
+
+def artifact_paths(out: Path, stem: str, formats: Sequence[str]) -> Dict[str, Path]:
+    return {name: out / f"{stem}{FORMATS[name]}" for name in formats}
+
+
+def run_export(config: ExportConfig) -> int:
+    """Export, evaluate, gate. Returns the exit code (0 ok, 1 when the accuracy gate rejects an artifact)."""
+    from calibration.sampling import STRATEGIES
+    from export.checkpoint import load_for_export, output_roles, resolve_checkpoint
+
+    if config.calib_sampling not in STRATEGIES:
+        raise EdgedetError(f"unknown --calib-sampling {config.calib_sampling!r}; expected one of {', '.join(STRATEGIES)}")
+    needs_calib = any(name in INT8_FORMATS for name in config.formats)
+    if needs_calib and not config.calib:
+        raise EdgedetError(f"formats {', '.join(n for n in config.formats if n in INT8_FORMATS)} need --calib DATA (a data set or image folder)")
+    ckpt_path = resolve_checkpoint(config.checkpoint)
+    model, spec = load_for_export(ckpt_path, config.imgsz)
+    roles = output_roles(model, spec)
+    items = _calibration_items(config) if needs_calib else None
+    config.out.mkdir(parents=True, exist_ok=True)
+    paths = artifact_paths(config.out, ckpt_path.stem, config.formats)
+    with tempfile.TemporaryDirectory(prefix="edgedet-export-") as tmp:
+        calib = _calibration_set(items, spec, config) if items else None
+        written = _export_all(model, spec, roles, paths, calib, config, Path(tmp))
+    for name, path in written.items():
+        print(f"wrote {name:<12} {path}  ({os.path.getsize(path) / 1e6:.2f} MB)")
+    data = config.data or (config.calib if config.calib and _is_dataset(config.calib) else None)
+    if data is None:
+        if config.max_map_drop is not None:
+            raise EdgedetError("--max-map-drop needs validation data: pass --data DATA (or a data set as --calib)")
+        print("accuracy check skipped: no validation data (pass --data DATA or a data set as --calib)")
+        return 0
+    return _check_accuracy(model, spec, written, data, config)
+
+
+def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: ExportConfig, tmp: Path) -> Dict[str, Path]:
+    from export.onnx_export import export_onnx
+    from export.tflite_export import export_tflite
+
+    written: Dict[str, Path] = {}
+    fp32_onnx = paths.get("onnx")
+    if "onnx" in paths or "onnx-int8" in paths:
+        fp32_onnx = fp32_onnx or tmp / "fp32.onnx"
+        export_onnx(model, spec, fp32_onnx, roles)
+        if "onnx" in paths:
+            written["onnx"] = fp32_onnx
+    if "onnx-int8" in paths:
+        scheme, reason = _int8_scheme(config.int8_scheme)
+        print(f"onnx-int8: {scheme.name} ({reason})")
+        from export.onnx_int8 import export_onnx_int8
+
+        export_onnx_int8(fp32_onnx, paths["onnx-int8"], calib, config.calib_method, scheme, config.keep_float)
+        written["onnx-int8"] = paths["onnx-int8"]
+    for name, precision in (("tflite", "fp32"), ("tflite-fp16", "fp16"), ("tflite-int8", "int8")):
+        if name in paths:
+            export_tflite(model, spec, paths[name], roles, precision, calib if precision == "int8" else None,
+                          config.calib_method)
+            written[name] = paths[name]
+    return {name: written[name] for name in config.formats}
+
+
+def _int8_scheme(choice: str):
+    from calibration.onnx_quant import SCHEMES, default_int8_scheme
+
+    if choice == "auto":
+        return default_int8_scheme()
+    if choice not in SCHEMES:
+        raise EdgedetError(f"unknown --int8-scheme {choice!r}; expected auto or one of {', '.join(SCHEMES)}")
+    return SCHEMES[choice], "chosen by --int8-scheme"
+
+
+def _calibration_items(config: ExportConfig):
+    from export.calib_source import calibration_items
+
+    items, description = calibration_items(config.calib)
+    print(f"calibration: {min(config.calib_size, len(items))} of {len(items)} images from {description}, "
+          f"{config.calib_sampling} sampling, {config.calib_method}")
+    return items
+
+
+def _calibration_set(items, spec, config: ExportConfig):
+    from calibration.calibset import build_calibration_set
+
+    sampling = config.calib_sampling
+    if sampling == "balanced" and not any(item.class_ids for item in items):
+        sampling = "random"  # an unlabelled image folder: nothing to balance
+    return build_calibration_set(items, spec, config.calib_size, sampling, config.seed)
+
+
+def _is_dataset(path) -> bool:
+    from export.calib_source import is_dataset
+
+    return is_dataset(Path(path))
+
+
+def _check_accuracy(model, spec, written: Dict[str, Path], data, config: ExportConfig) -> int:
+    """Evaluate the checkpoint and every artifact on the validation split, print the table, apply the gate."""
+    from export.accuracy import ArtifactAccuracy, evaluate_backend, format_table, gate_failures
+    from export.torch_backend import TorchBackend
+
+    ckpt_size = os.path.getsize(resolve_ckpt(config.checkpoint)) / 1e6
+    reference = ArtifactAccuracy("torch", str(config.checkpoint), ckpt_size,
+                                 evaluate_backend(TorchBackend(model, spec, config.threads), data, limit=config.val_limit))
+    rows = []
+    for name, path in written.items():
+        from device.backends import load_backend
+
+        backend = load_backend(path, threads=config.threads)
+        rows.append(ArtifactAccuracy(name, str(path), os.path.getsize(path) / 1e6,
+                                     evaluate_backend(backend, data, limit=config.val_limit)))
+    print(format_table(rows, reference))
+    if config.max_map_drop is None:
+        return 0
+    failures = gate_failures(rows, reference, config.max_map_drop)
+    for message in failures:
+        print(f"edgedet export: error: {message}", file=sys.stderr)
+    for row in rows:
+        if any(message.startswith(f"{row.name} (") for message in failures):
+            _reject(Path(row.path))
+    return 1 if failures else 0
+
+
+def _reject(path: Path) -> None:
+    """Rename a failed artifact (and its sidecar) to <file>.rejected so nothing deploys it by mistake."""
+    for candidate in (path, path.with_name(path.name + ".json")):
+        if candidate.exists():
+            os.replace(candidate, candidate.with_name(candidate.name + ".rejected"))
+    print(f"rejected {path} -> {path.name}.rejected", file=sys.stderr)
+
+
+def resolve_ckpt(checkpoint) -> Path:
+    from export.checkpoint import resolve_checkpoint
+
+    return resolve_checkpoint(checkpoint)

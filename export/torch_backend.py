@@ -1,0 +1,74 @@
+"""A Backend for PyTorch checkpoints, so Detector, eval and bench run a .pt through the device pipeline.
+
+Same interface as device/backends.py: `.spec`, `.input_details`, `.output_details`, `.run(x) -> {role: array}`,
+`.describe()`. The input is the runtime's float32 NCHW tensor; outputs are the raw head tensors, NCHW.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional
+
+import numpy as np
+
+from device.backends import TensorDetails
+from device.spec import ModelSpec
+
+
+class TorchBackend:
+    """Runs an edgedet PyTorch model (CPU, no grad, eval mode)."""
+
+    name = "torch"
+
+    def __init__(self, model, spec: ModelSpec, threads: Optional[int] = None):
+        import torch
+
+        from export.checkpoint import output_roles
+
+        self.threads = threads or os.cpu_count() or 1  # intra-op threads (torch.set_num_threads is process-wide)
+        torch.set_num_threads(self.threads)
+        self.model = model.eval()
+        self.spec = _float_nchw(spec)  # device.ModelSpec: float32 NCHW input and outputs
+        self._roles = tuple(output_roles(model, self.spec))
+        height, width = self.spec.input_size_hw
+        self.input_details = [TensorDetails(self.spec.input_name, (1, 3, height, width), "float32")]
+        self.output_details = [TensorDetails(role, _output_shape(self.spec, role), "float32", file_name=role)
+                               for role in self._roles]
+        self.version = torch.__version__
+
+    @classmethod
+    def from_checkpoint(cls, path, threads: Optional[int] = None, imgsz=None) -> "TorchBackend":
+        """Load a checkpoint file (or `shipped`); `imgsz` overrides the input size (divisible by 32)."""
+        from export.checkpoint import load_for_export
+
+        model, spec = load_for_export(path, imgsz)
+        return cls(model, spec, threads)
+
+    def run(self, x: np.ndarray) -> Dict[str, np.ndarray]:
+        """x: float32 (1, 3, H, W) RGB 0..1 -> {role name: raw float32 output, NCHW}."""
+        import torch
+
+        with torch.no_grad():
+            values = self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        return {role: value.numpy() for role, value in zip(self._roles, values)}
+
+    def describe(self) -> str:
+        return f"torch {self.version} (CPU), {self.threads} threads"
+
+
+def _float_nchw(spec: ModelSpec) -> ModelSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, input_layout="NCHW", output_layout="NCHW", input_dtype="float32",
+                               input_quant=None, output_quant={}, precision="fp32", quantization="")
+
+
+def _output_shape(spec: ModelSpec, role: str) -> tuple:
+    """NCHW shape of one raw output of the edgedet head at spec.input_size_hw."""
+    height, width = spec.input_size_hw
+    if role in spec.level_outputs:
+        stride = spec.strides[spec.level_outputs.index(role)]
+        channels = spec.num_anchors * (5 + spec.num_classes + spec.num_mask_coefs)
+        return (1, channels, height // stride, width // stride)
+    if role == spec.seg_output:
+        return (1, len(spec.semantic_names), height // 8, width // 8)
+    return (1, spec.num_mask_coefs, height // 4, width // 4)
