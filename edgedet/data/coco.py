@@ -65,7 +65,8 @@ def read_coco(json_path: Path, images_dir: Optional[Path] = None, semantic_dir: 
     if semantic_dir is None and (images_dir.parent / "semantic").is_dir():
         semantic_dir = images_dir.parent / "semantic"
     images = _read_images(coco["images"], images_dir, semantic_dir, problems)
-    instances = _read_annotations(coco.get("annotations", []), images, category_ids, problems)
+    listed = {record.get("id") for record in coco["images"] if isinstance(record, dict)}
+    instances = _read_annotations(coco.get("annotations", []), images, listed, category_ids, problems)
     samples = [_make_sample(record, instances.get(image_id, [])) for image_id, record in images.items()]
     semantic_names = semantic_names if semantic_names is not None else list(coco.get("semantic_names", []))
     return Dataset(names=names, semantic_names=semantic_names, samples=samples, root=images_dir.parent,
@@ -148,15 +149,18 @@ def _image_size(record: dict, path: Path) -> Tuple[int, int]:
     return image.shape[0], image.shape[1]
 
 
-def _read_annotations(records: list, images: Dict[int, dict], category_ids: List[int],
+def _read_annotations(records: list, images: Dict[int, dict], listed: set, category_ids: List[int],
                       problems: _Problems) -> Dict[int, List[dict]]:
-    """image id -> list of validated annotations (with 'class_id' and 'xyxy' added)."""
+    """image id -> list of validated annotations (with 'class_id' and 'xyxy' added). Annotations of listed images
+    that were dropped as invalid go with their image, without a message of their own."""
     class_of = {cid: index for index, cid in enumerate(category_ids)}
     if not isinstance(records, list):
         problems.report("annotations", "'annotations' is not a list")
         return {}
     per_image: Dict[int, List[dict]] = {}
     for index, record in enumerate(records):
+        if isinstance(record, dict) and record.get("image_id") in listed and record.get("image_id") not in images:
+            continue
         name = f"annotation #{index}" if not isinstance(record, dict) else f"annotation id {record.get('id', '?')} (#{index})"
         problem = _annotation_problem(record, images, class_of)
         if problem:
@@ -174,7 +178,7 @@ def _annotation_problem(record, images: Dict[int, dict], class_of: Dict[int, int
     if not isinstance(record, dict):
         return "annotation is not an object"
     if record.get("image_id") not in images:
-        return f"unknown or dropped image_id {record.get('image_id')!r}"
+        return f"unknown image_id {record.get('image_id')!r}"
     if record.get("category_id") not in class_of:
         return f"unknown category_id {record.get('category_id')!r}"
     bbox = record.get("bbox")

@@ -162,23 +162,25 @@ def _decode_compressed_rle(rle: dict) -> np.ndarray:
 
 
 def polygons_to_mask(polygons: List[List[float]], shape_hw: Tuple[int, int]) -> np.ndarray:
-    """COCO polygons [[x, y, x, y, ...], ...] in pixel coordinates -> bool (H, W) mask (filled, even-odd not applied)."""
+    """COCO polygons [[x, y, x, y, ...], ...] in pixel coordinates (pixel i spans i..i+1) -> bool (H, W) mask: the
+    pixels whose centres lie inside or on a polygon (overlapping polygons cancel out, even-odd)."""
     mask = np.zeros(shape_hw, dtype=np.uint8)
-    contours = [np.round(np.asarray(p, dtype=np.float64).reshape(-1, 2) - 0.5).astype(np.int32)
+    contours = [np.round((np.asarray(p, dtype=np.float64).reshape(-1, 2) - 0.5) * 16).astype(np.int32)
                 for p in polygons if len(p) >= 6]
     if contours:
-        cv2.fillPoly(mask, contours, 1)
+        cv2.fillPoly(mask, contours, 1, lineType=cv2.LINE_8, shift=4)  # 4 fractional bits; pixel centres at integers
     return mask.astype(bool)
 
 
 def mask_to_polygons(mask: np.ndarray) -> List[List[float]]:
-    """bool (H, W) mask -> COCO polygons (outer contours, pixel-centre vertices + 0.5, each >= 3 points)."""
+    """bool (H, W) mask -> COCO polygons: outer contours through boundary pixel centres (x + 0.5, y + 0.5), at least
+    3 points each (a 1-pixel or 1-pixel-wide part repeats its last point). Holes are not represented."""
     contours, _ = cv2.findContours(np.asarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     polygons = []
     for contour in contours:
         points = contour.reshape(-1, 2).astype(np.float64) + 0.5
-        if len(points) >= 3:
-            polygons.append([round(float(v), 2) for v in points.ravel()])
+        points = np.concatenate([points, np.repeat(points[-1:], max(3 - len(points), 0), axis=0)])
+        polygons.append([round(float(v), 2) for v in points.ravel()])
     return polygons
 
 

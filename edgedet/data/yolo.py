@@ -16,7 +16,7 @@ import numpy as np
 from device.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from device.errors import EdgedetError
 from edgedet.data.coco import _Problems
-from edgedet.data.sample import Dataset, Sample, mask_to_polygons, mask_to_xyxy, polygons_to_mask
+from edgedet.data.sample import Dataset, Sample, mask_to_xyxy, polygons_to_mask
 from edgedet.data.yamlio import write_yaml
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -139,11 +139,14 @@ def sample_label_lines(sample: Sample) -> List[str]:
 
 
 def _single_polygon(mask: np.ndarray) -> Optional[np.ndarray]:
-    """float (V, 2) one polygon for a mask that may have several parts: parts joined by zero-width bridges
-    (the path returns along each bridge), so filling it gives back every part. None for an empty mask."""
-    parts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in mask_to_polygons(mask)]
+    """float (V, 2) one polygon (pixel-centre vertices + 0.5) for a mask with any parts and holes. Outer contours
+    and hole contours are joined by zero-width bridges (the path returns along each), so an even-odd fill of the
+    path gives back the mask up to the bridge pixels. None for an empty mask."""
+    contours, _ = cv2.findContours(np.asarray(mask, dtype=np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    parts = [c.reshape(-1, 2).astype(np.float64) + 0.5 for c in contours]
     if not parts:
         return None
+    parts.sort(key=len, reverse=True)
     path = parts[0]
     for part in parts[1:]:
         start = path[-1]

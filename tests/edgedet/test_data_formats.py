@@ -1,0 +1,174 @@
+"""COCO and YOLO readers/writers, dataset.yaml, malformed input and the `edgedet data` CLI."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from device.errors import EdgedetError
+from edgedet.cli import main
+from edgedet.data import load_dataset, read_coco, read_yolo, write_coco, write_yolo
+from edgedet.data.sample import mask_to_polygons, mask_to_rle, mask_to_xyxy, polygons_to_mask, rle_to_mask
+from edgedet.data.synth import SynthConfig, THING_NAMES, write_split
+from edgedet.data.yamlio import format_yaml, parse_yaml
+
+
+@pytest.fixture(scope="module")
+def coco_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("coco")
+    write_split(out, "val", 4, 1, SynthConfig(imgsz=96))
+    return out
+
+
+def _mask_iou(a, b):
+    return (a & b).sum() / max((a | b).sum(), 1)
+
+
+def _assert_same_samples(a, b, min_mask_iou):
+    assert len(a) == len(b)
+    for sa, sb in zip(a, b):
+        assert sa.shape_hw == sb.shape_hw and np.array_equal(sa.class_ids, sb.class_ids)
+        np.testing.assert_allclose(sa.xyxy, sb.xyxy, atol=0.01)
+        for ma, mb in zip(sa.instance_masks(), sb.instance_masks()):
+            assert _mask_iou(ma, mb) >= min_mask_iou
+        assert np.array_equal(sa.semantic_map(), sb.semantic_map())
+
+
+def test_round_trip_coco_to_yolo_to_samples(coco_dir, tmp_path):
+    coco = read_coco(coco_dir / "annotations/instances_val.json")
+    yaml_path = write_yolo(coco, tmp_path / "yolo", "val")
+    assert sorted(p.name for p in (tmp_path / "yolo").iterdir()) == ["dataset.yaml", "images", "labels", "semantic"]
+    yolo = load_dataset(yaml_path, "val")
+    assert yolo.names == THING_NAMES and yolo.semantic_names == coco.semantic_names
+    _assert_same_samples(coco, yolo, min_mask_iou=0.9)  # a YOLO polygon joins parts and holes by thin bridges
+    back = tmp_path / "back.json"
+    write_coco(yolo, back)
+    _assert_same_samples(yolo, read_coco(back, images_dir=tmp_path / "yolo/images/val",
+                                         semantic_dir=tmp_path / "yolo/semantic/val"), min_mask_iou=1.0)
+
+
+def test_yolo_box_and_polygon_lines(tmp_path):
+    (tmp_path / "images/train").mkdir(parents=True)
+    (tmp_path / "labels/train").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images/train/a.png"), np.zeros((50, 100, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "images/train/b.png"), np.zeros((50, 100, 3), np.uint8))  # no label file: no objects
+    (tmp_path / "labels/train/a.txt").write_text("1 0.5 0.5 0.2 0.4\n\n0 0.102 0.104 0.298 0.104 0.298 0.496 0.102 0.496\n")
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat, dog]  # two classes\n")
+    dataset = load_dataset(tmp_path / "data.yaml", "train")
+    a, b = dataset.samples
+    assert dataset.names == ["cat", "dog"] and len(b) == 0 and a.shape_hw == (50, 100)
+    assert a.class_ids.tolist() == [1, 0]
+    np.testing.assert_allclose(a.xyxy[0], [40, 15, 60, 35])
+    np.testing.assert_allclose(a.xyxy[1], [10, 5, 30, 25])  # the pixels whose centres lie in the polygon
+    masks = a.instance_masks()
+    assert masks[0].sum() == 20 * 20 and masks[1].sum() == 20 * 20
+
+
+def test_masks_rle_and_polygons_are_exact():
+    mask = np.zeros((30, 40), bool)
+    mask[3:12, 5:20] = True
+    mask[20:28, 30:38] = True
+    mask[0, 39] = True
+    assert np.array_equal(rle_to_mask(mask_to_rle(mask)), mask)
+    assert mask_to_rle(np.ones((2, 2), bool))["counts"] == [0, 4]
+    assert np.array_equal(polygons_to_mask(mask_to_polygons(mask), mask.shape), mask)
+    assert mask_to_xyxy(mask).tolist() == [5, 0, 40, 28]
+
+
+def test_yaml_subset_reader():
+    config = parse_yaml("# comment\npath: '../data'  # root\ntrain: images/train\nnames:\n  0: a b\n  1: 'c: d'\n"
+                        "semantic_names:\n  - sky\n  - x\nnc: 2\nflag: true\nnothing:\n")
+    assert config == {"path": "../data", "train": "images/train", "names": {0: "a b", 1: "c: d"},
+                      "semantic_names": ["sky", "x"], "nc": 2, "flag": True, "nothing": None}
+    data = {"path": "/tmp/x y", "names": {0: "1", 1: "null"}, "list": ["a", "#b"], "n": 3}
+    assert parse_yaml(format_yaml(data)) == data
+    with pytest.raises(EdgedetError, match="line 2"):
+        parse_yaml("a: 1\nnot a mapping\n")
+
+
+# ---- malformed input ------------------------------------------------------------------------------
+
+def _broken_copy(coco_dir, tmp_path, edit):
+    shutil.copytree(coco_dir, tmp_path / "ds")
+    json_path = tmp_path / "ds/annotations/instances_val.json"
+    coco = json.loads(json_path.read_text())
+    edit(coco)
+    json_path.write_text(json.dumps(coco))
+    return json_path
+
+
+@pytest.mark.parametrize("edit, record, problem", [
+    (lambda c: c["images"][1].update(file_name="missing.jpg"), "image id 2 (missing.jpg)", "image file not found"),
+    (lambda c: c["annotations"][0].update(bbox=[90, 10, 20, 5]), "annotation id 1", "outside the 96x96 image"),
+    (lambda c: c["annotations"][2].update(category_id=42), "annotation id 3", "unknown category_id 42"),
+    (lambda c: c["annotations"][1].update(bbox=[1, 2, 3]), "annotation id 2", "bbox must be 4 finite numbers"),
+    (lambda c: c["annotations"][1].update(image_id=999), "annotation id 2", "unknown image_id 999"),
+])
+def test_malformed_coco_names_file_record_and_problem(coco_dir, tmp_path, edit, record, problem):
+    json_path = _broken_copy(coco_dir, tmp_path, edit)
+    with pytest.raises(EdgedetError) as error:
+        load_dataset(json_path)
+    message = str(error.value)
+    assert str(json_path) in message and record in message and problem in message and "\n" not in message
+    dataset = load_dataset(json_path, skip_invalid=True)
+    assert len(dataset.skipped) == 1 and record in dataset.skipped[0]
+    clean = load_dataset(coco_dir, "val")
+    dropped_instances = sum(len(s) for s in clean) - sum(len(s) for s in dataset)
+    assert dropped_instances >= 1
+
+
+def test_bad_json_names_the_position(tmp_path):
+    path = tmp_path / "instances_val.json"
+    path.write_text('{"images": [1, 2,, 3]}')
+    with pytest.raises(EdgedetError, match=r"instances_val.json: bad JSON: .* line 1 column"):
+        load_dataset(path)
+    with pytest.raises(EdgedetError, match="no such file"):
+        load_dataset(tmp_path / "nothing.json")
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("7 0.5 0.5 0.1 0.1", "unknown class 7"),
+    ("0 0.95 0.5 0.2 0.1", "outside the image"),
+    ("0 0.5 0.5 0.1", "expected 'class cx cy w h'"),
+    ("0 0.5 zero 0.1 0.1", "not numbers"),
+    ("0 0.1 0.1 1.5 0.1 0.3 0.5", "polygon lies outside"),
+])
+def test_malformed_yolo_lines(tmp_path, line, problem):
+    (tmp_path / "images/val").mkdir(parents=True)
+    (tmp_path / "labels/val").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images/val/x.jpg"), np.zeros((32, 32, 3), np.uint8))
+    (tmp_path / "labels/val/x.txt").write_text(f"1 0.5 0.5 0.2 0.2\n{line}\n")
+    with pytest.raises(EdgedetError) as error:
+        read_yolo(tmp_path / "images/val", names=["a", "b"])
+    assert "labels/val/x.txt: line 2: " in str(error.value) and problem in str(error.value)
+    dataset = read_yolo(tmp_path / "images/val", names=["a", "b"], skip_invalid=True)
+    assert len(dataset.skipped) == 1 and dataset[0].class_ids.tolist() == [1]
+
+
+# ---- CLI ------------------------------------------------------------------------------------------
+
+def test_cli_convert_and_info(coco_dir, tmp_path, capsys):
+    assert main(["data", "convert", str(coco_dir / "annotations/instances_val.json"), "--to", "yolo",
+                 "--out", str(tmp_path / "y")]) == 0
+    assert main(["data", "convert", str(tmp_path / "y"), "--from", "yolo", "--to", "coco", "--out", str(tmp_path / "c")]) == 0
+    assert main(["data", "info", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "val: 4 images" in out and "circle" in out
+    _assert_same_samples(load_dataset(coco_dir, "val"), load_dataset(tmp_path / "c", "val"), min_mask_iou=0.9)
+
+
+def test_cli_reports_malformed_input_in_one_line_and_skips_on_request(coco_dir, tmp_path, capsys):
+    json_path = _broken_copy(coco_dir, tmp_path, lambda c: c["annotations"][0].update(category_id=9))
+    assert main(["data", "info", str(json_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgedet data: error: ") and "unknown category_id 9" in err and "\n" not in err
+    assert main(["data", "info", str(json_path), "--skip-invalid"]) == 0
+    captured = capsys.readouterr()
+    assert "1 skipped records" in captured.out and "unknown category_id 9" in captured.err
+
+
+def test_cli_rejects_wrong_source_format_and_missing_subcommand(coco_dir, tmp_path, capsys):
+    assert main(["data", "convert", str(coco_dir), "--from", "yolo", "--to", "coco", "--out", str(tmp_path)]) == 2
+    assert main(["data"]) == 2
+    assert "choose a subcommand" in capsys.readouterr().err
