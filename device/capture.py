@@ -1,0 +1,469 @@
+"""Frame sources: camera indices, picamera2, video files, RTSP/HTTP URLs, images/folders/globs, `synthetic`.
+
+`open_source(text)` returns a `Source`; `source.read(timeout)` gives the next `Frame` (BGR uint8 plus its
+capture timestamp) or None. Two behaviours:
+
+- files (video, images, folders, globs) and `synthetic` are read in order without dropping; a video is
+  decoded ahead in a thread through a small bounded queue so decoding overlaps inference;
+- live sources (cameras, URLs, picam) are read in their own thread that keeps only the newest frame, so
+  there is never a backlog from OpenCV's buffer. When a live source fails or stops delivering frames it
+  is reopened with capped exponential backoff, each attempt logged, and the loop goes on.
+
+A source that cannot be opened at start raises `EdgedetError` within `open_timeout` seconds, naming it
+(and for a camera index, listing the /dev/video* devices that exist).
+"""
+from __future__ import annotations
+
+import glob as globlib
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from device.errors import EdgedetError
+
+log = logging.getLogger("edgedet.capture")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured frame."""
+
+    image: np.ndarray  # uint8 BGR (h, w, 3)
+    index: int  # 0-based position in the source (for live sources: frames delivered by the source so far)
+    timestamp: float  # wall-clock capture time, seconds since the epoch
+    monotonic: float  # time.perf_counter() at capture, for the frame's age at output
+    source: str  # the file the frame came from (image inputs) or the source's name
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How a live source is reopened after it fails."""
+
+    initial_delay: float = 0.5  # seconds before the first reopen attempt
+    max_delay: float = 8.0  # cap of the exponential backoff, seconds
+
+
+class Source:
+    """Base of all sources: `read(timeout) -> Frame | None`, `finished`, `close()`, `name`, `live`."""
+
+    name: str = ""
+    live: bool = False
+
+    def read(self, timeout: float = 1.0) -> Optional[Frame]:
+        """The next frame, or None if none arrived within `timeout` (live) or the source is exhausted."""
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        """True once a finite source has delivered its last frame."""
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ------------------------------------------------------------------------------------------- the factory
+
+
+def open_source(text, *, imgsz: Optional[Tuple[int, int]] = None, open_timeout: float = 5.0,
+                policy: ReconnectPolicy = ReconnectPolicy(), size_wh: Tuple[int, int] = (640, 480)) -> Source:
+    """A `Source` for a camera index ("0"), "picam", "synthetic", a URL, a video, an image, a folder or a glob.
+
+    imgsz: model input (h, w), used for the picamera2 low-resolution stream.
+    size_wh: frame size of the synthetic source.
+    """
+    text = str(text).strip()
+    if not text:
+        raise EdgedetError("empty source: give --camera N or --source PATH|GLOB|DIR|URL|synthetic")
+    if text.isdigit():
+        return LiveSource(f"camera {text}", _camera_opener(int(text)), policy, open_timeout,
+                          on_fail=lambda: _camera_failure(int(text)))
+    if text == "picam":
+        return LiveSource("picam", _picam_opener(imgsz or (size_wh[1], size_wh[0])), policy, open_timeout)
+    if text == "synthetic":
+        return SyntheticSource(size_wh)
+    if text.lower().startswith(URL_SCHEMES):
+        return LiveSource(_redact(text), _url_opener(text, open_timeout), policy, open_timeout)
+    if any(ch in text for ch in "*?["):
+        paths = sorted(p for p in globlib.glob(text, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise EdgedetError(f"no image files match {text}")
+        return ImageSource(paths, text)
+    path = Path(text)
+    if path.is_dir():
+        paths = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise EdgedetError(f"folder {path} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        return ImageSource(paths, text)
+    if not path.exists():
+        raise EdgedetError(f"source not found: {text} (expected a camera index, picam, synthetic, a URL, "
+                           f"a video, an image, a folder or a glob)")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource([str(path)], text)
+    return VideoFileSource(str(path))
+
+
+def _redact(url: str) -> str:
+    """Hide a password in user:pass@host URLs before logging."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest.split("/")[0]:
+        creds, _, host = rest.partition("@")
+        return f"{scheme}{sep}{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+def video_devices() -> List[str]:
+    """The /dev/video* device nodes present on this machine."""
+    return sorted(globlib.glob("/dev/video*"))
+
+
+def _camera_failure(index: int) -> str:
+    devices = video_devices()
+    present = ", ".join(devices) if devices else "none"
+    return f"cannot open camera {index} (/dev/video{index}); video devices present: {present}"
+
+
+# ------------------------------------------------------------------------------------------ file sources
+
+
+class ImageSource(Source):
+    """Image files in the given order; an unreadable file is logged and skipped, never silently dropped."""
+
+    live = False
+
+    def __init__(self, paths: Sequence[str], name: str):
+        self.paths = list(paths)  # image files, in reading order
+        self.name = name
+        self.skipped: List[str] = []  # files that could not be decoded
+        self._next = 0
+
+    def read(self, timeout: float = 1.0) -> Optional[Frame]:
+        while self._next < len(self.paths):
+            index, path = self._next, self.paths[self._next]
+            self._next += 1
+            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            if image is None:
+                log.warning("cannot read image %s; skipped", path)
+                self.skipped.append(path)
+                continue
+            return Frame(image, index, time.time(), time.perf_counter(), path)
+        return None
+
+    @property
+    def finished(self) -> bool:
+        return self._next >= len(self.paths)
+
+
+class VideoFileSource(Source):
+    """A video file decoded ahead in a thread through a bounded queue: in order, no frame dropped."""
+
+    live = False
+    _END = object()
+
+    def __init__(self, path: str, queue_size: int = 4):
+        self.name = path
+        self.capture = cv2.VideoCapture(path)
+        if not self.capture.isOpened():
+            raise EdgedetError(f"cannot open video {path} (not a video OpenCV can decode)")
+        self.fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)  # the file's nominal frame rate
+        self.frame_count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # as reported by the container
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._decode, name="edgedet-video", daemon=True)
+        self._thread.start()
+
+    def _decode(self) -> None:
+        index = 0
+        try:
+            while not self._stop.is_set():
+                ok, image = self.capture.read()
+                if not ok:
+                    break
+                self._put(Frame(image, index, time.time(), time.perf_counter(), self.name))
+                index += 1
+        finally:
+            self._put(self._END)
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, timeout: float = 1.0) -> Optional[Frame]:
+        if self._done:
+            return None
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is self._END:
+            self._done = True
+            return None
+        return item
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self.capture.release()
+
+
+class SyntheticSource(Source):
+    """Moving coloured shapes on a textured background: a demo without a camera, deterministic, endless."""
+
+    live = False
+
+    def __init__(self, size_wh: Tuple[int, int] = (640, 480), shapes: int = 4, seed: int = 0):
+        self.name = "synthetic"
+        self.size_wh = size_wh  # frame (width, height)
+        rng = np.random.default_rng(seed)
+        w, h = size_wh
+        self._pos = rng.uniform([0.2 * w, 0.2 * h], [0.8 * w, 0.8 * h], (shapes, 2))
+        self._vel = rng.uniform(-6, 6, (shapes, 2))
+        self._radius = rng.uniform(0.06, 0.14, shapes) * min(w, h)
+        self._colors = rng.integers(40, 255, (shapes, 3))
+        self._background = self._make_background(rng)
+        self._index = 0
+
+    def _make_background(self, rng) -> np.ndarray:
+        w, h = self.size_wh
+        ramp = np.linspace(60, 140, w, dtype=np.float32)[None, :, None]
+        noise = rng.normal(0, 6, (h, w, 1)).astype(np.float32)
+        return np.clip(np.repeat(ramp, h, axis=0) + noise + np.array([0, 10, 20], np.float32), 0, 255).astype(np.uint8)
+
+    def read(self, timeout: float = 1.0) -> Optional[Frame]:
+        image = self._background.copy()
+        w, h = self.size_wh
+        for k, ((x, y), r) in enumerate(zip(self._pos, self._radius)):
+            color = tuple(int(c) for c in self._colors[k])
+            if k % 2 == 0:
+                cv2.circle(image, (int(x), int(y)), int(r), color, -1, cv2.LINE_AA)
+            else:
+                cv2.rectangle(image, (int(x - r), int(y - r)), (int(x + r), int(y + r)), color, -1)
+        self._step(w, h)
+        frame = Frame(image, self._index, time.time(), time.perf_counter(), self.name)
+        self._index += 1
+        return frame
+
+    def _step(self, w: int, h: int) -> None:
+        self._pos += self._vel
+        for axis, limit in ((0, w), (1, h)):
+            low = self._pos[:, axis] < self._radius
+            high = self._pos[:, axis] > limit - self._radius
+            self._vel[low | high, axis] *= -1
+            self._pos[:, axis] = np.clip(self._pos[:, axis], self._radius, limit - self._radius)
+
+
+# ------------------------------------------------------------------------------------------ live sources
+
+
+def _camera_opener(index: int) -> Callable[[], object]:
+    def open_camera():
+        capture = cv2.VideoCapture(index)
+        if not capture.isOpened():
+            capture.release()
+            return None
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return capture
+    return open_camera
+
+
+def _url_opener(url: str, timeout: float) -> Callable[[], object]:
+    ms = int(max(timeout, 0.5) * 1000)
+
+    def open_url():
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        if not capture.isOpened():
+            capture.release()
+            return None
+        return capture
+    return open_url
+
+
+def _picam_opener(imgsz_hw: Tuple[int, int]) -> Callable[[], object]:
+    try:
+        from picamera2 import Picamera2  # noqa: F401  (only on Raspberry Pi OS)
+    except ImportError:
+        raise EdgedetError("--camera picam needs picamera2, which is not importable here; on Raspberry Pi OS "
+                           "install it with `sudo apt install python3-picamera2` (and create the venv with "
+                           "--system-site-packages), or use --camera 0 for a USB/V4L2 camera") from None
+
+    def open_picam():
+        return PicamReader(imgsz_hw)
+    return open_picam
+
+
+class PicamReader:
+    """picamera2 with a low-resolution YUV420 stream at model size, read as BGR (cv2.VideoCapture protocol)."""
+
+    def __init__(self, imgsz_hw: Tuple[int, int]):
+        from picamera2 import Picamera2
+
+        h, w = imgsz_hw
+        self.camera = Picamera2()
+        config = self.camera.create_video_configuration(
+            main={"size": (max(w, 640), max(h, 480))}, lores={"size": (w - w % 2, h - h % 2), "format": "YUV420"})
+        self.camera.configure(config)
+        self.camera.start()
+
+    def read(self):
+        yuv = self.camera.capture_array("lores")
+        return True, cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
+
+    def release(self):
+        self.camera.stop()
+        self.camera.close()
+
+
+class LiveSource(Source):
+    """A live device read in its own thread keeping only the newest frame; reopened with backoff on failure.
+
+    opener: returns an opened reader (`read() -> (ok, image)`, `release()`) or None when the device is
+            unavailable. Called once at start (failure -> EdgedetError within `open_timeout`), then on
+            every reconnect.
+    """
+
+    live = True
+
+    def __init__(self, name: str, opener: Callable[[], object], policy: ReconnectPolicy = ReconnectPolicy(),
+                 open_timeout: float = 5.0, on_fail: Optional[Callable[[], str]] = None):
+        self.name = name
+        self.policy = policy
+        self.delivered = 0  # frames read from the device
+        self.dropped = 0  # frames replaced by a newer one before anybody read them
+        self.reconnects = 0  # successful reopenings after a failure
+        self._opener = opener
+        self._cond = threading.Condition()
+        self._latest: Optional[Frame] = None
+        self._stop = threading.Event()
+        self._last_frame_time = time.perf_counter()
+        self._reader = self._open_first(open_timeout, on_fail)
+        self._thread = threading.Thread(target=self._run, name="edgedet-capture", daemon=True)
+        self._thread.start()
+
+    def _open_first(self, timeout: float, on_fail):
+        result = {}
+
+        def attempt():
+            try:
+                result["reader"] = self._opener()
+            except Exception as error:  # a driver's own error: report it with the source's name
+                result["error"] = error
+
+        thread = threading.Thread(target=attempt, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        reader = result.get("reader")
+        if reader is None:
+            if thread.is_alive():
+                detail = f"no answer within {timeout:g} s"
+            elif "error" in result:
+                detail = str(result["error"]).strip().splitlines()[0] if str(result["error"]).strip() else "error"
+            else:
+                detail = "it could not be opened"
+            raise EdgedetError(on_fail() if on_fail else f"cannot open source {self.name}: {detail}")
+        return reader
+
+    def _run(self) -> None:
+        reader, delay = self._reader, self.policy.initial_delay
+        while not self._stop.is_set():
+            if reader is None:
+                reader = self._reopen(delay)
+                delay = self.policy.initial_delay if reader is not None else min(delay * 2, self.policy.max_delay)
+                continue
+            ok, image = self._read(reader)
+            if self._stop.is_set():
+                break
+            if not ok or image is None:
+                log.warning("source %s stopped delivering frames; reconnecting", self.name)
+                _release(reader)
+                reader = None
+                continue
+            self._publish(image)
+        _release(reader)
+
+    def _read(self, reader):
+        try:
+            return reader.read()
+        except Exception as error:  # e.g. a USB camera unplugged mid-read
+            log.warning("source %s read failed: %s", self.name, error)
+            return False, None
+
+    def _reopen(self, delay: float):
+        log.warning("source %s: reopening in %.1f s", self.name, delay)
+        if self._stop.wait(delay):
+            return None
+        try:
+            reader = self._opener()
+        except Exception as error:
+            log.warning("source %s: reopen failed: %s", self.name, error)
+            reader = None
+        if reader is None:
+            log.warning("source %s: reopen failed; next attempt in %.1f s", self.name,
+                        min(delay * 2, self.policy.max_delay))
+            return None
+        self.reconnects += 1
+        log.warning("source %s: reconnected (reconnect #%d)", self.name, self.reconnects)
+        return reader
+
+    def _publish(self, image: np.ndarray) -> None:
+        now = time.perf_counter()
+        frame = Frame(image, self.delivered, time.time(), now, self.name)
+        with self._cond:
+            if self._latest is not None:
+                self.dropped += 1
+            self._latest = frame
+            self.delivered += 1
+            self._last_frame_time = now
+            self._cond.notify_all()
+
+    def read(self, timeout: float = 1.0) -> Optional[Frame]:
+        """The newest frame not yet returned; waits up to `timeout` s for one, else None."""
+        with self._cond:
+            if self._latest is None:
+                self._cond.wait_for(lambda: self._latest is not None or self._stop.is_set(), timeout)
+            frame, self._latest = self._latest, None
+            return frame
+
+    @property
+    def seconds_since_frame(self) -> float:
+        return time.perf_counter() - self._last_frame_time
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=3.0)
+
+
+def _release(reader) -> None:
+    if reader is not None:
+        try:
+            reader.release()
+        except Exception as error:  # releasing a dead device must not stop the loop
+            log.debug("release failed: %s", error)

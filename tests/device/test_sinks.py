@@ -1,0 +1,110 @@
+"""device.sinks (JSON lines with COCO RLE, annotated video) and device.draw."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from device.capture import Frame
+from device.detections import Detections
+from device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
+from device.errors import EdgedetError
+from device.rle import rle_decode
+from device.sinks import JsonLinesSink, VideoSink, detections_to_dicts
+
+NAMES = ["circle", "square"]
+
+
+def two_detections(with_masks=True, shape_hw=(30, 40)):
+    masks = None
+    if with_masks:
+        masks = np.zeros((2, *shape_hw), bool)
+        masks[0, 2:10, 3:12] = True
+        masks[1, 15:28, 20:39] = True
+    return Detections(np.array([[3, 2, 12, 10], [20, 15, 39, 28]], np.float32), np.array([0.9, 0.55], np.float32),
+                      np.array([1, 0], np.int32), masks)
+
+
+def test_detections_to_dicts_carries_names_and_rle_masks():
+    dets = two_detections()
+    items = detections_to_dicts(dets, NAMES)
+    assert [d["class_name"] for d in items] == ["square", "circle"]
+    assert items[0]["xyxy"] == [3.0, 2.0, 12.0, 10.0] and items[0]["score"] == pytest.approx(0.9)
+    for item, mask in zip(items, dets.masks):
+        assert np.array_equal(rle_decode(item["segmentation"]), mask)
+    assert "segmentation" not in detections_to_dicts(two_detections(with_masks=False), NAMES)[0]
+    assert detections_to_dicts(Detections.empty(), NAMES) == []
+    assert detections_to_dicts(two_detections(False)[np.array([0])], ["only"])[0]["class_name"] == "1"
+
+
+def test_json_lines_are_flushed_per_frame(tmp_path):
+    path = tmp_path / "out" / "dets.jsonl"
+    sink = JsonLinesSink(str(path), NAMES)
+    frame = Frame(np.zeros((30, 40, 3), np.uint8), 7, 1700000000.5, 1.0, "a.png")
+    sink.write(frame, two_detections(), {"inference": 12.34567})
+    # readable before close: flushed line by line
+    line = json.loads(path.read_text().splitlines()[0])
+    assert line["frame"] == 7 and line["source"] == "a.png" and line["width"] == 40 and line["height"] == 30
+    assert line["timestamp"] == pytest.approx(1700000000.5) and line["latency_ms"] == {"inference": 12.346}
+    assert len(line["detections"]) == 2 and line["detections"][0]["segmentation"]["size"] == [30, 40]
+    sink.write(frame, Detections.empty(), {})
+    sink.close()
+    assert len(path.read_text().splitlines()) == 2 and sink.lines == 2
+
+
+def test_json_sink_unwritable_path_is_named(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EdgedetError, match="--json: cannot write"):
+        JsonLinesSink(str(tmp_path / "file" / "dets.jsonl"), NAMES)
+
+
+def test_video_sink_writes_a_readable_video_resizing_odd_frames(tmp_path):
+    path = tmp_path / "out.mp4"
+    sink = VideoSink(str(path), fps=12)
+    for k in range(5):
+        size = (48, 64) if k != 3 else (30, 50)
+        sink.write(np.full((*size, 3), 40 * k, np.uint8))
+    sink.close()
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(image)
+    capture.release()
+    assert len(frames) == 5 and frames[0].shape == (48, 64, 3)
+    assert int(frames[4].mean()) > int(frames[1].mean())
+
+
+@pytest.mark.parametrize("name, message", [("out.gif", "unsupported video suffix"),
+                                           ("nofolder/out.mp4", "does not exist")])
+def test_video_sink_bad_paths(tmp_path, name, message):
+    with pytest.raises(EdgedetError, match=message):
+        VideoSink(str(tmp_path / name))
+
+
+def test_drawing_changes_pixels_where_expected():
+    image = np.full((30, 40, 3), 100, np.uint8)
+    dets = two_detections()
+    out = annotate(image, dets, NAMES, fps=10.0, latency_ms={"inference": 5.0})
+    assert np.array_equal(image, np.full((30, 40, 3), 100, np.uint8))  # annotate draws on a copy
+    assert not np.array_equal(out[20, 30], image[20, 30])  # inside mask 1
+    canvas = np.full((30, 40, 3), 100, np.uint8)
+    draw_masks(canvas, dets.masks, dets.class_ids, alpha=0.5)
+    expected = (np.full(3, 100.0) * 0.5 + np.array(class_color(0)) * 0.5).astype(np.uint8)
+    assert np.array_equal(canvas[20, 30], expected)
+    assert np.array_equal(canvas[0, 0], [100, 100, 100])  # outside every mask
+
+
+def test_boxes_semantic_and_overlay():
+    canvas = np.zeros((60, 80, 3), np.uint8)
+    draw_detections(canvas, two_detections(with_masks=False, shape_hw=(60, 80)), NAMES)
+    assert canvas[15:29, 20].any()  # left edge of the second box
+    labels = np.zeros((60, 80), np.uint8)
+    labels[40:, :] = 2
+    labels[0, 0] = 255
+    sem = draw_semantic(np.zeros((60, 80, 3), np.uint8), labels)
+    assert sem[50, 50].any() and not sem[10, 10].any() and not sem[0, 0].any()
+    over = draw_overlay(np.zeros((60, 300, 3), np.uint8), 12.5, {"inference": 3.0})
+    assert over[:10, :40].any()

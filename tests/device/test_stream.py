@@ -1,0 +1,129 @@
+"""device.stream: MJPEG and status over HTTP on 127.0.0.1, encoding once per frame for any number of viewers."""
+import json
+import threading
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from device.errors import EdgedetError
+from device.stream import BOUNDARY, StreamServer, parse_host_port
+
+
+@pytest.fixture
+def server():
+    srv = StreamServer("127.0.0.1", 0, lambda: {"fps": 12.5, "stages": {"inference": {"p50": 1, "p90": 2, "p99": 3}},
+                                                "detections": [], "model": "toy.onnx", "backend": "onnxruntime",
+                                                "threads": 2})
+    yield srv
+    srv.close()
+
+
+def frame(k):
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, :, 1] = 10 * k
+    return image
+
+
+def feed_until(srv, event, start=0):
+    k = start
+    while not event.is_set():
+        srv.publish(frame(k % 20))
+        k += 1
+        time.sleep(0.01)
+
+
+def read_mjpeg_parts(url, count, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        assert response.headers["Content-Type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        images = []
+        while len(images) < count:
+            line = response.readline()
+            if line.startswith(b"Content-Length:"):
+                length = int(line.split(b":")[1])
+                response.readline()
+                jpeg = response.read(length)
+                images.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR))
+        return images
+
+
+@pytest.mark.parametrize("text, expected", [("8080", ("127.0.0.1", 8080)), (":8080", ("127.0.0.1", 8080)),
+                                            ("0.0.0.0:9000", ("0.0.0.0", 9000)), ("[::1]:81", ("::1", 81))])
+def test_parse_host_port_defaults_to_loopback(text, expected):
+    assert parse_host_port(text) == expected
+
+
+@pytest.mark.parametrize("text", ["host:", "abc", "1.2.3.4:99999"])
+def test_parse_host_port_rejects_garbage(text):
+    with pytest.raises(EdgedetError, match="--stream"):
+        parse_host_port(text)
+
+
+def test_server_binds_loopback_and_serves_status_and_page(server):
+    assert server.host == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
+    status = json.loads(urllib.request.urlopen(server.url + "status.json", timeout=5).read())
+    assert status["fps"] == 12.5 and status["stages"]["inference"]["p99"] == 3
+    page = urllib.request.urlopen(server.url, timeout=5).read().decode()
+    assert "/stream.mjpg" in page and "/status.json" in page and "p99" in page
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(server.url + "nothing", timeout=5)
+
+
+def test_mjpeg_stream_and_single_frame(server):
+    stop = threading.Event()
+    threading.Thread(target=feed_until, args=(server, stop), daemon=True).start()
+    try:
+        images = read_mjpeg_parts(server.url + "stream.mjpg", 3)
+        assert all(img.shape == (48, 64, 3) for img in images)
+        jpeg = urllib.request.urlopen(server.url + "frame.jpg", timeout=5).read()
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    finally:
+        stop.set()
+
+
+def test_no_encoding_without_viewers_and_once_per_frame_with_many(server):
+    for k in range(5):
+        server.publish(frame(k))
+    time.sleep(0.3)
+    assert server.hub.encoded == 0  # nobody watching: no JPEG work at all
+    stop = threading.Event()
+    threading.Thread(target=feed_until, args=(server, stop), daemon=True).start()
+    results = []
+    viewers = [threading.Thread(target=lambda: results.append(read_mjpeg_parts(server.url + "stream.mjpg", 4)))
+               for _ in range(6)]
+    try:
+        for v in viewers:
+            v.start()
+        for v in viewers:
+            v.join(timeout=20)
+    finally:
+        stop.set()
+    assert len(results) == 6
+    published = server.hub._raw_seq
+    assert server.hub.encoded <= published  # one encode per frame at most, whatever the number of viewers
+
+
+def test_a_stalled_viewer_does_not_block_publishing(server):
+    # a client that connects and never reads: publish must keep returning at once
+    import socket
+
+    sock = socket.create_connection((server.host, server.port), timeout=5)
+    sock.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+    done = threading.Event()
+
+    def publish_many():
+        for k in range(300):
+            server.publish(np.full((240, 320, 3), k % 255, np.uint8))
+            time.sleep(0.002)
+        done.set()
+
+    threading.Thread(target=publish_many, daemon=True).start()
+    assert done.wait(30)
+    sock.close()
+
+
+def test_port_in_use_is_reported(server):
+    with pytest.raises(EdgedetError, match="cannot listen on 127.0.0.1"):
+        StreamServer("127.0.0.1", server.port, dict)
