@@ -191,9 +191,21 @@ def _annotation_problem(record, images: Dict[int, dict], class_of: Dict[int, int
     tol = BOX_TOLERANCE_PX
     if x < -tol or y < -tol or x + bw > w + tol or y + bh > h + tol:
         return f"bbox {bbox} lies outside the {w}x{h} image"
-    segmentation = record.get("segmentation")
-    if segmentation is not None and not isinstance(segmentation, (list, dict)):
-        return "segmentation must be a polygon list or an RLE dict"
+    return _segmentation_problem(record.get("segmentation"), (h, w))
+
+
+def _segmentation_problem(segmentation, shape_hw: Tuple[int, int]) -> Optional[str]:
+    """Why a COCO segmentation is malformed (wrong type, RLE of another size, odd polygon), or None."""
+    if segmentation is None or segmentation == []:
+        return None
+    if isinstance(segmentation, dict):
+        if list(segmentation.get("size", [])) != list(shape_hw) or "counts" not in segmentation:
+            return f"RLE segmentation needs 'counts' and size {list(shape_hw)}, got size {segmentation.get('size')!r}"
+        return None
+    if not isinstance(segmentation, list) or not all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0
+                                                     and all(isinstance(v, (int, float)) for v in p)
+                                                     for p in segmentation):
+        return "segmentation must be an RLE dict or a list of polygons [x, y, x, y, ...] with >= 3 points"
     return None
 
 

@@ -144,21 +144,14 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
     if isinstance(counts, (str, bytes)):
-        return _decode_compressed_rle(rle)
+        from device.rle import rle_decode  # the runtime's NumPy codec of compressed COCO strings
+
+        return np.asarray(rle_decode(rle), dtype=bool)
     counts = np.asarray(counts, dtype=np.int64)
-    if counts.sum() != h * w:
-        raise ValueError(f"RLE counts sum to {int(counts.sum())}, expected {h * w}")
+    if counts.sum() != h * w or np.any(counts < 0):
+        raise EdgedetError(f"RLE counts sum to {int(counts.sum())}, expected H*W = {h * w}")
     values = np.arange(len(counts)) % 2 == 1
     return np.repeat(values, counts).reshape(w, h).T
-
-
-def _decode_compressed_rle(rle: dict) -> np.ndarray:
-    """Compressed COCO RLE strings are decoded by the runtime's RLE module (device.rle, NumPy only)."""
-    try:
-        from device.rle import rle_decode
-    except ImportError as error:
-        raise EdgedetError("compressed RLE segmentations need device.rle, which is not available") from error
-    return np.asarray(rle_decode(rle), dtype=bool)
 
 
 def polygons_to_mask(polygons: List[List[float]], shape_hw: Tuple[int, int]) -> np.ndarray:
@@ -189,7 +182,7 @@ def segmentation_to_mask(segmentation: Segmentation, shape_hw: Tuple[int, int]) 
     if isinstance(segmentation, dict):
         mask = rle_to_mask(segmentation)
         if mask.shape != tuple(shape_hw):
-            raise ValueError(f"RLE size {list(mask.shape)} does not match image {list(shape_hw)}")
+            raise EdgedetError(f"RLE size {list(mask.shape)} does not match image {list(shape_hw)}")
         return mask
     return polygons_to_mask(segmentation, shape_hw)
 

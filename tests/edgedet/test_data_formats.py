@@ -76,6 +76,23 @@ def test_masks_rle_and_polygons_are_exact():
     assert mask_to_xyxy(mask).tolist() == [5, 0, 40, 28]
 
 
+def test_compressed_rle_and_polygon_segmentations_are_read(coco_dir, tmp_path):
+    from device.rle import rle_encode
+
+    clean = load_dataset(coco_dir, "val")
+    masks = clean[0].instance_masks()
+
+    def edit(coco):
+        first = [a for a in coco["annotations"] if a["image_id"] == clean[0].image_id]
+        first[0]["segmentation"] = rle_encode(masks[0])
+        first[1]["segmentation"] = mask_to_polygons(masks[1])
+
+    dataset = load_dataset(_broken_copy(coco_dir, tmp_path, edit), "val")
+    read = dataset[0].instance_masks()
+    assert np.array_equal(read[0], masks[0]) and _mask_iou(read[1], masks[1]) >= 0.9
+    assert dataset[0].instance_areas().tolist() == clean[0].instance_areas().tolist()  # the stored COCO areas
+
+
 def test_yaml_subset_reader():
     config = parse_yaml("# comment\npath: '../data'  # root\ntrain: images/train\nnames:\n  0: a b\n  1: 'c: d'\n"
                         "semantic_names:\n  - sky\n  - x\nnc: 2\nflag: true\nnothing:\n")
@@ -104,6 +121,8 @@ def _broken_copy(coco_dir, tmp_path, edit):
     (lambda c: c["annotations"][2].update(category_id=42), "annotation id 3", "unknown category_id 42"),
     (lambda c: c["annotations"][1].update(bbox=[1, 2, 3]), "annotation id 2", "bbox must be 4 finite numbers"),
     (lambda c: c["annotations"][1].update(image_id=999), "annotation id 2", "unknown image_id 999"),
+    (lambda c: c["annotations"][1]["segmentation"].update(size=[5, 5]), "annotation id 2", "size [96, 96]"),
+    (lambda c: c["annotations"][1].update(segmentation=[[1, 2, 3]]), "annotation id 2", "list of polygons"),
 ])
 def test_malformed_coco_names_file_record_and_problem(coco_dir, tmp_path, edit, record, problem):
     json_path = _broken_copy(coco_dir, tmp_path, edit)
