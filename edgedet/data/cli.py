@@ -90,14 +90,15 @@ def run_synth(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(imgsz=args.imgsz)
     args.out.mkdir(parents=True, exist_ok=True)
+    yaml_path = args.out / "dataset.yaml"  # written first: an interrupted run still leaves a readable folder
+    splits = [split for split, count in (("train", args.train), ("val", args.val)) if count]
+    write_yaml(yaml_path, synth_dataset_yaml(args.out, cfg, args.seed, splits),
+               header=f"edgedet synthetic shapes: edgedet data synth --seed {args.seed} --imgsz {args.imgsz}")
     start = time.perf_counter()
     for split, count in (("train", args.train), ("val", args.val)):
         if count:
             write_split(args.out, split, count, args.seed, cfg, progress=_progress_printer(split, count),
                         workers=args.workers)
-    yaml_path = args.out / "dataset.yaml"
-    write_yaml(yaml_path, synth_dataset_yaml(args.out, cfg, args.seed),
-               header=f"edgedet synthetic shapes: edgedet data synth --seed {args.seed} --imgsz {args.imgsz}")
     total, seconds = args.train + args.val, time.perf_counter() - start
     print(f"wrote {args.train} train + {args.val} val images ({args.imgsz}x{args.imgsz}) to {args.out} "
           f"in {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} images/s)")

@@ -306,16 +306,12 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def synth_dataset_yaml(out: Path, cfg: SynthConfig, seed: int) -> dict:
-    """The dataset.yaml mapping of a synthetic folder (Ultralytics keys plus edgedet's coco_* and semantic_names)."""
-    return {
-        "path": str(out.resolve()),
-        "train": "train/images",
-        "val": "val/images",
-        "coco_train": "annotations/instances_train.json",
-        "coco_val": "annotations/instances_val.json",
-        "names": {i: name for i, name in enumerate(THING_NAMES)},
-        "semantic_names": list(SEMANTIC_NAMES),
-        "imgsz": cfg.imgsz,
-        "seed": seed,
-    }
+def synth_dataset_yaml(out: Path, cfg: SynthConfig, seed: int, splits=("train", "val")) -> dict:
+    """The dataset.yaml mapping of a synthetic folder (Ultralytics keys plus edgedet's coco_<split> and
+    semantic_names) naming only the written `splits`."""
+    config = {"path": str(out.resolve())}
+    config.update({split: f"{split}/images" for split in splits})
+    config.update({f"coco_{split}": f"annotations/instances_{split}.json" for split in splits})
+    config.update({"names": {i: name for i, name in enumerate(THING_NAMES)}, "semantic_names": list(SEMANTIC_NAMES),
+                   "imgsz": cfg.imgsz, "seed": seed})
+    return config

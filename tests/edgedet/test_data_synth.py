@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from device.errors import EdgedetError
+
 from edgedet.data import coco_gt_dict, load_dataset
 from edgedet.data.sample import mask_to_xyxy, rle_to_mask
 from edgedet.data.synth import SEMANTIC_NAMES, STUFF_NAMES, THING_NAMES, SynthConfig, make_scene, write_split
@@ -95,6 +97,8 @@ def test_either_split_may_be_empty(tmp_path):
     assert main(["data", "synth", "--out", str(tmp_path), "--train", "0", "--val", "1", "--imgsz", "64"]) == 0
     assert not (tmp_path / "annotations/instances_train.json").exists()
     assert len(load_dataset(tmp_path, "val")) == 1
+    with pytest.raises(EdgedetError, match="no 'train' entry"):
+        load_dataset(tmp_path, "train")
 
 
 def test_parallel_workers_write_the_same_files(tmp_path):
