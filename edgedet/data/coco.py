@@ -20,13 +20,17 @@ from edgedet.data.sample import Dataset, Sample
 BOX_TOLERANCE_PX = 1.0  # a box may stick out of its image by this much (rounding) before it is malformed
 
 
-class _Problems:
-    """Collects per-record problems: raise on the first, or keep a list when skipping invalid records."""
+class RecordProblems:
+    """Per-record problems of one source file: raise EdgedetError on the first, or, when skipping invalid records,
+    keep one message per dropped record in `messages`."""
 
     def __init__(self, source: Path, skip_invalid: bool):
-        self.source, self.skip_invalid, self.messages = source, skip_invalid, []
+        self.source = source  # the file the records come from (named in every message)
+        self.skip_invalid = skip_invalid  # drop and list instead of raising
+        self.messages: List[str] = []  # "<file>: <record>: <problem>" of each dropped record
 
     def report(self, record: str, problem: str) -> None:
+        """Raise, or remember, `problem` of `record` (e.g. "annotation id 7 (#6)")."""
         message = f"{self.source}: {record}: {problem}"
         if not self.skip_invalid:
             raise EdgedetError(message + " (use --skip-invalid to drop such records)")
@@ -59,7 +63,7 @@ def read_coco(json_path: Path, images_dir: Optional[Path] = None, semantic_dir: 
     coco = read_json(json_path)
     if not isinstance(coco, dict) or not isinstance(coco.get("images"), list):
         raise EdgedetError(f"{json_path}: not a COCO instances file (no 'images' list)")
-    problems = _Problems(json_path, skip_invalid)
+    problems = RecordProblems(json_path, skip_invalid)
     category_ids, names = _read_categories(coco, json_path)
     images_dir = Path(images_dir) if images_dir else guess_images_dir(json_path, coco["images"])
     if semantic_dir is None and (images_dir.parent / "semantic").is_dir():
@@ -100,7 +104,7 @@ def guess_images_dir(json_path: Path, images: List[dict]) -> Path:
                        "pass it explicitly (--images DIR)")
 
 
-def _read_images(records: list, images_dir: Path, semantic_dir: Optional[Path], problems: _Problems) -> Dict[int, dict]:
+def _read_images(records: list, images_dir: Path, semantic_dir: Optional[Path], problems: RecordProblems) -> Dict[int, dict]:
     """image id -> validated image record with resolved paths."""
     images: Dict[int, dict] = {}
     for index, record in enumerate(records):
@@ -150,7 +154,7 @@ def _image_size(record: dict, path: Path) -> Tuple[int, int]:
 
 
 def _read_annotations(records: list, images: Dict[int, dict], listed: set, category_ids: List[int],
-                      problems: _Problems) -> Dict[int, List[dict]]:
+                      problems: RecordProblems) -> Dict[int, List[dict]]:
     """image id -> list of validated annotations (with 'class_id' and 'xyxy' added). Annotations of listed images
     that were dropped as invalid go with their image, without a message of their own."""
     class_of = {cid: index for index, cid in enumerate(category_ids)}

@@ -15,7 +15,7 @@ import numpy as np
 
 from device.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from device.errors import EdgedetError
-from edgedet.data.coco import _Problems
+from edgedet.data.coco import RecordProblems
 from edgedet.data.sample import Dataset, Sample, mask_to_xyxy, polygons_to_mask
 from edgedet.data.yamlio import write_yaml
 
@@ -49,7 +49,7 @@ def read_yolo(images_dir: Path, names: Optional[List[str]] = None, skip_invalid:
     samples, skipped = [], []
     for image_id, path in enumerate(paths, start=1):
         label_path = labels_dir / f"{path.stem}.txt"
-        problems = _Problems(label_path, skip_invalid)
+        problems = RecordProblems(label_path, skip_invalid)
         shape_hw = _image_shape(path, problems)
         if shape_hw is None:
             skipped += problems.messages
@@ -64,7 +64,7 @@ def read_yolo(images_dir: Path, names: Optional[List[str]] = None, skip_invalid:
                    root=images_dir.parent, skipped=skipped)
 
 
-def _image_shape(path: Path, problems: _Problems) -> Optional[Tuple[int, int]]:
+def _image_shape(path: Path, problems: RecordProblems) -> Optional[Tuple[int, int]]:
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         problems.report(f"image {path.name}", f"cannot read image {path}")
@@ -73,7 +73,7 @@ def _image_shape(path: Path, problems: _Problems) -> Optional[Tuple[int, int]]:
 
 
 def _read_label_file(label_path: Path, image_path: Path, image_id: int, shape_hw: Tuple[int, int],
-                     names: Optional[List[str]], problems: _Problems, semantic_path: Optional[Path]) -> Sample:
+                     names: Optional[List[str]], problems: RecordProblems, semantic_path: Optional[Path]) -> Sample:
     """One image's Sample from its label file (missing file = no objects)."""
     boxes, class_ids, segmentations = [], [], []
     lines = label_path.read_text().splitlines() if label_path.is_file() else []

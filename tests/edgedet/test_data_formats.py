@@ -191,3 +191,26 @@ def test_cli_rejects_wrong_source_format_and_missing_subcommand(coco_dir, tmp_pa
     assert main(["data", "convert", str(coco_dir), "--from", "yolo", "--to", "coco", "--out", str(tmp_path)]) == 2
     assert main(["data"]) == 2
     assert "choose a subcommand" in capsys.readouterr().err
+
+
+def test_yolo_folder_without_yaml_names_classes_by_index(tmp_path):
+    (tmp_path / "images/val").mkdir(parents=True)
+    (tmp_path / "labels/val").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images/val/x.jpg"), np.zeros((20, 20, 3), np.uint8))
+    (tmp_path / "images/val/broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "labels/val/x.txt").write_text("2 0.5 0.5 0.5 0.5\n")
+    with pytest.raises(EdgedetError, match="image broken.jpg: cannot read image"):
+        load_dataset(tmp_path, "val")
+    dataset = load_dataset(tmp_path, "val", skip_invalid=True)
+    assert dataset.names == ["0", "1", "2"] and len(dataset) == 1 and len(dataset.skipped) == 1
+    with pytest.raises(EdgedetError, match="no dataset.yaml, annotations/instances_train.json or images/train"):
+        load_dataset(tmp_path, "train")
+
+
+def test_coco_json_with_unguessable_image_folder_asks_for_it(coco_dir, tmp_path):
+    json_path = tmp_path / "elsewhere.json"
+    shutil.copyfile(coco_dir / "annotations/instances_val.json", json_path)
+    with pytest.raises(EdgedetError, match="cannot find the image folder"):
+        load_dataset(json_path)
+    dataset = load_dataset(json_path, images_dir=coco_dir / "val/images")
+    assert len(dataset) == 4 and dataset[0].semantic_path is not None
