@@ -1,0 +1,452 @@
+"""YOLO decoders: raw output arrays + `ModelSpec` -> `Candidates` (boxes in network-input pixels, before NMS).
+
+Every decoder is a pure function of NumPy arrays. `decode` picks one from the spec and the output shapes
+(`select_layout`), with an explicit override. Layouts (see device/spec.py):
+- "edgedet"    this project's multi-scale anchor head; `decode_edgedet_level` is THE decode that training,
+               evaluation and the device share (edgedet/models mirrors it in torch and tests the two equal).
+- "grid"       the lecture's single-scale YOLO grid (S, S, A*(5+C)) or (S, S, A, 5+C).
+- "yolov5"     (1, N, 5+C) or (1, 5+C, N).
+- "yolov8"     (1, 4+C, N) or (1, N, 4+C).
+- "yolov8-seg" (1, 4+C+M, N) or (1, N, 4+C+M), plus prototypes (1, M, h, w) or (1, h, w, M).
+Third-party outputs are matched by shape, never by position or name. Integer outputs are dequantized first
+(`dequantize_outputs`).
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from device.errors import EdgedetError
+from device.spec import LAYOUTS, ModelSpec
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """N candidate detections before NMS, in network-input pixels.
+
+    xyxy:       float32 (N, 4) corners in network-input pixels.
+    scores:     float32 (N,) confidence of the best class (objectness x class probability where there is one).
+    class_ids:  int32 (N,) best class.
+    mask_coefs: float32 (N, M) instance-mask coefficients, or None for detectors without masks.
+    """
+
+    xyxy: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    mask_coefs: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, index) -> "Candidates":
+        """Select by integer array, slice or boolean mask; returns new `Candidates`."""
+        coefs = None if self.mask_coefs is None else self.mask_coefs[index]
+        return Candidates(self.xyxy[index], self.scores[index], self.class_ids[index], coefs)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence["Candidates"]) -> "Candidates":
+        """Join candidate sets in order (all with or all without mask coefficients)."""
+        coefs = None if parts[0].mask_coefs is None else np.concatenate([p.mask_coefs for p in parts])
+        return cls(np.concatenate([p.xyxy for p in parts]), np.concatenate([p.scores for p in parts]),
+                   np.concatenate([p.class_ids for p in parts]), coefs)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """float32 logistic function 1 / (1 + exp(-x)); saturates to 0/1 without warnings."""
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        return np.float32(1.0) / (np.float32(1.0) + np.exp(-x))
+
+
+def _best_class(class_scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(N, C) scores -> (best score float32 (N,), class id int32 (N,)); C = 0 gives a single class 0."""
+    if class_scores.shape[1] == 0:
+        n = len(class_scores)
+        return np.ones(n, np.float32), np.zeros(n, np.int32)
+    ids = class_scores.argmax(axis=1)
+    return np.take_along_axis(class_scores, ids[:, None], axis=1)[:, 0], ids.astype(np.int32)
+
+
+def _cxcywh_columns_to_xyxy(cx, cy, w, h) -> np.ndarray:
+    """Four (N,) columns -> float32 (N, 4) corners."""
+    half_w, half_h = w / 2, h / 2
+    return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1).astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------- edgedet: the project's own head
+
+def decode_edgedet_level(raw_level: np.ndarray, stride: int, anchors_wh: np.ndarray, num_classes: int,
+                         num_mask_coefs: int = 0):
+    """Decode one FPN level of the edgedet head. THE reference decode (training and evaluation use it too).
+
+    raw_level:  float32 (K*(5+C+M), H, W) raw head output of one image (NCHW without the batch axis); per
+                anchor k the channels k*(5+C+M) + (to, tx, ty, tw, th, tc_1..tc_C, m_1..m_M).
+    stride:     s, input pixels per cell.  anchors_wh: (K, 2) anchor (w, h) in input pixels.
+    For anchor k at cell (row i, column j):
+        cx = (j + 2*sigmoid(tx) - 0.5) * s          cy = (i + 2*sigmoid(ty) - 0.5) * s
+        w  = anchor_w[k] * (2*sigmoid(tw))**2       h  = anchor_h[k] * (2*sigmoid(th))**2
+        objectness = sigmoid(to), class probability = sigmoid(tc), mask coefficients = m (linear).
+    Returns, with candidates ordered by anchor k, then row i, then column j (N = K*H*W):
+        xyxy float32 (N, 4) input pixels, objectness float32 (N,), class_probs float32 (N, C),
+        mask_coefs float32 (N, M).
+    """
+    anchors_wh = np.asarray(anchors_wh, dtype=np.float32).reshape(-1, 2)
+    k, depth = len(anchors_wh), 5 + num_classes + num_mask_coefs
+    if raw_level.ndim != 3 or raw_level.shape[0] != k * depth:
+        raise EdgedetError(f"edgedet level output has shape {raw_level.shape}, expected ({k}*{depth}, H, W) "
+                           f"for {k} anchors, {num_classes} classes, {num_mask_coefs} mask coefficients")
+    h, w = raw_level.shape[1:]
+    per_anchor = np.asarray(raw_level, dtype=np.float32).reshape(k, depth, h * w)
+    act = sigmoid(per_anchor[:, :5 + num_classes])  # (K, 5+C, H*W)
+    s = np.float32(stride)
+    cols = np.arange(w, dtype=np.float32)[None, None, :]
+    rows = np.arange(h, dtype=np.float32)[None, :, None]
+    cx = ((cols + 2 * act[:, 1].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
+    cy = ((rows + 2 * act[:, 2].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
+    bw = (anchors_wh[:, 0:1] * (2 * act[:, 3]) ** 2).reshape(-1)
+    bh = (anchors_wh[:, 1:2] * (2 * act[:, 4]) ** 2).reshape(-1)
+    xyxy = _cxcywh_columns_to_xyxy(cx, cy, bw, bh)
+    objectness = act[:, 0].reshape(-1)
+    n = k * h * w
+    class_probs = act[:, 5:].transpose(0, 2, 1).reshape(n, num_classes)
+    mask_coefs = per_anchor[:, 5 + num_classes:].transpose(0, 2, 1).reshape(n, num_mask_coefs)
+    return xyxy, objectness, class_probs, mask_coefs
+
+
+def edgedet_level_chw(array: np.ndarray, output_layout: str) -> np.ndarray:
+    """A level output (1, K*D, H, W) NCHW or (1, H, W, K*D) NHWC -> (K*D, H, W)."""
+    array = np.asarray(array)
+    if array.ndim == 4:
+        array = array[0]
+    if array.ndim != 3:
+        raise EdgedetError(f"edgedet level output must be 4-D (1, C, H, W), got shape {array.shape}")
+    return array.transpose(2, 0, 1) if output_layout == "NHWC" else array
+
+
+def _edgedet_levels(outputs: Mapping[str, np.ndarray], spec: ModelSpec):
+    """The level arrays finest first: by spec.level_outputs names, else by shape (4-D, K*(5+C+M) channels)."""
+    if all(name in outputs for name in spec.level_outputs):
+        return [outputs[name] for name in spec.level_outputs]
+    depth = spec.num_anchors * (5 + spec.num_classes + spec.num_mask_coefs)
+    channel_axis = 3 if spec.output_layout == "NHWC" else 1
+    levels = [a for a in outputs.values() if np.ndim(a) == 4 and a.shape[channel_axis] == depth]
+    spatial = (1, 2) if channel_axis == 3 else (2, 3)
+    levels.sort(key=lambda a: -a.shape[spatial[0]] * a.shape[spatial[1]])
+    if len(levels) != len(spec.strides):
+        raise EdgedetError(f"model outputs {sorted(outputs)} do not contain the {len(spec.strides)} edgedet "
+                           f"levels {spec.level_outputs}")
+    return levels
+
+
+def decode_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Candidates:
+    """All edgedet candidates of one image: level (finest first), then anchor, row, column.
+
+    score = objectness x best class probability; xyxy in network-input pixels; mask_coefs (N, M) or None.
+    """
+    if not spec.anchors or len(spec.anchors) != len(spec.strides):
+        raise EdgedetError(f"edgedet model spec needs one anchor list per stride {spec.strides}, "
+                           f"got {len(spec.anchors)}")
+    parts = []
+    for raw, stride, anchors in zip(_edgedet_levels(outputs, spec), spec.strides, spec.anchors):
+        level = edgedet_level_chw(raw, spec.output_layout)
+        xyxy, objectness, class_probs, coefs = decode_edgedet_level(
+            level, stride, np.asarray(anchors), spec.num_classes, spec.num_mask_coefs)
+        best, ids = _best_class(class_probs)
+        parts.append(Candidates(xyxy, objectness * best, ids, coefs if spec.num_mask_coefs else None))
+    return Candidates.concatenate(parts)
+
+
+# ---------------------------------------------------------------- the lecture's single-scale grid
+
+def decode_grid(output: np.ndarray, spec: ModelSpec) -> Candidates:
+    """The lecture's YOLO grid: (S_h, S_w, A*(5+C)) or (S_h, S_w, A, 5+C), optional leading batch axis of 1.
+
+    Values are final, as in the lecture's label vector y, per anchor a: (p_c, b_x, b_y, b_h, b_w, c_1..c_C) with
+    p_c and c in 0..1, (b_x, b_y) the box centre relative to its cell (0..1), and (b_h, b_w) the box size relative
+    to anchor a (spec.anchors[0][a] = (w, h) in input pixels) or, without anchors, relative to the cell.
+    score = p_c x best c. Candidate order: row, column, anchor.
+    """
+    depth = 5 + spec.num_classes
+    grid = np.asarray(output, dtype=np.float32)
+    if grid.ndim == 5 or (grid.ndim == 4 and grid.shape[0] == 1 and grid.shape[1] != 1):
+        grid = grid[0]  # leading batch axis
+    if grid.ndim == 3 and grid.shape[-1] % depth == 0:
+        grid = grid.reshape(grid.shape[0], grid.shape[1], -1, depth)
+    if grid.ndim != 4 or grid.shape[-1] != depth:
+        raise EdgedetError(f"grid output has shape {np.shape(output)}, expected (S, S, A*{depth}) or (S, S, A, {depth})")
+    rows, cols, num_anchors = grid.shape[:3]
+    cell_h = np.float32(spec.input_size_hw[0] / rows)
+    cell_w = np.float32(spec.input_size_hw[1] / cols)
+    if spec.anchors:
+        anchors = np.asarray(spec.anchors[0], dtype=np.float32).reshape(-1, 2)
+        if len(anchors) != num_anchors:
+            raise EdgedetError(f"grid output has {num_anchors} anchors per cell but the spec lists {len(anchors)}")
+    else:
+        anchors = np.tile(np.array([[cell_w, cell_h]], np.float32), (num_anchors, 1))
+    j = np.arange(cols, dtype=np.float32)[None, :, None]
+    i = np.arange(rows, dtype=np.float32)[:, None, None]
+    cx = ((j + grid[..., 1]) * cell_w).reshape(-1)
+    cy = ((i + grid[..., 2]) * cell_h).reshape(-1)
+    bh = (grid[..., 3] * anchors[:, 1]).reshape(-1)
+    bw = (grid[..., 4] * anchors[:, 0]).reshape(-1)
+    best, ids = _best_class(grid[..., 5:].reshape(rows * cols * num_anchors, spec.num_classes))
+    return Candidates(_cxcywh_columns_to_xyxy(cx, cy, bw, bh), grid[..., 0].reshape(-1) * best, ids)
+
+
+# ---------------------------------------------------------------- Ultralytics-style exports
+
+def _rows_by_feature(pred: np.ndarray, features: Optional[int]) -> np.ndarray:
+    """(1, F, N) or (1, N, F) (or without batch) -> (N, F) rows: orientation from the known feature count F,
+    else the smaller axis is the feature axis."""
+    pred = np.asarray(pred)
+    if pred.ndim == 3:
+        if pred.shape[0] != 1:
+            raise EdgedetError(f"expected a batch of one image, got prediction shape {pred.shape}")
+        pred = pred[0]
+    if pred.ndim != 2:
+        raise EdgedetError(f"prediction output must be (1, F, N) or (1, N, F), got shape {pred.shape}")
+    if features is not None and pred.shape[1] == features and pred.shape[0] != features:
+        return pred
+    if features is not None and pred.shape[0] == features:
+        return pred.T
+    if features is not None:
+        raise EdgedetError(f"prediction output shape {pred.shape} has no axis of {features} features")
+    return pred.T if pred.shape[0] < pred.shape[1] else pred
+
+
+def _scale_normalized(xyxy: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Boxes in 0..1 of the input (third-party TFLite) -> input pixels; pixel boxes pass through."""
+    if not spec.boxes_normalized:
+        return xyxy
+    h, w = spec.input_size_hw
+    return xyxy * np.array([w, h, w, h], dtype=np.float32)
+
+
+def decode_yolov5(pred: np.ndarray, spec: ModelSpec) -> Candidates:
+    """YOLOv5 export (1, N, 5+C) (or (1, 5+C, N)): cx, cy, w, h, objectness, class probabilities.
+
+    score = objectness x best class probability; boxes in input pixels (or 0..1 if spec.boxes_normalized).
+    """
+    c = spec.num_classes or None
+    rows = _rows_by_feature(pred, None if c is None else 5 + c).astype(np.float32, copy=False)
+    best, ids = _best_class(rows[:, 5:])
+    xyxy = _cxcywh_columns_to_xyxy(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+    return Candidates(_scale_normalized(xyxy, spec), rows[:, 4] * best, ids)
+
+
+def decode_yolov8(pred: np.ndarray, spec: ModelSpec, num_mask_coefs: int = 0) -> Candidates:
+    """YOLOv8 / YOLO11 export (1, 4+C(+M), N) or (1, N, 4+C(+M)): cx, cy, w, h, class scores[, mask coefs].
+
+    No objectness: score = best class score. Boxes in input pixels (or 0..1 if spec.boxes_normalized).
+    """
+    c = spec.num_classes or None
+    pred = np.asarray(pred, dtype=np.float32)
+    features = None if c is None else 4 + c + num_mask_coefs
+    if pred.ndim == 3 and pred.shape[0] == 1 and (pred.shape[1] == features or
+                                                  (features is None and pred.shape[1] < pred.shape[2])):
+        return _decode_yolov8_channels_first(pred[0], spec, num_mask_coefs)
+    rows = _rows_by_feature(pred, features)
+    num_classes = rows.shape[1] - 4 - num_mask_coefs
+    best, ids = _best_class(rows[:, 4:4 + num_classes])
+    xyxy = _cxcywh_columns_to_xyxy(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3])
+    coefs = np.ascontiguousarray(rows[:, 4 + num_classes:]) if num_mask_coefs else None
+    return Candidates(_scale_normalized(xyxy, spec), best, ids, coefs)
+
+
+def _decode_yolov8_channels_first(pred: np.ndarray, spec: ModelSpec, num_mask_coefs: int) -> Candidates:
+    """(4+C+M, N) -> Candidates without transposing the whole array (reductions run along the channel axis)."""
+    num_classes = pred.shape[0] - 4 - num_mask_coefs
+    class_scores = pred[4:4 + num_classes]
+    if num_classes:
+        ids = class_scores.argmax(axis=0).astype(np.int32)
+        best = class_scores.max(axis=0)
+    else:
+        ids, best = np.zeros(pred.shape[1], np.int32), np.ones(pred.shape[1], np.float32)
+    xyxy = _cxcywh_columns_to_xyxy(pred[0], pred[1], pred[2], pred[3])
+    coefs = np.ascontiguousarray(pred[4 + num_classes:].T) if num_mask_coefs else None
+    return Candidates(_scale_normalized(xyxy, spec), best, ids, coefs)
+
+
+def split_seg_outputs(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Tuple[np.ndarray, np.ndarray]:
+    """YOLOv8-seg outputs matched by shape: (prediction array, prototypes float32 (M, h, w) channels first)."""
+    arrays = list(outputs.values())
+    preds = [a for a in arrays if np.ndim(a) == 3 and a.shape[0] == 1 and np.shape(a)[1] != np.shape(a)[2]]
+    protos = [a for a in arrays if np.ndim(a) == 4]
+    if len(preds) != 1 or len(protos) != 1:
+        raise EdgedetError(f"yolov8-seg expects one (1, 4+C+M, N) and one (1, M, h, w) output, "
+                           f"got shapes {[np.shape(a) for a in arrays]}")
+    return preds[0], protos_chw(protos[0], spec)
+
+
+def protos_chw(protos: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Prototypes (1, M, h, w) NCHW or (1, h, w, M) NHWC -> float32 (M, h, w).
+
+    The layout follows spec.num_mask_coefs when it identifies the channel axis, else spec.output_layout.
+    """
+    p = np.asarray(protos, dtype=np.float32)
+    p = p[0] if p.ndim == 4 else p
+    m = spec.num_mask_coefs
+    if m and p.shape[0] == m and p.shape[2] != m:
+        return p
+    if m and p.shape[2] == m and p.shape[0] != m:
+        return np.ascontiguousarray(p.transpose(2, 0, 1))
+    return np.ascontiguousarray(p.transpose(2, 0, 1)) if spec.output_layout == "NHWC" else p
+
+
+def decode_yolov8_seg(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Tuple[Candidates, np.ndarray]:
+    """YOLOv8/YOLO11-seg: (Candidates with mask_coefs (N, M), prototypes float32 (M, h, w))."""
+    pred, protos = split_seg_outputs(outputs, spec)
+    return decode_yolov8(pred, spec, num_mask_coefs=len(protos)), protos
+
+
+# ---------------------------------------------------------------- selection, dequantization, metadata
+
+def dequantize_outputs(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Dict[str, np.ndarray]:
+    """Integer outputs -> float32 with spec.output_quant[name]: real = scale * (q - zero_point).
+
+    float16 outputs are widened to float32; float32 outputs pass through.
+    """
+    result = {}
+    for name, array in outputs.items():
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.integer):
+            quant = spec.output_quant.get(name)
+            if quant is None:
+                raise EdgedetError(f"output {name!r} is {array.dtype} but the model spec has no quantization "
+                                   f"parameters for it")
+            array = (array.astype(np.float32) - np.float32(quant.zero_point)) * np.float32(quant.scale)
+        elif array.dtype != np.float32:
+            array = array.astype(np.float32)
+        result[name] = array
+    return result
+
+
+def _looks_like_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> bool:
+    if all(name in outputs for name in spec.level_outputs):
+        return True
+    try:
+        _edgedet_levels(outputs, spec)
+    except EdgedetError:
+        return False
+    return bool(spec.anchors)
+
+
+def infer_layout(output_shapes: Sequence[Tuple[int, ...]], num_classes: int = 0) -> str:
+    """Guess a third-party layout from output shapes (and the class count if known, 0 = unknown)."""
+    shapes = [tuple(int(d) for d in s) for s in output_shapes]
+    if len(shapes) == 2 and sorted(len(s) for s in shapes) == [3, 4]:
+        return "yolov8-seg"
+    if len(shapes) != 1:
+        raise EdgedetError(f"cannot recognise a YOLO layout from output shapes {shapes}; pass the layout explicitly")
+    shape = shapes[0][1:] if shapes[0][0] == 1 and len(shapes[0]) in (4, 5) else shapes[0]
+    if len(shape) in (3, 4) and shape[0] == shape[1]:
+        return "grid"
+    if len(shape) == 3 and shape[0] == 1 and num_classes:
+        dims = shape[1:]
+        if 5 + num_classes in dims and 4 + num_classes not in dims:
+            return "yolov5"
+        if 4 + num_classes in dims:
+            return "yolov8"
+    if len(shape) == 3 and shape[0] == 1:
+        return "yolov8"
+    raise EdgedetError(f"cannot recognise a YOLO layout from output shape {shapes[0]}; pass the layout explicitly")
+
+
+def select_layout(outputs: Mapping[str, np.ndarray], spec: ModelSpec, override: Optional[str] = None) -> str:
+    """The layout to decode with: `override` if given, else the spec's (an "edgedet" spec whose outputs do not
+    look like the edgedet head falls back to recognising the outputs by shape)."""
+    if override is not None:
+        if override not in LAYOUTS:
+            raise EdgedetError(f"unknown layout {override!r}; expected one of {', '.join(LAYOUTS)}")
+        return override
+    if spec.layout != "edgedet" or _looks_like_edgedet(outputs, spec):
+        return spec.layout
+    return infer_layout([np.shape(a) for a in outputs.values()], spec.num_classes)
+
+
+def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec,
+           layout: Optional[str] = None) -> Tuple[Candidates, Optional[np.ndarray]]:
+    """Float outputs (already dequantized) -> (Candidates in input pixels, prototypes (M, h, w) or None)."""
+    layout = select_layout(outputs, spec, layout)
+    if layout == "edgedet":
+        protos = outputs.get(spec.proto_output) if spec.proto_output else None
+        protos = None if protos is None or not spec.num_mask_coefs else protos_chw(protos, spec)
+        return decode_edgedet(outputs, spec), protos
+    if layout == "yolov8-seg":
+        return decode_yolov8_seg(outputs, spec)
+    single = _single_output(outputs, layout)
+    if layout == "grid":
+        return decode_grid(single, spec), None
+    if layout == "yolov5":
+        return decode_yolov5(single, spec), None
+    return decode_yolov8(single, spec), None
+
+
+def _single_output(outputs: Mapping[str, np.ndarray], layout: str) -> np.ndarray:
+    if len(outputs) != 1:
+        raise EdgedetError(f"layout {layout!r} expects one output, got {len(outputs)}: {sorted(outputs)}")
+    return next(iter(outputs.values()))
+
+
+def _literal(value):
+    """Ultralytics stores metadata values as Python literals in strings ("{0: 'person'}", "[640, 640]")."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def spec_from_ultralytics_metadata(metadata: Mapping[str, object],
+                                   output_shapes: Union[Mapping[str, Sequence[int]], Sequence[Sequence[int]]],
+                                   input_layout: str = "NCHW", boxes_normalized: bool = False,
+                                   input_size_hw: Optional[Tuple[int, int]] = None) -> ModelSpec:
+    """A `ModelSpec` for an Ultralytics export from its metadata (names, imgsz, stride, task) and output shapes.
+
+    metadata:      ONNX metadata_props (or the TFLite metadata.json) as a dict; values may be literal strings.
+    output_shapes: {output name: shape} or a list of shapes; the layout is recognised from them.
+    input_layout / boxes_normalized: "NHWC" and True for Ultralytics TFLite files.
+    """
+    names_value = _literal(metadata.get("names", {}))
+    if isinstance(names_value, dict):
+        names = [str(names_value[k]) for k in sorted(names_value, key=int)]
+    elif isinstance(names_value, (list, tuple)):
+        names = [str(n) for n in names_value]
+    else:
+        raise EdgedetError(f"Ultralytics metadata 'names' is not a dict or list: {names_value!r}")
+    task = str(metadata.get("task", "detect"))
+    if task not in ("detect", "segment"):
+        raise EdgedetError(f"Ultralytics task {task!r} is not supported; edgedet runs 'detect' and 'segment' models")
+    imgsz = _literal(metadata.get("imgsz", input_size_hw))
+    if imgsz is None:
+        raise EdgedetError("Ultralytics metadata has no 'imgsz' and no input size was given")
+    size_hw = (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, float)) else (int(imgsz[0]), int(imgsz[1]))
+    named = dict(output_shapes) if isinstance(output_shapes, Mapping) else {f"output{i}": tuple(s)
+                                                                            for i, s in enumerate(output_shapes)}
+    layout = infer_layout(list(named.values()), len(names))
+    if task == "segment" and layout != "yolov8-seg":
+        raise EdgedetError(f"Ultralytics segment model must have a prediction and a prototype output, "
+                           f"got shapes {list(named.values())}")
+    proto_name = next((n for n, s in named.items() if len(s) == 4), None) if layout == "yolov8-seg" else None
+    num_masks = _proto_channels(named[proto_name], names, named) if proto_name else 0
+    stride = int(_literal(metadata.get("stride", 32)))
+    return ModelSpec(names=names, input_size_hw=size_hw, layout=layout, task=task,
+                     strides=tuple(s for s in (8, 16, 32, 64) if s <= stride) or (stride,), anchors=[],
+                     num_mask_coefs=num_masks, level_outputs=[], proto_output=proto_name,
+                     input_name=str(metadata.get("input_name", "images")), input_layout=input_layout,
+                     output_layout=input_layout, boxes_normalized=boxes_normalized,
+                     source=f"ultralytics {metadata.get('version', '')}".strip())
+
+
+def _proto_channels(proto_shape, names, named) -> int:
+    """M: the prototype channel axis is the one that makes the prediction features equal 4 + C + M."""
+    pred_shape = next(s for s in named.values() if len(s) == 3)
+    for m in (proto_shape[1], proto_shape[3]):
+        if 4 + len(names) + m in pred_shape[1:]:
+            return int(m)
+    return int(min(proto_shape[1], proto_shape[3]))
+

@@ -1,0 +1,74 @@
+"""Postprocess: raw model outputs -> `Detections` in the original frame.
+
+dequantize -> decode -> score filter (vectorised) -> NMS -> instance masks for the kept boxes -> un-letterbox.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from device.decode import Candidates, decode, dequantize_outputs
+from device.detections import Detections
+from device.errors import EdgedetError
+from device.letterbox import Letterbox
+from device.nms import nms
+from device.spec import ModelSpec
+
+MAX_NMS_CANDIDATES = 30000  # pre-NMS cap: only the best this many candidates enter NMS
+
+
+def _stage(timer, name: str):
+    """`timer.stage(name)` of a device.latency.StageTimer, or a no-op without a timer."""
+    return nullcontext() if timer is None else timer.stage(name)
+
+
+def filter_candidates(candidates: Candidates, conf: float, classes: Optional[Sequence[int]] = None) -> Candidates:
+    """Keep candidates with score > conf (and class in `classes` if given); one vectorised mask, no loop."""
+    keep = candidates.scores > np.float32(conf)
+    if classes is not None:
+        keep &= np.isin(candidates.class_ids, np.asarray(list(classes), dtype=np.int64))
+    return candidates[np.flatnonzero(keep)]
+
+
+def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox, conf: float = 0.25,
+                iou: float = 0.45, max_det: int = 300, classes: Optional[Sequence[int]] = None,
+                agnostic: bool = False, timer=None, layout: Optional[str] = None) -> Detections:
+    """Raw outputs of one image (name -> array, any dtype) -> Detections in original-frame pixels.
+
+    conf: keep scores > conf.  iou: NMS IoU threshold.  max_det: at most this many detections.
+    classes: keep only these class ids.  agnostic: NMS across classes.  layout: override spec/shape selection.
+    Masks (N, h, w) bool at the original frame's resolution are attached when the model has prototypes.
+    """
+    if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
+        raise EdgedetError(f"conf and iou must be in 0..1, got conf={conf} iou={iou}")
+    with _stage(timer, "decode"):
+        floats = dequantize_outputs(outputs, spec)
+        candidates, protos = decode(floats, spec, layout)
+        candidates = filter_candidates(candidates, conf, classes)
+    with _stage(timer, "nms"):
+        kept = nms(candidates.xyxy, candidates.scores, iou, class_ids=candidates.class_ids, agnostic=agnostic,
+                   max_det=max_det, top_k=MAX_NMS_CANDIDATES)
+        candidates = candidates[kept]
+    masks = None
+    if protos is not None and candidates.mask_coefs is not None:
+        from device.masks import instance_masks
+
+        with _stage(timer, "masks"):
+            masks = instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox)
+    return Detections(letterbox.boxes_to_original(candidates.xyxy), candidates.scores, candidates.class_ids, masks)
+
+
+def postprocess_semantic(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox) -> np.ndarray:
+    """Semantic logits (1, S, h, w) (or NHWC) of output spec.seg_output -> int32 (H, W) class map in the frame."""
+    from device.masks import semantic_map
+
+    if not spec.seg_output or spec.seg_output not in outputs:
+        raise EdgedetError(f"model has no semantic segmentation output (spec.seg_output={spec.seg_output!r}, "
+                           f"outputs {sorted(outputs)})")
+    logits = dequantize_outputs({spec.seg_output: outputs[spec.seg_output]}, spec)[spec.seg_output]
+    logits = logits[0] if logits.ndim == 4 else logits
+    if spec.output_layout == "NHWC":
+        logits = logits.transpose(2, 0, 1)
+    return semantic_map(logits, letterbox)

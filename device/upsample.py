@@ -1,0 +1,168 @@
+"""The lecture's upsampling methods in NumPy, each equal to its torch counterpart (F.interpolate, F.max_unpool2d,
+F.conv_transpose2d) within 1e-5.
+
+Arrays are (..., h, w): any leading axes (channels, batch) are carried along. Coordinates follow torch:
+align_corners=False maps output pixel centres onto input pixel centres, src = (dst + 0.5) * in / out - 0.5;
+align_corners=True maps the corner pixels onto each other, src = dst * (in - 1) / (out - 1).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from device.errors import EdgedetError
+
+MODES = ("nearest", "bed_of_nails", "bilinear", "bicubic")
+CUBIC_A = -0.75  # torch's bicubic convolution coefficient
+
+
+def upsample(x: np.ndarray, size_hw: Tuple[int, int], mode: str = "bilinear", align_corners: bool = False) -> np.ndarray:
+    """(..., h, w) -> (..., H, W) float32 with one of MODES.
+
+    nearest:      torch 'nearest' (src = floor(dst * in / out)).
+    bed_of_nails: zero insertion, input value at the top-left of each (H/h, W/w) block; integer factors only.
+    bilinear:     torch 'bilinear' with `align_corners`.
+    bicubic:      torch 'bicubic' (a = -0.75, border indices clamped) with `align_corners`.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim < 2:
+        raise EdgedetError(f"upsample needs an array of at least 2 dimensions (..., h, w), got shape {x.shape}")
+    out_h, out_w = int(size_hw[0]), int(size_hw[1])
+    if out_h <= 0 or out_w <= 0:
+        raise EdgedetError(f"upsample size must be positive, got {size_hw}")
+    if mode == "nearest":
+        return x[..., _nearest_index(x.shape[-2], out_h)[:, None], _nearest_index(x.shape[-1], out_w)]
+    if mode == "bed_of_nails":
+        return _bed_of_nails(x, out_h, out_w)
+    if mode == "bilinear":
+        rows = linear_taps(x.shape[-2], out_h, align_corners)
+        cols = linear_taps(x.shape[-1], out_w, align_corners)
+        return _lerp_axis(_lerp_axis(x, *cols, axis=-1), *rows, axis=-2)
+    if mode == "bicubic":
+        return _cubic_axis(_cubic_axis(x, out_w, align_corners, axis=-1), out_h, align_corners, axis=-2)
+    raise EdgedetError(f"unknown upsample mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def _nearest_index(in_size: int, out_size: int) -> np.ndarray:
+    """torch 'nearest' source index: min(floor(dst * (in / out)), in - 1), in float32 as torch computes it."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    index = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(index, in_size - 1)
+
+
+def _bed_of_nails(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    h, w = x.shape[-2:]
+    if out_h % h or out_w % w:
+        raise EdgedetError(f"bed of nails needs integer factors, got {h}x{w} -> {out_h}x{out_w}")
+    out = np.zeros((*x.shape[:-2], out_h, out_w), dtype=np.float32)
+    out[..., ::out_h // h, ::out_w // w] = x
+    return out
+
+
+def source_coords(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+    """float32 (out,) source coordinate of every output pixel (torch's convention, unclamped)."""
+    dst = np.arange(out_size, dtype=np.float32)
+    if align_corners:
+        scale = np.float32((in_size - 1) / (out_size - 1)) if out_size > 1 else np.float32(0)
+        return dst * scale
+    return (dst + np.float32(0.5)) * np.float32(in_size / out_size) - np.float32(0.5)
+
+
+def linear_taps_at(src: np.ndarray, in_size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation taps at source coordinates `src` (clamped to 0..in-1 like torch):
+    (index0 int64, index1 int64, weight1 float32); value = v[i0] * (1 - w1) + v[i1] * w1."""
+    src = np.clip(np.asarray(src, dtype=np.float32), 0, None)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def linear_taps(in_size: int, out_size: int, align_corners: bool = False):
+    """Taps of a bilinear resize along one axis: (index0, index1, weight1), each (out,)."""
+    return linear_taps_at(source_coords(in_size, out_size, align_corners), in_size)
+
+
+def _lerp_axis(x: np.ndarray, i0: np.ndarray, i1: np.ndarray, w1: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation along `axis` (-1 or -2) with precomputed taps."""
+    shape = (-1, 1) if axis == -2 else (-1,)
+    low = np.take(x, i0, axis=axis)
+    high = np.take(x, i1, axis=axis)
+    high -= low
+    high *= w1.reshape(shape)
+    high += low
+    return high
+
+
+def _cubic_weights(t: np.ndarray) -> np.ndarray:
+    """(n,) fractional offsets -> (n, 4) weights of taps at floor-1 .. floor+2 (torch's cubic convolution)."""
+    a = np.float32(CUBIC_A)
+
+    def near(d):  # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1).astype(np.float32)
+
+
+def _cubic_axis(x: np.ndarray, out_size: int, align_corners: bool, axis: int) -> np.ndarray:
+    """Bicubic resize along one axis (-1 or -2), indices clamped to the border as torch does."""
+    in_size = x.shape[axis]
+    src = source_coords(in_size, out_size, align_corners)
+    base = np.floor(src).astype(np.int64)
+    weights = _cubic_weights((src - base).astype(np.float32))
+    shape = (-1, 1) if axis == -2 else (-1,)
+    out = np.zeros((*x.shape[:axis % x.ndim], out_size, *x.shape[axis % x.ndim + 1:]), dtype=np.float32)
+    for tap in range(4):
+        index = np.clip(base - 1 + tap, 0, in_size - 1)
+        out += np.take(x, index, axis=axis) * weights[:, tap].reshape(shape)
+    return out
+
+
+def max_unpool(x: np.ndarray, indices: np.ndarray, output_size_hw: Tuple[int, int]) -> np.ndarray:
+    """torch F.max_unpool2d: scatter (..., h, w) values to (..., H, W) zeros at `indices`, flat positions
+    (row * W + col) into each H x W plane as returned by max_pool2d(return_indices=True)."""
+    x = np.asarray(x, dtype=np.float32)
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.shape != x.shape:
+        raise EdgedetError(f"max_unpool: indices shape {indices.shape} differs from input shape {x.shape}")
+    out_h, out_w = int(output_size_hw[0]), int(output_size_hw[1])
+    if indices.size and (indices.min() < 0 or indices.max() >= out_h * out_w):
+        raise EdgedetError(f"max_unpool: indices out of range for a {out_h}x{out_w} output")
+    planes = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    out = np.zeros((len(planes), out_h * out_w), dtype=np.float32)
+    np.put_along_axis(out, indices.reshape(len(planes), -1), planes, axis=1)
+    return out.reshape(*x.shape[:-2], out_h, out_w)
+
+
+def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None, stride: int = 2,
+                     padding: int = 1, output_padding: int = 1) -> np.ndarray:
+    """torch F.conv_transpose2d (groups=1, dilation=1): x (N, Cin, h, w) or (Cin, h, w), weight (Cin, Cout, kh, kw).
+
+    Each input pixel stamps weight * value into the output, `stride` pixels apart, overlaps summed; then
+    `padding` rows/cols are trimmed from every border and `output_padding` added at the bottom/right. The
+    lecture's example (3x3, stride 2, 2x2 -> 4x4) is padding=1, output_padding=1: the 5x5 stamp trimmed top/left.
+    Output (N, Cout, H, W) with H = (h - 1) * stride - 2 * padding + kh + output_padding.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    squeeze = x.ndim == 3
+    x = x[None] if squeeze else x
+    weight = np.asarray(weight, dtype=np.float32)
+    if x.ndim != 4 or weight.ndim != 4 or weight.shape[0] != x.shape[1]:
+        raise EdgedetError(f"conv_transpose2d: input {x.shape} and weight {weight.shape} do not match "
+                           f"(weight must be (Cin, Cout, kh, kw))")
+    n, _, h, w = x.shape
+    c_out, kh, kw = weight.shape[1:]
+    full_h, full_w = (h - 1) * stride + kh + output_padding, (w - 1) * stride + kw + output_padding
+    full = np.zeros((n, c_out, full_h, full_w), dtype=np.float32)
+    for a in range(kh):
+        for b in range(kw):
+            stamp = np.einsum("nchw,cd->ndhw", x, weight[:, :, a, b])
+            full[:, :, a:a + (h - 1) * stride + 1:stride, b:b + (w - 1) * stride + 1:stride] += stamp
+    out = full[:, :, padding:full_h - padding, padding:full_w - padding]
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float32).reshape(1, -1, 1, 1)
+    out = np.ascontiguousarray(out)
+    return out[0] if squeeze else out

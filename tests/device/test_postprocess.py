@@ -1,0 +1,95 @@
+"""postprocess: decode + vectorised score filter + NMS + un-letterbox, end to end on hand-built outputs."""
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.decode import Candidates
+from device.detections import Detections
+from device.errors import EdgedetError
+from device.letterbox import Letterbox
+from device.postprocess import filter_candidates, postprocess
+from device.spec import QuantParams
+
+_spec_path = Path(__file__).with_name("test_decode.py")
+_helpers = importlib.util.spec_from_file_location("decode_helpers", _spec_path)
+decode_helpers = importlib.util.module_from_spec(_helpers)
+_helpers.loader.exec_module(decode_helpers)
+edgedet_spec, planted = decode_helpers.edgedet_spec, decode_helpers.planted_edgedet_outputs
+
+
+def test_edgedet_end_to_end_in_original_frame():
+    spec = edgedet_spec()  # 64x64 input
+    box = Letterbox.fit((32, 64), (64, 64))  # frame 64 wide, 32 high -> top pad 16, scale 1
+    # level 0 (stride 8), anchor 0 (10x13), cell (row 3, col 4): centre (36, 28) in input -> (36, 12) in frame
+    objects = [(0, 0, 3, 4, 1, 0.9), (0, 0, 3, 5, 1, 0.8, -3.0),  # cx 36.76: a duplicate of the first
+               (0, 1, 3, 4, 2, 0.6)]                       # anchor 1 at the same cell, other class
+    det = postprocess(planted(spec, objects), spec, box, conf=0.25, iou=0.45)
+    assert isinstance(det, Detections) and len(det) == 2
+    assert det.class_ids.tolist() == [1, 2]
+    np.testing.assert_allclose(det.scores, [0.9, 0.6], atol=1e-4)
+    np.testing.assert_allclose(det.xyxy[0], [36 - 5, 12 - 6.5, 36 + 5, 12 + 6.5], atol=1e-3)
+    agnostic = postprocess(planted(spec, objects), spec, box, agnostic=True)
+    assert agnostic.class_ids.tolist() == [1, 2]  # 10x13 vs 16x30 overlap < 0.45: both survive anyway
+    only = postprocess(planted(spec, objects), spec, box, classes=[2])
+    assert only.class_ids.tolist() == [2]
+    high = postprocess(planted(spec, objects), spec, box, conf=0.85)
+    assert high.scores.tolist() == pytest.approx([0.9], abs=1e-4)
+    capped = postprocess(planted(spec, objects), spec, box, max_det=1)
+    assert len(capped) == 1
+
+
+def test_nothing_found_is_empty_detections():
+    spec = edgedet_spec()
+    det = postprocess(planted(spec, []), spec, Letterbox.fit((64, 64), (64, 64)))
+    assert len(det) == 0 and det.xyxy.shape == (0, 4) and det.masks is None
+
+
+def test_int8_outputs_give_the_same_detections():
+    spec = edgedet_spec()
+    box = Letterbox.fit((48, 64), (64, 64))
+    objects = [(1, 2, 1, 2, 0, 0.85), (0, 0, 6, 1, 2, 0.7)]
+    ref = postprocess(planted(spec, objects), spec, box)
+    quant = QuantParams(scale=0.1, zero_point=-3, dtype="int8")
+    q = {n: np.clip(np.round(v / 0.1) - 3, -128, 127).astype(np.int8) for n, v in planted(spec, objects).items()}
+    spec.output_quant = {n: quant for n in q}
+    got = postprocess(q, spec, box)
+    assert got.class_ids.tolist() == ref.class_ids.tolist()
+    np.testing.assert_allclose(got.xyxy, ref.xyxy, atol=1.0)
+    np.testing.assert_allclose(got.scores, ref.scores, atol=0.02)
+
+
+def test_filter_candidates_is_a_mask():
+    c = Candidates(np.zeros((4, 4), np.float32), np.array([0.1, 0.5, 0.3, 0.9], np.float32),
+                   np.array([0, 1, 2, 1], np.int32))
+    assert filter_candidates(c, 0.25).scores.tolist() == pytest.approx([0.5, 0.3, 0.9])
+    assert filter_candidates(c, 0.25, classes=[1]).class_ids.tolist() == [1, 1]
+
+
+def test_bad_thresholds_raise():
+    spec = edgedet_spec()
+    with pytest.raises(EdgedetError):
+        postprocess(planted(spec, []), spec, Letterbox.fit((64, 64), (64, 64)), conf=1.5)
+
+
+class _Timer:
+    def __init__(self):
+        self.stages = []
+
+    def stage(self, name):
+        from contextlib import contextmanager
+
+        @contextmanager
+        def record():
+            self.stages.append(name)
+            yield
+
+        return record()
+
+
+def test_timer_stages_are_recorded():
+    spec = edgedet_spec()
+    timer = _Timer()
+    postprocess(planted(spec, [(0, 0, 1, 1, 0, 0.9)]), spec, Letterbox.fit((64, 64), (64, 64)), timer=timer)
+    assert timer.stages == ["decode", "nms"]
