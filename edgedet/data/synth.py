@@ -38,6 +38,7 @@ class SynthConfig:
     min_visible_frac: float = 0.45  # a thing must keep this share of its pixels visible after occlusion
     min_visible_side: int = 8  # visible box width and height of a thing must be at least this many pixels
     min_colour_dist: float = 90.0  # least BGR distance between a thing's colour and the stuff beneath it
+    min_neighbour_dist: float = 70.0  # least BGR distance between the colours of two touching things
     placement_tries: int = 40  # attempts to place things before giving up on the image's target count
     jpeg_quality: int = 95  # quality of the written JPEG images
 
@@ -189,15 +190,24 @@ def _place_things(rng: np.random.Generator, size: int, cfg: SynthConfig) -> Tupl
     return owner, class_ids
 
 
-def _thing_colour(rng: np.random.Generator, under: np.ndarray, cfg: SynthConfig) -> np.ndarray:
-    """float32 (3,) BGR colour at least `min_colour_dist` from the mean stuff colour `under` the thing."""
-    colour = under
-    for _ in range(20):
+def _thing_colour(rng: np.random.Generator, under: np.ndarray, neighbours: List[np.ndarray],
+                  cfg: SynthConfig) -> np.ndarray:
+    """float32 (3,) BGR colour at least `min_colour_dist` from the mean stuff colour `under` the thing and at least
+    `min_neighbour_dist` from the colours of the things it touches (so every outline stays visible)."""
+    for _ in range(30):
         hsv = np.array([[[rng.integers(0, 180), rng.integers(90, 256), rng.integers(70, 256)]]], np.uint8)
         colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
-        if np.linalg.norm(colour - under) >= cfg.min_colour_dist:
+        if np.linalg.norm(colour - under) >= cfg.min_colour_dist and all(
+                np.linalg.norm(colour - other) >= cfg.min_neighbour_dist for other in neighbours):
             return colour
     return np.where(under > 127, 20.0, 235.0).astype(np.float32)  # the far corner of the colour cube
+
+
+def _touching(owner: np.ndarray, mask: np.ndarray, below: int) -> List[int]:
+    """Indices < `below` of the things whose visible pixels touch `mask` (8-neighbourhood) in the owner map."""
+    grown = cv2.dilate(mask.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    found = np.unique(owner[grown])
+    return [int(k) for k in found if 0 <= k < below]
 
 
 # ---- the scene ----------------------------------------------------------------------------------
@@ -221,7 +231,8 @@ def make_scene(seed: int, split: str, index: int, cfg: SynthConfig = SynthConfig
     masks = owner[None] == np.arange(len(class_ids), dtype=np.int16)[:, None, None]
     palette = np.zeros((len(class_ids) + 1, 3), np.float32)  # row -1 (stuff) is never used
     for k in range(len(class_ids)):
-        palette[k] = _thing_colour(rng, np.array(cv2.mean(image, masks[k].view(np.uint8))[:3], np.float32), cfg)
+        under = np.array(cv2.mean(image, masks[k].view(np.uint8))[:3], np.float32)
+        palette[k] = _thing_colour(rng, under, [palette[j] for j in _touching(owner, masks[k], k)], cfg)
     shade = (1 + 0.08 * _noise(rng, size, 4))[..., None]
     is_thing = owner >= 0
     image = np.where(is_thing[..., None], palette[owner] * shade, image)
