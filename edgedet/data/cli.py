@@ -136,14 +136,25 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def _check_source_format(src: Path, src_format: str) -> None:
-    """--from coco needs a COCO .json or a folder/yaml with COCO annotations; --from yolo the opposite."""
+    """Stop if --from names another format than SRC holds."""
     if src_format == "auto":
         return
-    is_json = src.suffix.lower() == ".json" or (src.is_dir() and (src / "annotations").is_dir())
-    if src_format == "coco" and not is_json and src.suffix.lower() not in (".yaml", ".yml") and not (src / "dataset.yaml").is_file():
-        raise EdgedetError(f"{src}: --from coco expects a COCO .json or a folder with annotations/")
-    if src_format == "yolo" and is_json:
-        raise EdgedetError(f"{src}: --from yolo given, but this is COCO data")
+    detected = detect_format(src)
+    if detected != src_format:
+        raise EdgedetError(f"{src}: --from {src_format} given, but this is {detected.upper()} data")
+
+
+def detect_format(src: Path) -> str:
+    """"coco" or "yolo": a .json is COCO; a dataset.yaml (or a folder holding one) is COCO if it names coco_<split>
+    annotations; a folder without a yaml is COCO if it has annotations/, else YOLO."""
+    from edgedet.data.yamlio import read_yaml
+
+    yaml_path = src if src.suffix.lower() in (".yaml", ".yml") else src / "dataset.yaml"
+    if src.suffix.lower() == ".json":
+        return "coco"
+    if yaml_path.is_file():
+        return "coco" if any(str(key).startswith("coco_") for key in read_yaml(yaml_path)) else "yolo"
+    return "coco" if (src / "annotations").is_dir() else "yolo"
 
 
 def _splits(args: argparse.Namespace) -> list:

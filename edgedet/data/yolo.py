@@ -17,7 +17,7 @@ from device.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from device.errors import EdgedetError
 from edgedet.data.coco import RecordProblems
 from edgedet.data.sample import Dataset, Sample, mask_to_xyxy, polygons_to_mask
-from edgedet.data.yamlio import write_yaml
+from edgedet.data.yamlio import read_yaml, write_yaml
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 COORD_TOLERANCE = 1e-3  # normalised coordinates may exceed 0..1 by this much (rounding) before they are malformed
@@ -179,8 +179,6 @@ def write_yolo(dataset: Dataset, out: Path, split: str, copy_images: bool = True
 
 def _update_yaml(out: Path, split: str, dataset: Dataset) -> Path:
     """Add `split` to out/dataset.yaml (created if missing) with the class names."""
-    from edgedet.data.yamlio import read_yaml
-
     yaml_path = out / "dataset.yaml"
     config = read_yaml(yaml_path) if yaml_path.is_file() else {}
     config.update({"path": str(out.resolve()), split: f"images/{split}",

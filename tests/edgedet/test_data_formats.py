@@ -189,6 +189,7 @@ def test_cli_reports_malformed_input_in_one_line_and_skips_on_request(coco_dir, 
 
 def test_cli_rejects_wrong_source_format_and_missing_subcommand(coco_dir, tmp_path, capsys):
     assert main(["data", "convert", str(coco_dir), "--from", "yolo", "--to", "coco", "--out", str(tmp_path)]) == 2
+    assert "--from yolo given, but this is COCO data" in capsys.readouterr().err
     assert main(["data"]) == 2
     assert "choose a subcommand" in capsys.readouterr().err
 
