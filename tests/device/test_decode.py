@@ -133,3 +133,195 @@ def test_dequantize_int8_edgedet_outputs():
     np.testing.assert_allclose(got.xyxy[best], ref.xyxy[best], atol=0.5)
     with pytest.raises(EdgedetError):
         dequantize_outputs(q, edgedet_spec())  # no quantization parameters
+
+
+# ---------------------------------------------------------------- third-party layouts, hand-built
+
+def plain_spec(num_classes, layout="edgedet", size=(640, 640), anchors=(), **kw):
+    return ModelSpec(names=[f"c{i}" for i in range(num_classes)], input_size_hw=size, layout=layout,
+                     anchors=list(anchors), **kw)
+
+
+def test_grid_lecture_19x19x5x85_flat_and_split():
+    spec = plain_spec(80, "grid", size=(608, 608),
+                      anchors=[[(30, 60), (60, 30), (100, 100), (200, 150), (400, 400)]])
+    split = np.zeros((19, 19, 5, 85), np.float32)
+    # the lecture's example cell: p_c = 1, (b_x, b_y) = (0.4, 0.3), (b_h, b_w) = (0.5, 0.9), class 2 ("car")
+    split[7, 11, 2] = [1.0, 0.4, 0.3, 0.5, 0.9] + [0] * 80
+    split[7, 11, 2, 5 + 2] = 0.8
+    for output in (split, split.reshape(19, 19, 425), split.reshape(1, 19, 19, 425), split[None]):
+        cands = decode_grid(output, spec)
+        assert len(cands) == 19 * 19 * 5
+        best = int(cands.scores.argmax())
+        assert best == (7 * 19 + 11) * 5 + 2 and cands.class_ids[best] == 2  # order: row, column, anchor
+        cx, cy, w, h = (11 + 0.4) * 32, (7 + 0.3) * 32, 0.9 * 100, 0.5 * 100
+        np.testing.assert_allclose(cands.xyxy[best], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], atol=1e-3)
+        assert cands.scores[best] == pytest.approx(0.8)
+
+
+def test_grid_without_anchors_is_relative_to_cell():
+    spec = plain_spec(3, "grid", size=(96, 96))
+    y = np.zeros((3, 3, 8), np.float32)  # the lecture's 3x3 grid, 3 classes, one box per cell
+    y[1, 2] = [1, 0.4, 0.3, 0.5, 0.9, 0, 1, 0]
+    cands = decode_grid(y, spec)
+    best = int(cands.scores.argmax())
+    assert best == 1 * 3 + 2 and cands.class_ids[best] == 1
+    np.testing.assert_allclose(cands.xyxy[best], [(2.4 * 32) - 14.4, (1.3 * 32) - 8, 2.4 * 32 + 14.4, 1.3 * 32 + 8],
+                               atol=1e-3)
+
+
+def yolo_rows(num_classes, rows, objectness=True):
+    """(N, F) prediction rows: (cx, cy, w, h, [obj,] class scores) with class score in one column."""
+    feats = 4 + int(objectness) + num_classes
+    out = np.zeros((len(rows), feats), np.float32)
+    for n, (cx, cy, w, h, cls, score) in enumerate(rows):
+        out[n, :4] = [cx, cy, w, h]
+        if objectness:
+            out[n, 4] = 0.5
+            out[n, 5 + cls] = score / 0.5
+        else:
+            out[n, 4 + cls] = score
+    return out
+
+
+ROWS = [(100, 120, 40, 60, 3, 0.9), (400, 300, 80, 20, 0, 0.6), (10, 10, 4, 4, 1, 0.1)]
+
+
+def check_rows(cands, scale=1.0):
+    np.testing.assert_allclose(cands.scores, [0.9, 0.6, 0.1], atol=1e-5)
+    assert cands.class_ids.tolist() == [3, 0, 1]
+    np.testing.assert_allclose(cands.xyxy[0], np.array([80, 90, 120, 150]) * scale, atol=1e-3)
+
+
+def test_yolov5_both_orientations():
+    spec = plain_spec(5, "yolov5")
+    rows = yolo_rows(5, ROWS)
+    check_rows(decode_yolov5(rows[None], spec))
+    check_rows(decode_yolov5(rows.T[None], spec))
+
+
+@pytest.mark.parametrize("channels_first", [True, False])
+def test_yolov8_both_orientations(channels_first):
+    spec = plain_spec(80, "yolov8")
+    rows = np.concatenate([yolo_rows(80, ROWS, objectness=False), np.zeros((8397, 84), np.float32)])
+    pred = rows.T[None] if channels_first else rows[None]  # (1, 84, 8400) or (1, 8400, 84)
+    cands = decode_yolov8(pred, spec)
+    assert len(cands) == 8400 and cands.mask_coefs is None
+    check_rows(cands[:3])
+
+
+def test_yolov8_without_known_class_count_uses_smaller_axis():
+    rows = yolo_rows(80, ROWS, objectness=False)
+    check_rows(decode_yolov8(np.concatenate([rows, np.zeros((97, 84), np.float32)]).T[None], plain_spec(0, "yolov8"))[:3])
+
+
+def seg_outputs(num_classes=2, m=32, nhwc=False, n=300):
+    rows = np.zeros((n, 4 + num_classes + m), np.float32)
+    rows[:3, :4 + num_classes] = yolo_rows(num_classes, [(100, 120, 40, 60, 1, 0.9), (400, 300, 80, 20, 0, 0.6),
+                                                         (10, 10, 4, 4, 1, 0.1)], objectness=False)
+    rows[:3, 4 + num_classes:] = np.arange(3 * m).reshape(3, m)
+    protos = np.random.default_rng(0).normal(size=(1, m, 40, 40)).astype(np.float32)
+    if nhwc:
+        return {"p": rows[None], "q": np.ascontiguousarray(protos.transpose(0, 2, 3, 1))}, protos[0]
+    return {"output0": rows.T[None], "output1": protos}, protos[0]
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+def test_yolov8_seg_nchw_and_nhwc_protos(nhwc):
+    outs, protos = seg_outputs(nhwc=nhwc)
+    spec = plain_spec(2, "yolov8-seg", num_mask_coefs=32)
+    cands, got_protos = decode(outs, spec)
+    np.testing.assert_array_equal(got_protos, protos)
+    assert cands.mask_coefs.shape == (300, 32)
+    np.testing.assert_array_equal(cands.mask_coefs[1], np.arange(32, 64))
+    assert cands.class_ids[:2].tolist() == [1, 0]
+
+
+def test_tflite_normalised_int8_outputs_in_any_order():
+    """A TFLite-style YOLOv8-seg: NHWC protos, boxes in 0..1, int8 and uint8 outputs, listed protos first."""
+    outs, protos = seg_outputs(nhwc=True)
+    pred = outs["p"].copy()
+    pred[..., :4] /= 640.0
+    pred[..., 6:] /= 100.0  # one int8 scale for boxes, scores and coefficients: keep them in one range
+    pred_q = QuantParams(scale=float(np.abs(pred).max() / 127), zero_point=0, dtype="int8")
+    proto_scale = float((protos.max() - protos.min()) / 255)
+    proto_q = QuantParams(scale=proto_scale, zero_point=int(round(-protos.min() / proto_scale)), dtype="uint8")
+    q_pred = np.clip(np.round(pred / pred_q.scale), -128, 127).astype(np.int8)
+    q_protos = np.clip(np.round(outs["q"] / proto_scale) + proto_q.zero_point, 0, 255).astype(np.uint8)
+    raw = {"Identity_1": q_protos, "Identity": q_pred}
+    spec = spec_from_ultralytics_metadata({"names": "{0: 'a', 1: 'b'}", "imgsz": "[640, 640]", "task": "segment",
+                                           "stride": "32"}, {n: a.shape for n, a in raw.items()},
+                                          input_layout="NHWC", boxes_normalized=True)
+    spec.output_quant = {"Identity": pred_q, "Identity_1": proto_q}
+    assert spec.layout == "yolov8-seg" and spec.num_mask_coefs == 32 and spec.proto_output == "Identity_1"
+    cands, got_protos = decode(dequantize_outputs(raw, spec), spec)
+    np.testing.assert_allclose(got_protos, protos, atol=proto_q.scale)
+    np.testing.assert_allclose(cands.xyxy[0], [80, 90, 120, 150], atol=3)
+    assert cands.class_ids[:2].tolist() == [1, 0]
+    np.testing.assert_allclose(cands.scores[:2], [0.9, 0.6], atol=2 * pred_q.scale)
+
+
+def test_tflite_yolov5_normalised_uint8():
+    spec = plain_spec(5, "yolov5", boxes_normalized=True)
+    rows = yolo_rows(5, ROWS)
+    rows[:, :4] /= 640
+    quant = QuantParams(scale=float(rows.max() / 255), zero_point=0, dtype="uint8")
+    spec.output_quant = {"out": quant}
+    q = np.clip(np.round(rows / quant.scale), 0, 255).astype(np.uint8)[None]
+    cands, _ = decode(dequantize_outputs({"out": q}, spec), spec)
+    np.testing.assert_allclose(cands.xyxy[0], [80, 90, 120, 150], atol=6)
+    assert cands.class_ids.tolist() == [3, 0, 1]
+
+
+# ---------------------------------------------------------------- layout selection and Ultralytics metadata
+
+@pytest.mark.parametrize("shapes, num_classes, layout", [
+    ([(1, 84, 8400)], 80, "yolov8"),
+    ([(1, 8400, 84)], 80, "yolov8"),
+    ([(1, 25200, 85)], 80, "yolov5"),
+    ([(1, 85, 25200)], 80, "yolov5"),
+    ([(1, 84, 8400)], 0, "yolov8"),
+    ([(1, 116, 8400), (1, 32, 160, 160)], 80, "yolov8-seg"),
+    ([(1, 160, 160, 32), (1, 8400, 116)], 80, "yolov8-seg"),
+    ([(19, 19, 425)], 80, "grid"),
+    ([(1, 19, 19, 5, 85)], 80, "grid"),
+])
+def test_infer_layout_from_shapes(shapes, num_classes, layout):
+    assert infer_layout(shapes, num_classes) == layout
+
+
+def test_select_layout_prefers_override_then_spec_then_shapes():
+    outs = {"output0": np.zeros((1, 84, 100), np.float32)}
+    assert select_layout(outs, plain_spec(80)) == "yolov8"  # default edgedet spec, outputs say otherwise
+    assert select_layout(outs, plain_spec(80, "yolov5")) == "yolov5"
+    assert select_layout(outs, plain_spec(80), override="grid") == "grid"
+    with pytest.raises(EdgedetError):
+        select_layout(outs, plain_spec(80), override="nope")
+    spec = edgedet_spec()
+    assert select_layout(planted_edgedet_outputs(spec, []), spec) == "edgedet"
+
+
+def test_spec_from_ultralytics_onnx_metadata():
+    metadata = {"author": "Ultralytics", "version": "8.3.0", "stride": "32", "task": "detect", "batch": "1",
+                "imgsz": "[640, 480]", "names": "{0: 'person', 1: 'bicycle', 2: 'car'}"}
+    spec = spec_from_ultralytics_metadata(metadata, [(1, 7, 6300)])
+    assert spec.names == ["person", "bicycle", "car"] and spec.input_size_hw == (640, 480)
+    assert spec.layout == "yolov8" and spec.task == "detect" and spec.pad_value == 114
+    assert spec.channel_order == "RGB" and spec.input_layout == "NCHW" and not spec.boxes_normalized
+    rows = yolo_rows(3, [(50, 60, 20, 30, 2, 0.7)], objectness=False)
+    cands, protos = decode({"output0": np.concatenate([rows, np.zeros((6299, 7), np.float32)]).T[None]}, spec)
+    assert protos is None and cands.class_ids[0] == 2 and cands.scores[0] == pytest.approx(0.7)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("metadata", [{"names": "{0: 'a'}", "imgsz": "[64, 64]", "task": "pose"},
+                                      {"names": "42", "imgsz": "[64, 64]"},
+                                      {"names": "{0: 'a'}"}])
+def test_bad_ultralytics_metadata_raises(metadata):
+    with pytest.raises(EdgedetError):
+        spec_from_ultralytics_metadata(metadata, [(1, 5, 100)])
+
+
+def test_unrecognisable_outputs_raise():
+    with pytest.raises(EdgedetError):
+        decode({"a": np.zeros((2, 3, 4, 5, 6, 7), np.float32)}, plain_spec(2))
