@@ -1,0 +1,252 @@
+"""`edgedet eval`: --gt/--pred against pycocotools, bad input as one-line errors, --model over a data set."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+
+from edgedet.cli import main
+from edgedet.metrics import STAT_KEYS
+
+GT = {
+    "images": [{"id": 4, "height": 100, "width": 120}, {"id": 9, "height": 100, "width": 120}],
+    "categories": [{"id": 2, "name": "cat"}, {"id": 6, "name": "dog"}],
+    "annotations": [
+        {"id": 1, "image_id": 4, "category_id": 2, "bbox": [10, 10, 30, 40], "area": 1200, "iscrowd": 0},
+        {"id": 2, "image_id": 4, "category_id": 6, "bbox": [50, 20, 60, 70], "area": 4200, "iscrowd": 0},
+        {"id": 3, "image_id": 9, "category_id": 2, "bbox": [5, 5, 20, 20], "area": 400, "iscrowd": 0},
+        {"id": 4, "image_id": 9, "category_id": 6, "bbox": [40, 40, 70, 50], "area": 3500, "iscrowd": 1},
+    ],
+}
+PRED = [
+    {"image_id": 4, "category_id": 2, "bbox": [12, 11, 30, 38], "score": 0.9},
+    {"image_id": 4, "category_id": 6, "bbox": [52, 25, 55, 60], "score": 0.8},
+    {"image_id": 4, "category_id": 6, "bbox": [0, 0, 20, 20], "score": 0.85},
+    {"image_id": 9, "category_id": 2, "bbox": [6, 4, 19, 22], "score": 0.7},
+    {"image_id": 9, "category_id": 6, "bbox": [45, 45, 30, 30], "score": 0.6},
+]
+
+
+def _write(path, data):
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return str(path)
+
+
+def _run(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _pycocotools_stats(gt, results, iou_type="bbox"):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+def test_gt_pred_prints_the_summary_and_writes_the_12_keys(tmp_path):
+    pytest.importorskip("pycocotools")
+    out_json = tmp_path / "out.json"
+    code, out, err = _run(["eval", "--gt", _write(tmp_path / "gt.json", GT), "--pred", _write(tmp_path / "p.json", PRED),
+                           "--json", str(out_json)])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert sum(line.startswith(" Average Precision  (AP) @[ IoU=") for line in lines) == 6
+    assert sum(line.startswith(" Average Recall     (AR) @[ IoU=") for line in lines) == 6
+    stats = json.loads(out_json.read_text())
+    assert list(stats) == list(STAT_KEYS)
+    np.testing.assert_allclose([stats[k] for k in STAT_KEYS], _pycocotools_stats(GT, PRED), atol=1e-12)
+
+
+def test_gt_pred_segm(tmp_path):
+    pytest.importorskip("pycocotools")
+    from device.rle import rle_encode
+
+    gt = copy.deepcopy(GT)
+    for ann in gt["annotations"]:
+        x, y, w, h = ann["bbox"]
+        ann["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h * 0.7]]
+    pred = []
+    for r in PRED:
+        m = np.zeros((100, 120), bool)
+        x, y, w, h = (int(v) for v in r["bbox"])
+        m[y:y + h, x:x + w] = True
+        pred.append({"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"],
+                     "segmentation": rle_encode(m)})
+    out_json = tmp_path / "segm.json"
+    code, _, err = _run(["eval", "--gt", _write(tmp_path / "gt.json", gt), "--pred", _write(tmp_path / "p.json", pred),
+                         "--iou-type", "segm", "--json", str(out_json)])
+    assert code == 0, err
+    stats = json.loads(out_json.read_text())
+    np.testing.assert_allclose([stats[k] for k in STAT_KEYS], _pycocotools_stats(gt, pred, "segm"), atol=1e-12)
+
+
+@pytest.mark.parametrize("gt, pred, extra, message", [
+    (GT, [dict(PRED[0], image_id=77)], [], "image id(s) not in the ground truth"),
+    (GT, "[{not json", [], "not valid JSON"),
+    ("{\"images\": [", PRED, [], "not valid JSON"),
+    (GT, PRED, ["--iou-type", "keypoints"], "unknown iou type 'keypoints'"),
+    (GT, {"image_id": 4}, [], "must be a JSON list"),
+    ({"images": [], "categories": []}, PRED, [], "no images"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, gt, pred, extra, message):
+    code, out, err = _run(["eval", "--gt", _write(tmp_path / "gt.json", gt), "--pred", _write(tmp_path / "p.json", pred),
+                           *extra])
+    assert code == 2
+    assert err.startswith("edgedet eval: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_files_and_missing_flags(tmp_path):
+    code, _, err = _run(["eval", "--gt", str(tmp_path / "nope.json"), "--pred", str(tmp_path / "p.json")])
+    assert code == 2 and "does not exist" in err
+    code, _, err = _run(["eval"])
+    assert code == 2 and "--gt GT.json --pred PRED.json" in err
+    code, _, err = _run(["eval", "--model", "m.onnx"])
+    assert code == 2 and "--model and --data go together" in err
+
+
+def test_eval_model_checkpoint_over_synth_data(tmp_path, tiny_checkpoint, synth_data):
+    """The real path: .pt -> TorchBackend -> Detector -> COCO/semantic/panoptic metrics + latency + provenance."""
+    pytest.importorskip("pycocotools")
+    out_json, pred_json = tmp_path / "report.json", tmp_path / "pred.json"
+    code, out, err = _run(["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--limit", "2",
+                           "--json", str(out_json), "--save-pred", str(pred_json)])
+    assert code == 0, err
+    assert "eval      2/2" in err  # progress bar on stderr
+    report = json.loads(out_json.read_text())
+    assert set(STAT_KEYS) <= set(report["bbox"]) and set(STAT_KEYS) <= set(report["segm"])
+    assert 0 <= report["semantic"]["mIoU"] <= 1 and 0 <= report["semantic"]["pixel_accuracy"] <= 1
+    assert {"PQ", "SQ", "RQ", "things", "stuff"} <= set(report["panoptic"])
+    for stage in ("preprocess", "inference", "decode", "nms", "end_to_end"):
+        assert report["latency_ms"][stage]["p50"] <= report["latency_ms"][stage]["p99"]
+    prov = report["provenance"]
+    assert prov["format"] == "torch" and prov["precision"] == "fp32" and prov["input_size_hw"] == [160, 160]
+    assert report["images"] == 2
+    # the saved predictions, scored by pycocotools against the same ground truth, give the same box stats
+    from edgedet.data import Dataset, coco_gt_dict, load_dataset
+
+    data = load_dataset(synth_data)
+    gt = coco_gt_dict(Dataset(data.names, data.semantic_names, data.samples[:2], data.root, data.category_ids))
+    preds = json.loads(pred_json.read_text())
+    assert preds and all("segmentation" in p for p in preds)
+    np.testing.assert_allclose([report["bbox"][k] for k in STAT_KEYS], _pycocotools_stats(gt, preds), atol=1e-12)
+    np.testing.assert_allclose([report["segm"][k] for k in STAT_KEYS], _pycocotools_stats(gt, preds, "segm"), atol=1e-12)
+    assert "COCO bbox:" in out and "latency ms" in out
+
+
+def test_evaluate_model_takes_a_backend_object_and_max_images(tiny_checkpoint, synth_data):
+    from edgedet.evaluate import evaluate_model
+    from export.torch_backend import TorchBackend
+
+    backend = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1)
+    report = evaluate_model(backend, synth_data, max_images=1, progress=False)
+    assert report["images"] == 1 and report["provenance"]["format"] == "torch"
+    assert report["latency_ms"]["end_to_end"]["count"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "onnx-int8", "tflite", "tflite-int8"])
+def test_eval_model_every_exported_format(tmp_path, exported_models, synth_data, fmt):
+    out_json = tmp_path / "r.json"
+    code, _, err = _run(["eval", "--model", str(exported_models[fmt]), "--data", str(synth_data), "--limit", "2",
+                         "--no-progress", "--json", str(out_json)])
+    assert code == 0, err
+    report = json.loads(out_json.read_text())
+    assert set(STAT_KEYS) <= set(report["bbox"]) and "segm" in report and "semantic" in report
+    assert report["provenance"]["precision"] == ("int8" if fmt.endswith("int8") else "fp32")
+
+
+class OracleBackend:
+    """Raw edgedet-head outputs that decode to the ground truth of each synthetic image (keyed by its input tensor).
+
+    Exercises the whole device path (preprocess, decode, NMS, masks, semantic upsampling, un-letterbox) with
+    predictions good enough for the metrics to be far from 0.
+    """
+
+    name = "oracle"
+
+    def __init__(self, spec, samples):
+        from device.preprocess import preprocess
+
+        self.spec = spec
+        self.outputs = {}
+        for sample in samples:
+            x, _ = preprocess(sample.load_image(), spec)
+            self.outputs[x.tobytes()] = self._raw_outputs(sample)
+
+    def run(self, x):
+        return self.outputs[np.ascontiguousarray(x).tobytes()]
+
+    def _raw_outputs(self, sample):
+        spec = self.spec
+        h, w = spec.input_size_hw
+        k, c, m = spec.num_anchors, spec.num_classes, spec.num_mask_coefs
+        levels = [np.full((k, 5 + c + m, h // s, w // s), -20.0, np.float32) for s in spec.strides]
+        protos = np.full((m, h // 4, w // 4), -1.0, np.float32)
+        protos[m - 1] = 1.0  # last prototype: the whole box
+        masks = sample.instance_masks()
+        for n, (box, cls) in enumerate(zip(sample.xyxy, sample.class_ids)):
+            coefs = np.zeros(m, np.float32)
+            if n < m - 1:
+                protos[n][masks[n][::4, ::4]] = 1.0
+                coefs[n] = 1.0
+            else:
+                coefs[m - 1] = 1.0
+            self._place(levels, box, int(cls), coefs)
+        out = dict(zip(spec.level_outputs, (lv.reshape(1, -1, *lv.shape[2:]) for lv in levels)))
+        semantic = sample.semantic_map()[4::8, 4::8]
+        logits = np.zeros((1, len(spec.semantic_names), h // 8, w // 8), np.float32)
+        for label in range(len(spec.semantic_names)):
+            logits[0, label][semantic == label] = 10.0
+        out[spec.seg_output] = logits
+        out[spec.proto_output] = protos[None]
+        return out
+
+    def _place(self, levels, box, cls, coefs):
+        """Set one anchor's logits so the edgedet decode gives exactly `box` (x1, y1, x2, y2) and class `cls`."""
+        logit = lambda p: float(np.log(p / (1 - p)))  # noqa: E731
+        cx, cy, bw, bh = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]
+        for level, (stride, anchors) in enumerate(zip(self.spec.strides, self.spec.anchors)):
+            for a, (aw, ah) in enumerate(anchors):
+                sw, sh = np.sqrt(bw / aw) / 2, np.sqrt(bh / ah) / 2
+                if not (0.05 < sw < 0.95 and 0.05 < sh < 0.95):
+                    continue
+                j, i = int(cx // stride), int(cy // stride)
+                values = levels[level][a, :, i, j]
+                values[0] = 10.0
+                values[1] = logit(((cx / stride - j) + 0.5) / 2)
+                values[2] = logit(((cy / stride - i) + 0.5) / 2)
+                values[3], values[4] = logit(sw), logit(sh)
+                values[5 + cls] = 10.0
+                values[5 + len(self.spec.names):] = coefs
+                return
+
+
+def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotools(tiny_checkpoint, synth_data):
+    pytest.importorskip("pycocotools")
+    from edgedet.data import coco_gt_dict, load_dataset
+    from edgedet.evaluate import evaluate_model
+    from export.torch_backend import TorchBackend
+
+    data = load_dataset(synth_data)
+    spec = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec
+    report = evaluate_model(OracleBackend(spec, data.samples), data, progress=False)
+    assert report["bbox"]["AP50"] > 0.9 and report["segm"]["AP50"] > 0.5
+    assert report["semantic"]["mIoU"] > 0.5 and report["semantic"]["pixel_accuracy"] > 0.8
+    assert report["panoptic"]["PQ"] > 0.3
+    assert report["provenance"]["format"] == "oracle"
