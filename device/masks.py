@@ -7,7 +7,7 @@ letterbox) and thresholded at 0 there, never at prototype resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -103,12 +103,13 @@ class PanopticSegment:
 
 
 def panoptic_merge(semantic: np.ndarray, masks: np.ndarray, scores: np.ndarray, thing_labels: Sequence[int],
-                   overlap_threshold: float = 0.5, min_stuff_area: int = 0,
-                   ignore_label: int = 255) -> Tuple[np.ndarray, List[PanopticSegment]]:
+                   thing_classes: Optional[Sequence[int]] = None, overlap_threshold: float = 0.5,
+                   min_stuff_area: int = 0, ignore_label: int = 255) -> Tuple[np.ndarray, List[PanopticSegment]]:
     """Panoptic merge: things from instance masks, stuff from the semantic map.
 
     semantic:     int (H, W) semantic labels of the frame.
     masks:        bool (N, H, W) instance masks; scores (N,); thing_labels (N,) semantic label of each instance.
+    thing_classes: semantic labels that are things (default: the labels in thing_labels).
     Instances are painted in descending score onto still-free pixels; one whose visible part is below
     `overlap_threshold` of its mask is dropped. Remaining pixels take their semantic label as stuff, except
     labels that belong to things (their pixels stay void) and `ignore_label`; stuff segments smaller than
@@ -130,9 +131,10 @@ def panoptic_merge(semantic: np.ndarray, masks: np.ndarray, scores: np.ndarray, 
         segment_map[visible] = len(segments) + 1
         segments.append(PanopticSegment(len(segments) + 1, int(thing_labels[n]), True, float(scores[n]),
                                         int(visible.sum())))
+    things = set(thing_labels.tolist() if thing_classes is None else [int(t) for t in thing_classes])
     free = segment_map == 0
     for label in np.unique(semantic[free]):
-        if label == ignore_label or label in set(thing_labels.tolist()):
+        if label == ignore_label or int(label) in things:
             continue
         region = free & (semantic == label)
         if region.sum() < max(min_stuff_area, 1):

@@ -93,3 +93,55 @@ def test_timer_stages_are_recorded():
     timer = _Timer()
     postprocess(planted(spec, [(0, 0, 1, 1, 0, 0.9)]), spec, Letterbox.fit((64, 64), (64, 64)), timer=timer)
     assert timer.stages == ["decode", "nms"]
+
+
+def test_yolov8_seg_end_to_end_masks_in_frame():
+    """An Ultralytics-style YOLOv8-seg output: boxes and masks come back in the 240x320 frame."""
+    from device.decode import spec_from_ultralytics_metadata
+
+    num_classes, m = 2, 4
+    preds = np.zeros((4 + num_classes + m, 100), np.float32)
+    preds[:, 0] = [160, 160, 64, 32, 0.1, 0.9, 1, 0, 0, 0]  # input box (128, 144)-(192, 176), class 1, coef -> proto 0
+    preds[:, 1] = [162, 160, 64, 32, 0.1, 0.8, 1, 0, 0, 0]  # duplicate, suppressed
+    preds[:, 2] = [40, 100, 20, 20, 0.7, 0.0, 0, 1, 0, 0]   # class 0, coef -> proto 1
+    protos = np.full((1, m, 80, 80), -1.0, np.float32)
+    protos[0, 0, :, :40] = 1.0   # proto 0 positive on the left half of the input
+    protos[0, 1] = 1.0           # proto 1 positive everywhere
+    outputs = {"output0": preds[None], "output1": protos}
+    spec = spec_from_ultralytics_metadata({"names": "{0: 'a', 1: 'b'}", "imgsz": "[320, 320]", "task": "segment"},
+                                          {n: a.shape for n, a in outputs.items()})
+    box = Letterbox.fit((240, 320), (320, 320))  # top padding 40
+    det = postprocess(outputs, spec, box)
+    assert det.class_ids.tolist() == [1, 0] and det.masks.shape == (2, 240, 320)
+    np.testing.assert_allclose(det.xyxy[0], [128, 104, 192, 136], atol=1e-3)
+    first = det.masks[0]
+    assert first[104:136, 128:160].all() and not first[:, 160:].any() and first.sum() == 32 * 32
+    assert det.masks[1].sum() == 20 * 20 and det.masks[1][50:70, 30:50].all()
+
+
+def test_edgedet_masks_from_proto_output():
+    spec = edgedet_spec(num_mask_coefs=2, proto_output="proto")
+    outputs = planted(spec, [(1, 0, 1, 1, 0, 0.9)])  # stride 16, cell (1, 1): centre (24, 24), anchor 30x61, coefs (1, 2)
+    outputs["proto"] = np.stack([np.ones((16, 16)), -np.ones((16, 16))])[None].astype(np.float32)  # logit 1 - 2 < 0
+    det = postprocess(outputs, spec, Letterbox.fit((64, 64), (64, 64)))
+    assert det.masks.shape == (1, 64, 64) and not det.masks.any()
+    outputs["proto"][0, 1] = 0.0  # logit 1 > 0 inside the box
+    det = postprocess(outputs, spec, Letterbox.fit((64, 64), (64, 64)))
+    assert det.masks[0, 10:38, 12:36].all() and not det.masks[0, :, 40:].any()
+
+
+def test_postprocess_semantic_class_map_in_frame():
+    from device.postprocess import postprocess_semantic
+
+    spec = edgedet_spec(seg_output="seg", semantic_names=["bg", "road", "car"])
+    logits = np.zeros((1, 3, 8, 8), np.float32)
+    logits[0, 1, 4:] = 5.0   # bottom half of the input is road
+    logits[0, 2, :, 6:] = 9.0  # right quarter is car
+    labels = postprocess_semantic({"seg": logits}, spec, Letterbox.fit((32, 64), (64, 64)))
+    assert labels.shape == (32, 64)
+    assert labels[0, 0] == 0 and labels[-1, 0] == 1 and labels[-1, -1] == 2
+    nhwc = edgedet_spec(seg_output="seg", output_layout="NHWC")
+    np.testing.assert_array_equal(
+        postprocess_semantic({"seg": logits.transpose(0, 2, 3, 1)}, nhwc, Letterbox.fit((32, 64), (64, 64))), labels)
+    with pytest.raises(EdgedetError):
+        postprocess_semantic({}, spec, Letterbox.fit((32, 64), (64, 64)))

@@ -1,0 +1,105 @@
+"""Instance masks from prototypes, semantic maps and the panoptic merge, against torch F.interpolate."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from device.errors import EdgedetError
+from device.letterbox import Letterbox
+from device.masks import instance_masks, panoptic_merge, semantic_logits_in_frame, semantic_map
+
+
+def torch_input_masks(protos, coefs, input_hw):
+    """Reference: logits coefs @ protos upsampled bilinearly (align_corners=False) to the input, > 0."""
+    logits = torch.einsum("nm,mhw->nhw", torch.from_numpy(coefs), torch.from_numpy(protos))
+    up = F.interpolate(logits[None], size=input_hw, mode="bilinear", align_corners=False)[0]
+    return (up > 0).numpy(), up.numpy()
+
+
+def box_region(shape_hw, box):
+    """bool (H, W): pixels whose centres lie inside the box."""
+    ys, xs = np.mgrid[:shape_hw[0], :shape_hw[1]] + 0.5
+    return (xs >= box[0]) & (xs < box[2]) & (ys >= box[1]) & (ys < box[3])
+
+
+def random_protos(rng, m=8, size=16):
+    return rng.normal(size=(m, size, size)).astype(np.float32), rng.normal(size=(3, m)).astype(np.float32)
+
+
+def test_identity_letterbox_equals_torch_upsample_cropped_to_box():
+    rng = np.random.default_rng(0)
+    protos, coefs = random_protos(rng)
+    boxes = np.array([[3.2, 5.0, 40.7, 33.3], [0, 0, 64, 64], [30, 30, 31, 31]], np.float32)
+    masks = instance_masks(protos, coefs, boxes, Letterbox.fit((64, 64), (64, 64)))
+    ref, _ = torch_input_masks(protos, coefs, (64, 64))
+    assert masks.shape == (3, 64, 64) and masks.dtype == bool
+    for n, box in enumerate(boxes):
+        np.testing.assert_array_equal(masks[n], ref[n] & box_region((64, 64), box))
+
+
+def test_padded_letterbox_shifts_into_the_frame_exactly():
+    rng = np.random.default_rng(1)
+    protos, coefs = random_protos(rng)
+    box = Letterbox.fit((48, 64), (64, 64))  # scale 1, 8 rows of padding on top
+    xyxy_input = np.array([[2, 10, 60, 50], [10, 8, 20, 18], [0, 0, 64, 64]], np.float32)
+    masks = instance_masks(protos, coefs, xyxy_input, box)
+    ref, _ = torch_input_masks(protos, coefs, (64, 64))
+    frame_boxes = box.boxes_to_original(xyxy_input)
+    for n in range(3):
+        np.testing.assert_array_equal(masks[n], ref[n, 8:56] & box_region((48, 64), frame_boxes[n]))
+
+
+def test_scaled_frame_matches_upsample_then_resize_reference():
+    rng = np.random.default_rng(2)
+    protos, coefs = random_protos(rng, size=40)
+    box = Letterbox.fit((240, 320), (160, 160))  # frame is 2x the content
+    xyxy_input = np.array([[0, 20, 160, 140]] * 3, np.float32)
+    masks = instance_masks(protos, coefs, xyxy_input, box)
+    _, logits = torch_input_masks(protos, coefs, (160, 160))
+    for n in range(3):
+        ref = box.map_to_original(logits[n]) > 0
+        iou = (masks[n] & ref).sum() / max((masks[n] | ref).sum(), 1)
+        assert iou > 0.97
+
+
+def test_masks_only_inside_boxes_and_empty_boxes():
+    protos = np.ones((2, 8, 8), np.float32)
+    coefs = np.array([[1, 0], [0, 1]], np.float32)  # all logits positive
+    box = Letterbox.fit((32, 32), (32, 32))
+    masks = instance_masks(protos, coefs, np.array([[4, 4, 12, 20], [5, 5, 5, 9]], np.float32), box)
+    assert masks[0].sum() == 8 * 16 and masks[0, 4:20, 4:12].all()
+    assert not masks[1].any()
+    assert instance_masks(protos, np.zeros((0, 2), np.float32), np.zeros((0, 4)), box).shape == (0, 32, 32)
+
+
+def test_semantic_map_equals_torch_upsample_argmax():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(5, 8, 8)).astype(np.float32)
+    box = Letterbox.fit((48, 64), (64, 64))
+    up = F.interpolate(torch.from_numpy(logits)[None], size=(64, 64), mode="bilinear", align_corners=False)[0]
+    np.testing.assert_allclose(semantic_logits_in_frame(logits, box), up.numpy()[:, 8:56], atol=1e-5)
+    labels = semantic_map(logits, box)
+    assert labels.shape == (48, 64) and labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, up.argmax(0).numpy()[8:56])
+    with pytest.raises(EdgedetError):
+        semantic_map(logits[0], box)
+
+
+def test_panoptic_merge_things_over_stuff():
+    semantic = np.zeros((10, 10), np.int64)  # label 0 = sky (stuff)
+    semantic[5:] = 1  # label 1 = road (stuff)
+    semantic[2:4, 2:4] = 2  # label 2 = car (thing) with no surviving instance: stays void
+    semantic[9, 9] = 255  # ignore
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, 5:8, 5:8] = True   # car, best
+    masks[1, 6:9, 6:9] = True   # car, overlaps the first by 4/9 visible 5/9 -> kept (>= 0.5)
+    masks[2, 5:8, 5:8] = True   # duplicate of the first: fully hidden -> dropped
+    seg, segments = panoptic_merge(semantic, masks, np.array([0.9, 0.8, 0.7]), [2, 2, 2])
+    things = [s for s in segments if s.is_thing]
+    stuff = {s.label: s for s in segments if not s.is_thing}
+    assert [t.score for t in things] == pytest.approx([0.9, 0.8]) and [t.area for t in things] == [9, 5]
+    assert set(stuff) == {0, 1}
+    assert (seg[2:4, 2:4] == 0).all() and seg[9, 9] == 0
+    assert (seg[5:8, 5:8] == things[0].id).all()
+    assert stuff[0].area == 50 - 4 and (seg[0] == stuff[0].id).all()
+    assert sorted(np.unique(seg).tolist()) == [0] + [s.id for s in segments]
