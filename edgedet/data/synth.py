@@ -71,42 +71,50 @@ def _noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
-def _texture_sky(rng, size):
-    base = np.array([230, 195, 140], np.float32) + rng.uniform(-15, 15, 3)
-    ramp = np.linspace(-25, 20, size, dtype=np.float32)[:, None, None]
-    return base + ramp + 8 * _noise(rng, size, 5)[..., None]
+# Each stuff class: base BGR colour, per-image colour jitter, and a BGR tint of its single-channel detail field.
+STUFF_COLOURS = np.array([[230, 195, 140], [45, 140, 70], [125, 75, 25], [125, 180, 215]], np.float32)
+STUFF_JITTER = np.array([15, 15, 15, 12], np.float32)
+STUFF_TINTS = np.array([[1, 1, 1], [0.6, 1.0, 0.7], [1, 1, 1], [1, 1, 1]], np.float32)
 
 
-def _texture_grass(rng, size):
-    base = np.array([45, 140, 70], np.float32) + rng.uniform(-15, 15, 3)
-    blades = cv2.blur(rng.standard_normal((size, size), dtype=np.float32), (1, 5))
-    return base + 45 * blades[..., None] * np.array([0.6, 1.0, 0.7], np.float32) + 12 * _noise(rng, size, 8)[..., None]
+def _detail_sky(rng, white):
+    """Vertical brightness ramp and soft clouds."""
+    size = white.shape[0]
+    return np.linspace(-25, 20, size, dtype=np.float32)[:, None] + 8 * _noise(rng, size, 5)
 
 
-def _texture_water(rng, size):
-    base = np.array([125, 75, 25], np.float32) + rng.uniform(-15, 15, 3)
+def _detail_grass(rng, white):
+    """Vertical blades (noise smeared vertically) over patchy shading."""
+    return 45 * cv2.blur(white, (1, 5)) + 12 * _noise(rng, white.shape[0], 8)
+
+
+def _detail_water(rng, white):
+    """Horizontal waves bent by smooth noise, with a little sparkle."""
+    size = white.shape[0]
     y = np.arange(size, dtype=np.float32)[:, None]
-    waves = np.sin(y * rng.uniform(0.35, 0.6) + 3 * _noise(rng, size, 6))
-    return base + 22 * waves[..., None] + 5 * rng.standard_normal((size, size, 1), dtype=np.float32)
+    return 22 * np.sin(y * rng.uniform(0.35, 0.6) + 3 * _noise(rng, size, 6)) + 5 * white
 
 
-def _texture_sand(rng, size):
-    base = np.array([125, 180, 215], np.float32) + rng.uniform(-12, 12, 3)
-    speckle = rng.standard_normal((size, size), dtype=np.float32)
-    return base + 18 * speckle[..., None] + 10 * _noise(rng, size, 10)[..., None]
+def _detail_sand(rng, white):
+    """Fine speckle over patchy shading."""
+    return 18 * white + 10 * _noise(rng, white.shape[0], 10)
 
 
-TEXTURES: List[Callable[[np.random.Generator, int], np.ndarray]] = [
-    _texture_sky, _texture_grass, _texture_water, _texture_sand]
+DETAILS: List[Callable[[np.random.Generator, np.ndarray], np.ndarray]] = [
+    _detail_sky, _detail_grass, _detail_water, _detail_sand]
 
 
 def _render_stuff(rng: np.random.Generator, stuff: np.ndarray) -> np.ndarray:
-    """float32 (H, W, 3) BGR background: each present stuff class's texture inside its region."""
-    size = stuff.shape[0]
-    image = np.zeros((size, size, 3), np.float32)
+    """float32 (H, W, 3) BGR background: each present stuff class's colour plus its tinted detail inside its region.
+
+    One white-noise field serves every class: each class shows it only inside its own region.
+    """
+    white = rng.standard_normal(stuff.shape, dtype=np.float32)
+    detail = np.zeros(stuff.shape, np.float32)
+    colours = STUFF_COLOURS + rng.uniform(-1, 1, STUFF_COLOURS.shape).astype(np.float32) * STUFF_JITTER[:, None]
     for label in np.unique(stuff):
-        np.copyto(image, TEXTURES[label](rng, size), where=(stuff == label)[..., None])
-    return image
+        np.copyto(detail, DETAILS[label](rng, white), where=stuff == label)
+    return colours[stuff] + detail[..., None] * STUFF_TINTS[stuff]
 
 
 # ---- things: shapes, placement with occlusion control ------------------------------------------
