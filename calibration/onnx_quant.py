@@ -7,9 +7,11 @@ sensitivity search can build many variants without recalibrating.
 Methods:
 - "minmax":     the observed min and max of each tensor.
 - "entropy":    TensorRT's KL-divergence threshold. onnxruntime's default histogram has as many bins
-                as quantized bins (128/128), which makes the search a no-op that returns MinMax's range;
+                as quantized bins (128/128), which makes the search a no-op that keeps the full observed range, like MinMax;
                 here the histogram has ENTROPY_NUM_BINS > ENTROPY_QUANTIZED_BINS so the search is real.
 - "percentile": the PERCENTILE-th percentile of |x| (clips rare outliers).
+With entropy and percentile, the graph outputs (raw head logits) keep their observed min/max (see
+`_keep_output_extremes`): clipping them would shift every decoded score.
 """
 from __future__ import annotations
 
@@ -100,9 +102,32 @@ def compute_ranges(model_path, reader, method: str, cache_path) -> Dict[str, Tup
         reader.rewind()
         calibrator.collect_data(reader)
         tensors = calibrator.compute_data()
+        if method != "minmax":
+            _keep_output_extremes(tensors, calibrator.collector.histogram_dict, _graph_outputs(model_path))
         del calibrator
     save_tensors_data(tensors, Path(cache_path))
     return {name: (float(np.min(r.range_value[0])), float(np.max(r.range_value[1]))) for name, r in tensors.data.items()}
+
+
+def _keep_output_extremes(tensors, histograms: dict, output_names: Sequence[str]) -> None:
+    """Give the model's outputs their observed min/max instead of a clipped range.
+
+    The outputs are raw head logits decoded on the device: objectness sits in a narrow spike far
+    below zero (e.g. -6.7 for an empty cell), which the KL or percentile search clips to the bulk of
+    the distribution, shifting every score. Inner activations keep the method's range.
+    """
+    from onnxruntime.quantization.calibrate import TensorData
+
+    for name in output_names:
+        if name in histograms and name in tensors.data:
+            low, high = histograms[name][2], histograms[name][3]
+            tensors.data[name] = TensorData(lowest=np.asarray(low, np.float32), highest=np.asarray(high, np.float32))
+
+
+def _graph_outputs(model_path) -> List[str]:
+    import onnx
+
+    return [output.name for output in onnx.load(str(model_path), load_external_data=False).graph.output]
 
 
 def quantize_qdq(model_path, out_path, cache_path, method: str, scheme: Int8Scheme,
