@@ -40,3 +40,9 @@ demo: setup
 	echo; echo "annotated video: $(DEMO)/run.mp4 (detections as JSON lines: $(DEMO)/run.jsonl)"; \
 	echo "report: $(DEMO)/report/report.html and $(DEMO)/report/report.md"; \
 	echo "demo took $$(( $$(date +%s) - start )) s"
+
+# ---- pi-check (H8): the device install and int8 results on Debian bookworm arm64 under QEMU (Pi 4 cortex-a72,
+# Pi 5 cortex-a76) against this x86 host. Needs root; caches the arm64 root in .cache/pi-root. Not part of `make test`.
+.PHONY: pi-check
+pi-check: setup
+	scripts/pi_check.sh

@@ -12,6 +12,10 @@ every detection of either file must find a partner, and both files must cover th
 Standard library only: this file also runs inside the emulated root, where only the device extras exist.
 
     python scripts/pi_compare.py reference.jsonl candidate.jsonl [--min-iou 0.9] [--max-score-diff 0.05]
+    python scripts/pi_compare.py --eval reference.json candidate.json [--max-map-diff 0.01]
+
+With ``--eval`` the two files are `edgedet eval --model ... --json` outputs instead, and their
+mAP@0.5:0.95 (``bbox.AP``, and ``segm.AP`` when both have it) must agree within ``max_map_diff``.
 
 Exit status 0 when the two runs agree, 1 when they do not (each disagreement is printed), 2 on
 unreadable input.
@@ -169,11 +173,53 @@ def compare_runs(
     return result
 
 
+def compare_eval(reference: dict, candidate: dict, max_map_diff: float = 0.01) -> Tuple[List[str], List[str]]:
+    """Compare the mAPs of two `edgedet eval --json` outputs: (lines describing each AP, problems).
+
+    ``bbox.AP`` must exist in both; ``segm.AP`` is compared when both have it. APs are in 0..1.
+    """
+    lines, problems = [], []
+    for iou_type in ("bbox", "segm"):
+        if iou_type != "bbox" and not (iou_type in reference and iou_type in candidate):
+            continue
+        try:
+            ref_ap = float(reference[iou_type]["AP"])
+            cand_ap = float(candidate[iou_type]["AP"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{iou_type}.AP missing from an eval result")
+            continue
+        diff = abs(ref_ap - cand_ap)
+        lines.append(f"{iou_type} mAP {cand_ap:.4f} vs reference {ref_ap:.4f} (diff {diff:.4f})")
+        if not diff <= max_map_diff:
+            problems.append(f"{iou_type} mAP differs by {diff:.4f} > {max_map_diff}")
+    return lines, problems
+
+
+def eval_main(args: argparse.Namespace, prefix: str) -> int:
+    """The --eval mode of main."""
+    try:
+        with open(args.reference, encoding="utf-8") as handle:
+            reference = json.load(handle)
+        with open(args.candidate, encoding="utf-8") as handle:
+            candidate = json.load(handle)
+    except (OSError, ValueError) as exc:
+        print(f"{prefix}error: {exc}", file=sys.stderr)
+        return 2
+    lines, problems = compare_eval(reference, candidate, args.max_map_diff)
+    for line in lines:
+        print(f"{prefix}{line}")
+    for problem in problems:
+        print(f"{prefix}  {problem}")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("reference", help="JSON lines from the reference machine (x86)")
-    parser.add_argument("candidate", help="JSON lines from the machine under test (emulated Pi)")
+    parser.add_argument("reference", help="JSON lines (or with --eval, eval JSON) from the reference machine (x86)")
+    parser.add_argument("candidate", help="the same from the machine under test (emulated Pi)")
+    parser.add_argument("--eval", action="store_true", help="compare `edgedet eval --json` outputs (mAP) instead")
+    parser.add_argument("--max-map-diff", type=float, default=0.01, help="largest allowed mAP difference (0..1 scale)")
     parser.add_argument("--min-iou", type=float, default=0.9, help="smallest box IoU that counts as the same object")
     parser.add_argument("--max-score-diff", type=float, default=0.05, help="largest allowed score difference")
     parser.add_argument("--min-images", type=int, default=1, help="fail when fewer images are compared")
@@ -185,6 +231,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Compare two runs; print a summary and each problem. Exit 0 when they agree, 1 if not, 2 on bad input."""
     args = build_parser().parse_args(argv)
     prefix = f"{args.label}: " if args.label else ""
+    if args.eval:
+        return eval_main(args, prefix)
     try:
         reference = read_run(args.reference)
         candidate = read_run(args.candidate)

@@ -112,3 +112,25 @@ def test_bad_input_exits_2(tmp_path):
     with open(tmp_path / "dup.jsonl", "a") as handle:
         handle.write(json.dumps({"source": "x/a.jpg", "detections": []}) + "\n")
     assert pc.main([str(tmp_path / "dup.jsonl"), str(tmp_path / "a.jsonl")]) == 2
+
+
+def write_eval(path, bbox_ap, segm_ap=None):
+    """An `edgedet eval --json` shaped file with the given APs."""
+    keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+    record = {"bbox": {k: bbox_ap for k in keys}, "latency_ms": {}}
+    if segm_ap is not None:
+        record["segm"] = {k: segm_ap for k in keys}
+    path.write_text(json.dumps(record))
+    return str(path)
+
+
+def test_eval_mode_compares_map_within_tolerance(tmp_path):
+    ref = write_eval(tmp_path / "ref.json", 0.412, 0.300)
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "ok.json", 0.405, 0.309)]) == 0
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "box.json", 0.380, 0.300)]) == 1
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "mask.json", 0.412, 0.250)]) == 1
+    # segm is compared only when both sides have it; bbox is required.
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "nosegm.json", 0.412)]) == 0
+    (tmp_path / "empty.json").write_text("{}")
+    assert pc.main(["--eval", ref, str(tmp_path / "empty.json")]) == 1
+    assert pc.main(["--eval", ref, str(tmp_path / "absent.json")]) == 2

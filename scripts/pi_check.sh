@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# make pi-check: prove the device side on a Raspberry Pi's OS and CPU without a Pi.
+#
+# Builds (once, cached under .cache/pi-root) a Debian bookworm arm64 root -- what 64-bit Raspberry Pi OS
+# is built on -- and runs it under QEMU user-mode emulation with the Pi 4 (cortex-a72) and Pi 5
+# (cortex-a76) CPU models. Inside it, two venvs get only the device installs from aarch64 wheels:
+# `edgedet[tflite]` and `edgedet[onnx]`; no torch, onnx or TensorFlow may arrive. Then `edgedet run`
+# and `edgedet eval --model` with the int8 TFLite and int8 ONNX exports of the checkpoint must give the
+# same detections (class equal, IoU >= 0.9, score within 0.05) and mAP (within 0.01) as on this x86 host.
+#
+# Needs root (debootstrap, chroot, mounts), Debian's apt, PyPI, and the project's .venv for the x86 side.
+# Environment overrides:
+#   PI_CHECK_CKPT     checkpoint to export (default: shipped, the packaged edgedet-n-320)
+#   PI_CHECK_CPUS     QEMU CPU models (default: "cortex-a72 cortex-a76"; never QEMU's default "max")
+#   PI_CHECK_IMAGES   synthetic validation images to run and evaluate (default 16)
+#   PI_CHECK_MIRROR   Debian mirror (default: the one apt on this machine uses)
+#   PI_CHECK_ONLY     "setup" stops after the root, venvs and import checks (no models needed)
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=$REPO/.cache
+ROOT=$CACHE/pi-root                  # the arm64 root (cached across runs)
+WHEELS=$CACHE/pi-wheels              # aarch64 wheels of the dependencies (cached)
+WORK=$CACHE/pi-check                 # this run's files; bind-mounted at /mnt/edgedet inside the root
+INNER=/mnt/edgedet                   # $WORK as seen from inside the root
+CKPT=${PI_CHECK_CKPT:-shipped}
+CPUS=${PI_CHECK_CPUS:-"cortex-a72 cortex-a76"}
+N_IMAGES=${PI_CHECK_IMAGES:-16}
+ONLY=${PI_CHECK_ONLY:-}
+HOST_EDGEDET=$REPO/.venv/bin/edgedet
+HOST_PY=$REPO/.venv/bin/python
+PYVER=3.11                           # bookworm's python3
+NICE=(nice -n 10)                    # emulation is heavy; leave the CPUs to others first
+ROOT_MARK=$ROOT/.edgedet-pi-root     # written when the root is complete
+MOUNTS=()                            # mounted paths, unmounted in reverse on exit
+
+log() { printf 'pi-check: %s\n' "$*"; }
+die() { printf 'pi-check: error: %s\n' "$*" >&2; exit 1; }
+
+cpu_label() {
+    case "$1" in
+        cortex-a72) echo "Raspberry Pi 4" ;;
+        cortex-a76) echo "Raspberry Pi 5" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------- host
+need_root_user() {
+    [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot and mounts); run as root or with sudo"
+}
+
+install_host_packages() {
+    local missing=()
+    command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v update-binfmts >/dev/null || missing+=(binfmt-support)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]} from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"; then
+        apt-get -o DPkg::Lock::Timeout=600 update -q
+        apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}"
+    fi
+}
+
+# The Debian mirror apt on this machine uses (deb822 .sources or one-line .list), else deb.debian.org.
+debian_mirror() {
+    if [ -n "${PI_CHECK_MIRROR:-}" ]; then echo "$PI_CHECK_MIRROR"; return; fi
+    local files=() uri
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+        [ -f "$f" ] && files+=("$f")
+    done
+    uri=$( { [ ${#files[@]} -gt 0 ] && cat "${files[@]}"; } \
+        | grep -oE '(https?://[^ ]*/debian)/?( |$)' | grep -v -- '-security' | head -n1 | tr -d ' ' || true)
+    echo "${uri%/}" | grep . || echo "http://deb.debian.org/debian"
+}
+
+enable_binfmt() {
+    local dir=/proc/sys/fs/binfmt_misc
+    [ -e $dir/register ] || mount -t binfmt_misc binfmt_misc $dir || die "cannot mount binfmt_misc"
+    if ! grep -qs '^enabled' $dir/qemu-aarch64; then
+        update-binfmts --enable qemu-aarch64 || update-binfmts --import qemu-aarch64 || true
+    fi
+    grep -qs '^enabled' $dir/qemu-aarch64 || die "binfmt_misc has no enabled qemu-aarch64 entry (update-binfmts --display qemu-aarch64)"
+}
+
+# ---------------------------------------------------------------------------------------------- root
+mounted_under() { findmnt -rn -o TARGET | grep -qF "$1"; }
+
+build_root() {
+    if [ -f "$ROOT_MARK" ]; then
+        log "reusing the arm64 root $ROOT ($(cat "$ROOT_MARK"))"
+        return 0
+    fi
+    local tmp=$ROOT.tmp mirror
+    mirror=$(debian_mirror)
+    mounted_under "$CACHE/pi-root" && die "something is still mounted under $CACHE/pi-root*; unmount it first"
+    rm -rf "$tmp" "$ROOT"
+    log "debootstrap bookworm arm64 from $mirror (first stage; the whole build takes ~5-10 min)"
+    "${NICE[@]}" debootstrap --arch=arm64 --foreign --variant=minbase \
+        --include=python3,python3-venv,python3-pip bookworm "$tmp" "$mirror" >"$CACHE/pi-debootstrap.log" 2>&1 \
+        || { tail -n 20 "$CACHE/pi-debootstrap.log"; die "debootstrap first stage failed (log: $CACHE/pi-debootstrap.log)"; }
+    cp /usr/bin/qemu-aarch64-static "$tmp/usr/bin/"
+    log "debootstrap second stage under QEMU (cortex-a72)"
+    "${NICE[@]}" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin QEMU_CPU=cortex-a72 \
+        chroot "$tmp" /debootstrap/debootstrap --second-stage >>"$CACHE/pi-debootstrap.log" 2>&1 \
+        || { tail -n 20 "$CACHE/pi-debootstrap.log"; die "debootstrap second stage failed (log: $CACHE/pi-debootstrap.log)"; }
+    mounted_under "$tmp" && die "debootstrap left mounts under $tmp"
+    mv "$tmp" "$ROOT"
+    echo "Debian bookworm arm64 minbase from $mirror, built $(date -u +%Y-%m-%dT%H:%MZ)" >"$ROOT_MARK"
+}
+
+# Fake CPU topology (host /sys must not be bind-mounted: onnxruntime and TFLite crash on import with it,
+# and without any /sys the CPU detection fails and XNNPACK is not used).
+fake_sys() {
+    mkdir -p "$ROOT/sys/devices/system/cpu"
+    for f in possible present online; do echo "0-1" >"$ROOT/sys/devices/system/cpu/$f"; done
+}
+
+cleanup() {
+    local i
+    for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
+        umount "${MOUNTS[$i]}" 2>/dev/null || umount -l "${MOUNTS[$i]}" 2>/dev/null || true
+    done
+    MOUNTS=()
+}
+
+mount_into_root() {  # mount_into_root TARGET mount-args...
+    local target=$1; shift
+    mount "$@" "$target"
+    MOUNTS+=("$target")
+}
+
+mount_root() {
+    mkdir -p "$ROOT/proc" "$ROOT/dev/shm" "$ROOT$INNER" "$WORK"
+    mounted_under "$ROOT/" && die "something is already mounted under $ROOT (another pi-check running?)"
+    mount_into_root "$ROOT/proc" -t proc proc
+    mount_into_root "$ROOT/dev/shm" -t tmpfs -o size=256m tmpfs
+    mount_into_root "$ROOT$INNER" --bind "$WORK"
+}
+
+# in_root CPU COMMAND...: run an arm64 command inside the root with a clean environment and the given CPU model.
+in_root() {
+    local cpu=$1; shift
+    "${NICE[@]}" env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+        LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        QEMU_CPU="$cpu" chroot "$ROOT" "$@"
+}
+
+# ---------------------------------------------------------------------------------------------- wheels
+# edgedet's own wheel, built from a copy of the working tree (keeps build/ out of the checkout).
+build_edgedet_wheel() {
+    local src=$WORK/src
+    rm -rf "$src" "$WORK/dist"
+    mkdir -p "$src" "$WORK/dist"
+    tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build --exclude='*.egg-info' \
+        --exclude=__pycache__ --exclude=./runs --exclude=./out --exclude=./exports -cf - . | tar -C "$src" -xf -
+    "$REPO/.venv/bin/pip" wheel -q --no-deps -w "$WORK/dist" "$src" >/dev/null
+    rm -rf "$src"
+    ls "$WORK"/dist/edgedet-*.whl >/dev/null || die "no edgedet wheel was built"
+}
+
+# aarch64 wheels for edgedet[tflite,onnx] from PyPI for bookworm (CPython 3.11, glibc 2.36), without the
+# host pip config (its find-links and extra indexes hold x86 builds).
+download_wheels() {
+    local platforms=(--platform linux_aarch64 --platform manylinux2014_aarch64) m
+    for m in $(seq 17 36); do platforms+=(--platform "manylinux_2_${m}_aarch64"); done
+    mkdir -p "$WHEELS"
+    log "aarch64 wheels for edgedet[tflite,onnx] from PyPI (cached in $WHEELS)"
+    (cd /tmp && env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+        "$REPO/.venv/bin/pip" download -q --dest "$WHEELS" --index-url https://pypi.org/simple \
+        --only-binary=:all: --implementation cp --python-version "$PYVER" --abi "cp${PYVER/./}" "${platforms[@]}" \
+        "$(ls "$WORK"/dist/edgedet-*.whl)[tflite,onnx]")
+    rm -f "$WHEELS"/edgedet-*.whl
+}
+
+# ---------------------------------------------------------------------------------------------- venvs
+# One venv per device extra: /opt/edgedet-tflite and /opt/edgedet-onnx, rebuilt when the wheel set changes;
+# edgedet itself is reinstalled from this run's wheel every time.
+make_venv() {
+    local extra=$1 venv=/opt/edgedet-$1 stamp
+    stamp=$( (echo "$extra"; ls "$WHEELS") | sha256sum | cut -c1-16)
+    if [ "$(cat "$ROOT$venv/.pi-check-stamp" 2>/dev/null)" != "$stamp" ]; then
+        log "creating $venv inside the root with edgedet[$extra] (pip under emulation, ~1 min)"
+        rm -rf "${ROOT:?}$venv"
+        in_root cortex-a72 /usr/bin/python3 -m venv "$venv"
+        in_root cortex-a72 "$venv/bin/pip" install -q --no-index --find-links "$INNER/wheels" \
+            --find-links "$INNER/dist" "edgedet[$extra]"
+        echo "$stamp" >"$ROOT$venv/.pi-check-stamp"
+    fi
+    in_root cortex-a72 "$venv/bin/pip" install -q --no-index --no-deps --force-reinstall "$(ls "$WORK"/dist/edgedet-*.whl | sed "s|^$WORK|$INNER|")"
+    in_root cortex-a72 "$venv/bin/pip" check >/dev/null || die "pip check failed in $venv"
+}
+
+stage_wheels_and_scripts() {
+    rm -rf "$WORK/wheels" "$WORK/scripts"
+    mkdir -p "$WORK/wheels" "$WORK/scripts"
+    cp "$WHEELS"/*.whl "$WORK/wheels/"
+    cp "$REPO/scripts/pi_check_device.py" "$WORK/scripts/"
+}
+
+# ---------------------------------------------------------------------------------------------- checks
+FAILED=0
+RESULTS=()   # the PASS/FAIL lines, printed again at the end
+
+record() {  # record PASS|FAIL text
+    RESULTS+=("$1 $2")
+    log "$1 $2"
+    [ "$1" = PASS ] || FAILED=1
+}
+
+check_environment() {
+    local cpu extra out
+    for cpu in $CPUS; do
+        if out=$(in_root "$cpu" /usr/bin/python3 "$INNER/scripts/pi_check_device.py" cpu --expect "$cpu" 2>&1); then
+            record PASS "cpu $cpu ($(cpu_label "$cpu")): $out"
+        else
+            record FAIL "cpu $cpu ($(cpu_label "$cpu")): $(echo "$out" | tr '\n' ' ')"
+        fi
+        for extra in tflite onnx; do
+            if out=$(in_root "$cpu" "/opt/edgedet-$extra/bin/python" "$INNER/scripts/pi_check_device.py" imports --extra "$extra" 2>&1); then
+                record PASS "install edgedet[$extra] on $cpu: $(echo "$out" | tail -n1)"
+            else
+                echo "$out"
+                record FAIL "install edgedet[$extra] on $cpu"
+            fi
+        done
+    done
+}
+
+print_footprint() {
+    local extra
+    log "Raspberry Pi OS base: $(cat "$ROOT/etc/debian_version") ($(. "$ROOT/etc/os-release"; echo "$PRETTY_NAME")), python $(in_root cortex-a72 /usr/bin/python3 -c 'import platform; print(platform.python_version(), platform.machine())')"
+    for extra in tflite onnx; do
+        log "device footprint of pip install \"edgedet[$extra]\" (/opt/edgedet-$extra):"
+        in_root cortex-a72 "/opt/edgedet-$extra/bin/python" "$INNER/scripts/pi_check_device.py" footprint
+    done
+}
+
+# The x86 reference: synthetic data, int8 exports, run + eval with the host venv.
+host_reference() {
+    rm -rf "$WORK/data" "$WORK/models" "$WORK/results"
+    mkdir -p "$WORK/results"
+    log "x86: edgedet data synth ($N_IMAGES val images, 32 calibration images)"
+    "${NICE[@]}" "$HOST_EDGEDET" data synth --out "$WORK/data" --train 32 --val "$N_IMAGES" --imgsz 320 --seed 0 >/dev/null
+    log "x86: edgedet export $CKPT --format onnx-int8,tflite-int8"
+    "${NICE[@]}" "$HOST_EDGEDET" export "$CKPT" --format onnx-int8,tflite-int8 --out "$WORK/models" \
+        --calib "$WORK/data" --calib-size 32 --data "$WORK/data" --val-limit 4 >"$WORK/results/export.log" 2>&1 \
+        || { tail -n 30 "$WORK/results/export.log"; die "edgedet export failed (log: $WORK/results/export.log)"; }
+    MODEL_ONNX=$(ls "$WORK"/models/*.onnx 2>/dev/null | grep -i int8 | head -n1 || true)
+    MODEL_TFLITE=$(ls "$WORK"/models/*.tflite 2>/dev/null | grep -i int8 | head -n1 || true)
+    [ -n "$MODEL_ONNX" ] && [ -n "$MODEL_TFLITE" ] || die "export wrote no .onnx/.tflite in $WORK/models: $(ls "$WORK/models")"
+    local fmt model
+    for fmt in tflite-int8 onnx-int8; do
+        model=$(model_for "$fmt")
+        log "x86: edgedet run / eval with $(basename "$model")"
+        "${NICE[@]}" "$HOST_EDGEDET" run --model "$model" --source "$WORK/data/val/images" \
+            --json "$WORK/results/x86-$fmt.jsonl" >"$WORK/results/x86-$fmt-run.log" 2>&1 \
+            || { tail -n 20 "$WORK/results/x86-$fmt-run.log"; die "x86 edgedet run failed for $fmt"; }
+        "${NICE[@]}" "$HOST_EDGEDET" eval --model "$model" --data "$WORK/data" --no-progress \
+            --json "$WORK/results/x86-$fmt-eval.json" >"$WORK/results/x86-$fmt-eval.log" 2>&1 \
+            || { tail -n 20 "$WORK/results/x86-$fmt-eval.log"; die "x86 edgedet eval failed for $fmt"; }
+    done
+}
+
+model_for() {
+    case "$1" in
+        tflite-int8) echo "$MODEL_TFLITE" ;;
+        onnx-int8) echo "$MODEL_ONNX" ;;
+    esac
+}
+
+device_runs() {
+    local cpu fmt extra model inner_model tag ok detail
+    for cpu in $CPUS; do
+        for fmt in tflite-int8 onnx-int8; do
+            extra=${fmt%-int8}
+            model=$(model_for "$fmt")
+            inner_model=$INNER/models/$(basename "$model")
+            tag="$fmt on $cpu ($(cpu_label "$cpu"))"
+            log "emulated: edgedet run + eval, $tag"
+            ok=1
+            if ! in_root "$cpu" "/opt/edgedet-$extra/bin/edgedet" run --model "$inner_model" \
+                    --source "$INNER/data/val/images" --json "$INNER/results/$cpu-$fmt.jsonl" \
+                    >"$WORK/results/$cpu-$fmt-run.log" 2>&1; then
+                tail -n 20 "$WORK/results/$cpu-$fmt-run.log"
+                record FAIL "$tag: edgedet run failed"
+                continue
+            fi
+            if ! in_root "$cpu" "/opt/edgedet-$extra/bin/edgedet" eval --model "$inner_model" --data "$INNER/data" \
+                    --no-progress --json "$INNER/results/$cpu-$fmt-eval.json" \
+                    >"$WORK/results/$cpu-$fmt-eval.log" 2>&1; then
+                tail -n 20 "$WORK/results/$cpu-$fmt-eval.log"
+                record FAIL "$tag: edgedet eval failed"
+                continue
+            fi
+            detail=$("$HOST_PY" "$REPO/scripts/pi_compare.py" --min-images "$N_IMAGES" \
+                "$WORK/results/x86-$fmt.jsonl" "$WORK/results/$cpu-$fmt.jsonl") || ok=0
+            echo "$detail" | sed '$d'
+            detail=$(echo "$detail" | tail -n1)
+            local map
+            map=$("$HOST_PY" "$REPO/scripts/pi_compare.py" --eval --max-map-diff 0.01 \
+                "$WORK/results/x86-$fmt-eval.json" "$WORK/results/$cpu-$fmt-eval.json") || ok=0
+            [ $ok = 1 ] && record PASS "$tag: $detail; $(echo "$map" | tr '\n' ';' | sed 's/;$//')" \
+                        || record FAIL "$tag: $detail; $(echo "$map" | tr '\n' ';' | sed 's/;$//')"
+        done
+    done
+}
+
+main() {
+    need_root_user
+    mkdir -p "$CACHE"
+    exec 9>"$CACHE/pi-check.lock"
+    flock -n 9 || die "another pi-check is running (lock $CACHE/pi-check.lock)"
+    trap cleanup EXIT
+    trap 'cleanup; exit 130' INT TERM
+    case "$CPUS" in *max*) die "QEMU_CPU=max gives wrong XNNPACK int8 results; use real Pi cores";; esac
+    install_host_packages
+    enable_binfmt
+    build_root
+    fake_sys
+    mkdir -p "$WORK"
+    build_edgedet_wheel
+    download_wheels
+    stage_wheels_and_scripts
+    mount_root
+    make_venv tflite
+    make_venv onnx
+    print_footprint
+    check_environment
+    if [ "$ONLY" != setup ]; then
+        [ -x "$HOST_EDGEDET" ] || die "no $HOST_EDGEDET for the x86 reference; run make setup"
+        host_reference
+        device_runs
+    fi
+    echo
+    log "summary (QEMU user-mode emulation of Debian bookworm arm64; emulated timings mean nothing and are not reported --"
+    log "run \`edgedet bench\` on a real Pi for latency):"
+    local line
+    for line in "${RESULTS[@]}"; do log "  $line"; done
+    if [ $FAILED = 0 ]; then log "PASS"; else log "FAIL"; fi
+    return $FAILED
+}
+
+main "$@"
