@@ -1,0 +1,303 @@
+"""`edgedet run` end to end: video / image folder / synthetic with ONNX and TFLite exports of the tiny checkpoint,
+JSON lines and saved video checked, MJPEG + status over HTTP, a live MJPEG source that disconnects and comes back,
+SIGINT/SIGTERM with complete outputs, and every bad-input message. Network traffic only to 127.0.0.1."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.capture import SyntheticSource
+from device.stream import StreamServer
+from edgedet.cli import main
+from tests.device.test_backends import make_onnx_model
+from tests.device.test_capture import write_images, write_video
+
+EDGEDET = [sys.executable, "-m", "edgedet"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(args, capsys):
+    code = main(["run", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def count_video_frames(path):
+    capture = cv2.VideoCapture(str(path))
+    count, shape = 0, None
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        count, shape = count + 1, image.shape
+    capture.release()
+    return count, shape
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, seconds=60.0, interval=0.1):
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None
+
+
+def jsonl_lines(path):
+    try:
+        return len(Path(path).read_text().splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def start_cli(args, tmp_path):
+    """`edgedet run ...` as a subprocess (stdout/stderr to files so pipes never fill)."""
+    stdout, stderr = open(tmp_path / "stdout.txt", "w"), open(tmp_path / "stderr.txt", "w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([*EDGEDET, "run", *map(str, args)], stdout=stdout, stderr=stderr, cwd=ROOT, env=env)
+
+
+def finish(process, tmp_path, timeout=60):
+    code = process.wait(timeout=timeout)
+    return code, (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text()
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_video_with_onnx_writes_every_frame_to_json_video_and_latency_log(exported_models, tmp_path, capsys):
+    video = write_video(tmp_path / "clip.avi", frames=8, size_wh=(96, 72))
+    code, out, err = run_cli(["--model", exported_models["onnx"], "--source", video, "--conf", "0.002", "--max-det", 10,
+                              "--json", tmp_path / "dets.jsonl", "--save", tmp_path / "out.mp4",
+                              "--latency-log", tmp_path / "lat.jsonl", "--threads", 1], capsys)
+    assert code == 0, err
+    lines = read_jsonl(tmp_path / "dets.jsonl")
+    assert [line["frame"] for line in lines] == list(range(8))
+    assert all(line["width"] == 96 and line["height"] == 72 and line["source"] == str(video) for line in lines)
+    assert {"capture", "preprocess", "inference", "decode", "nms", "end_to_end", "frame_age"} <= set(lines[0]["latency_ms"])
+    detections = [d for line in lines for d in line["detections"]]
+    assert detections, "the untrained tiny model scores about 0.0025 everywhere"
+    for d in detections:
+        assert set(d) == {"xyxy", "score", "class_id", "class_name", "segmentation"}
+        assert d["segmentation"]["size"] == [72, 96] and d["score"] >= 0.002
+    assert count_video_frames(tmp_path / "out.mp4") == (8, (72, 96, 3))
+    latency = read_jsonl(tmp_path / "lat.jsonl")
+    assert len(latency) == 8 and "output" in latency[0]["ms"] and "inference" in latency[0]["ms"]
+    assert "8 frames, 0 failed" in out and "inference" in out and "p99" in out  # the summary table
+
+
+def test_image_folder_with_tflite_int8_keeps_order_and_file_names(exported_models, tmp_path, capsys):
+    paths = write_images(tmp_path / "imgs", count=4, size_hw=(60, 80))
+    code, out, err = run_cli(["--model", exported_models["tflite-int8"], "--source", tmp_path / "imgs",
+                              "--json", tmp_path / "dets.jsonl", "--save", tmp_path / "out.avi"], capsys)
+    assert code == 0, err
+    lines = read_jsonl(tmp_path / "dets.jsonl")
+    assert [line["source"] for line in lines] == paths
+    assert count_video_frames(tmp_path / "out.avi")[0] == 4
+    assert "tflite" in err or "ai_edge_litert" in err
+
+
+@pytest.mark.parametrize("variant", ["tflite", "onnx-int8"])
+def test_synthetic_source_with_max_frames(exported_models, tmp_path, capsys, variant):
+    code, out, err = run_cli(["--model", exported_models[variant], "--source", "synthetic", "--max-frames", 5,
+                              "--json", tmp_path / "dets.jsonl", "--classes", "circle,square"], capsys)
+    assert code == 0, err
+    lines = read_jsonl(tmp_path / "dets.jsonl")
+    assert len(lines) == 5 and lines[0]["width"] == 640 and lines[0]["source"] == "synthetic"
+    assert all(d["class_name"] in ("circle", "square") for line in lines for d in line["detections"])
+
+
+def test_foreign_model_with_flags_and_show_fallback(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    model = make_onnx_model(tmp_path / "bare.onnx", metadata=False)
+    code, out, err = run_cli(["--model", model, "--source", "synthetic", "--max-frames", 2], capsys)
+    assert code == 2 and "--names" in err and "--layout" in err and err.count("\n") == 1
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--max-frames", 2, "--show"], capsys)
+    assert code == 0 and "--show: no display" in err and "--stream" in err
+
+
+def test_a_frame_that_fails_is_logged_and_the_run_goes_on(tmp_path, capsys, monkeypatch):
+    from device.pipeline import Detector
+
+    real_infer = Detector.infer
+    calls = {"n": 0}
+
+    def flaky_infer(self, prepared):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated backend hiccup")
+        return real_infer(self, prepared)
+
+    monkeypatch.setattr(Detector, "infer", flaky_infer)
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--max-frames", 4, "--json", tmp_path / "d.jsonl"], capsys)
+    assert code == 0
+    assert "simulated backend hiccup" in err and "1 failed" in out
+    assert [line["frame"] for line in read_jsonl(tmp_path / "d.jsonl")] == [0, 2, 3]
+
+
+# ------------------------------------------------------------------------- streaming, signals, reconnect
+
+
+def test_stream_serves_mjpeg_and_status_and_sigint_completes_outputs(exported_models, tmp_path):
+    port = free_port()
+    process = start_cli(["--model", exported_models["onnx"], "--source", "synthetic", "--stream", port,
+                         "--json", tmp_path / "dets.jsonl", "--save", tmp_path / "out.mp4",
+                         "--latency-log", tmp_path / "lat.jsonl", "--threads", 1], tmp_path)
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        status = wait_for(lambda: _get_json(base + "status.json"), 90)
+        assert status is not None, (tmp_path / "stderr.txt").read_text()
+        status = wait_for(lambda: (lambda s: s if s and s["frames"] >= 3 else None)(_get_json(base + "status.json")), 60)
+        assert status["model"] == "tiny.onnx" and status["backend"] == "onnxruntime" and status["threads"] == 1
+        assert "inference" in status["stages"] and set(status["stages"]["inference"]) == {"p50", "p90", "p99"}
+        assert "/stream.mjpg" in urllib.request.urlopen(base, timeout=10).read().decode()
+        with urllib.request.urlopen(base + "stream.mjpg", timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            jpeg = _read_one_part(response)
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+    finally:
+        process.send_signal(signal.SIGINT)
+    code, out, err = finish(process, tmp_path)
+    assert code == 0, err
+    assert "SIGINT received" in err and "frames, 0 failed" in out and "end_to_end" in out
+    lines = read_jsonl(tmp_path / "dets.jsonl")  # every line complete JSON
+    assert len(lines) >= 3 and [l["frame"] for l in lines] == list(range(len(lines)))
+    assert count_video_frames(tmp_path / "out.mp4")[0] == len(lines)  # the video was finalised
+    assert len(read_jsonl(tmp_path / "lat.jsonl")) == len(lines)
+
+
+def test_live_mjpeg_source_reconnects_after_the_camera_restarts(tmp_path):
+    synthetic = SyntheticSource((160, 120))
+    feeding = threading.Event()
+
+    def feed(server):
+        while feeding.is_set():
+            server.publish(synthetic.read().image)
+            time.sleep(0.03)
+
+    camera = StreamServer("127.0.0.1", 0, dict)
+    port = camera.port
+    feeding.set()
+    threading.Thread(target=feed, args=(camera,), daemon=True).start()
+    model = make_onnx_model(tmp_path / "toy.onnx")
+    json_path = tmp_path / "dets.jsonl"
+    process = start_cli(["--model", model, "--source", f"http://127.0.0.1:{port}/stream.mjpg",
+                         "--json", json_path, "--log-every", 1], tmp_path)
+    try:
+        assert wait_for(lambda: jsonl_lines(json_path) >= 5, 60), (tmp_path / "stderr.txt").read_text()
+        feeding.clear()
+        camera.close()  # the camera disappears ...
+        time.sleep(1.5)
+        before = jsonl_lines(json_path)
+        camera = StreamServer("127.0.0.1", port, dict)  # ... and comes back
+        feeding.set()
+        threading.Thread(target=feed, args=(camera,), daemon=True).start()
+        assert wait_for(lambda: jsonl_lines(json_path) >= before + 5, 60), (tmp_path / "stderr.txt").read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        feeding.clear()
+    code, out, err = finish(process, tmp_path)
+    camera.close()
+    assert code == 0, err
+    assert "stopped delivering frames" in err and "reconnected" in err and "SIGTERM received" in err
+    assert "FPS" in err  # the rolling latency line
+    assert "reconnected 1 times" in out or "reconnected" in out
+    lines = read_jsonl(json_path)
+    assert all(line["source"].startswith("http://127.0.0.1") for line in lines)
+
+
+def _get_json(url):
+    try:
+        return json.loads(urllib.request.urlopen(url, timeout=2).read())
+    except OSError:
+        return None
+
+
+def _read_one_part(response):
+    while True:
+        line = response.readline()
+        if line.startswith(b"Content-Length:"):
+            length = int(line.split(b":")[1])
+            response.readline()
+            return response.read(length)
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "{tmp}/missing.onnx", "--source", "synthetic"], "model file not found"),
+    (["--model", "{toy}", "--source", "{tmp}/nothing.mp4"], "source not found"),
+    (["--model", "{toy}", "--camera", "57", "--open-timeout", "2"], "cannot open camera 57 .*video devices present"),
+    (["--model", "{toy}", "--camera", "picam"], "picamera2"),
+    (["--model", "{toy}", "--camera", "front"], "--camera expects an index"),
+    (["--model", "{toy}", "--source", "synthetic", "--stream", "nowhere:port"], "--stream expects HOST:PORT"),
+    (["--model", "{toy}", "--source", "synthetic", "--conf", "2"], "--conf must be in"),
+    (["--model", "{toy}", "--source", "synthetic", "--save", "{tmp}/out.gif"], "unsupported video suffix"),
+    (["--model", "{toy}", "--source", "synthetic", "--threads", "0"], "--threads must be >= 1"),
+    (["--model", "{toy}", "--source", "synthetic", "--max-frames", "0"], "--max-frames must be >= 1"),
+    (["--model", "{toy}", "--source", "synthetic", "--classes", "zebra"], "unknown class 'zebra'"),
+    (["--model", "{toy}", "--source", "synthetic", "--backend", "tflite"], "cannot load"),
+    (["--model", "{toy}", "--source", "synthetic", "--json", "{file}/x.jsonl"], "--json: cannot write"),
+    (["--model", "{bare}", "--source", "synthetic", "--names", "a,b"], "--layout"),
+])
+def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, message):
+    if "picam" in args:
+        try:
+            import picamera2  # noqa: F401
+            pytest.skip("picamera2 is installed here")
+        except ImportError:
+            pass
+    (tmp_path / "file").write_text("x")
+    values = {"tmp": tmp_path, "toy": make_onnx_model(tmp_path / "toy.onnx"), "file": tmp_path / "file",
+              "bare": make_onnx_model(tmp_path / "bare.onnx", metadata=False)}
+    start = time.perf_counter()
+    code, out, err = run_cli([a.format(**values) for a in args], capsys)
+    assert code == 2
+    error_lines = [line for line in err.splitlines() if line.startswith("edgedet run: error:")]
+    assert len(error_lines) == 1 and "Traceback" not in err, err
+    import re
+
+    assert re.search(message, error_lines[0]), error_lines[0]
+    assert time.perf_counter() - start < 30
+
+
+def test_source_and_camera_are_mutually_exclusive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--model", "m.onnx", "--source", "synthetic", "--camera", "0"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_run_help_lists_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--model", "--camera", "--source", "--conf", "--iou", "--max-det", "--classes", "--imgsz",
+                 "--backend", "--threads", "--show", "--save", "--json", "--stream", "--latency-log",
+                 "--max-frames", "--names", "--layout"):
+        assert flag in text
