@@ -165,55 +165,90 @@ def _sorted_ids(ids, what: str) -> List:
 
 
 def _parse_ground_truth(gt: dict, images: _Images, category_ids: List, iou_type: str) -> _Annotations:
-    """The evaluated ground truth (images and categories of the GT), in file order."""
+    """The evaluated ground truth (annotations of the GT's images and categories), in file order."""
+    anns = gt.get("annotations") or []
+    if not isinstance(anns, list):
+        raise EdgedetError("ground-truth 'annotations' must be a list")
     cat_index = {c: k for k, c in enumerate(category_ids)}
-    rows, rles = [], []
-    for ann in gt.get("annotations") or []:
-        try:
-            img, cat = images.index.get(ann["image_id"]), cat_index.get(ann["category_id"])
-        except (KeyError, TypeError):
-            raise EdgedetError(f"ground-truth annotation {ann!r:.80} lacks image_id/category_id") from None
-        if img is None or cat is None:
-            continue
-        box = _box_of(ann, "ground-truth annotation")
-        rle = None
-        if iou_type == "segm":
-            if "segmentation" not in ann:
-                raise EdgedetError(f"ground-truth annotation id {ann.get('id')} has no 'segmentation' (needed for segm)")
-            h, w = images.shape_hw[img]
-            rle = segmentation_to_rle(ann["segmentation"], int(h), int(w))
-            rles.append(rle)
-        area = ann.get("area")
-        if area is None:
-            area = rle_area(rle) if rle is not None else box[2] * box[3]
-        rows.append((img, cat, box, float(area), bool(ann.get("iscrowd", 0)), 0.0, ann.get("id", len(rows) + 1) != 0))
-    return _to_annotations(rows, rles if iou_type == "segm" else None)
+    try:
+        img = [images.index.get(a["image_id"]) for a in anns]
+        cat = [cat_index.get(a["category_id"]) for a in anns]
+    except (KeyError, TypeError):
+        raise EdgedetError("every ground-truth annotation needs 'image_id' and 'category_id'") from None
+    keep = [i for i in range(len(anns)) if img[i] is not None and cat[i] is not None]
+    kept = [anns[i] for i in keep]
+    image = np.array([img[i] for i in keep], dtype=np.int64)
+    boxes = _boxes([a.get("bbox") for a in kept], "ground-truth annotation")
+    rles = None
+    if iou_type == "segm":
+        rles = [_gt_rle(a, images.shape_hw[i]) for a, i in zip(kept, image)]
+    area = [a.get("area") for a in kept]
+    if any(v is None for v in area):  # COCO files always have it; fall back to mask or box area
+        area = [v if v is not None else (rle_area(rles[n]) if rles else boxes[n, 2] * boxes[n, 3])
+                for n, v in enumerate(area)]
+    return _Annotations(
+        image=image, category=np.array([cat[i] for i in keep], dtype=np.int64), box_xywh=boxes,
+        area=_floats(area, "ground-truth 'area'"), crowd=np.array([bool(a.get("iscrowd", 0)) for a in kept], dtype=bool),
+        score=np.zeros(len(kept)), id_nonzero=np.array([a.get("id", 1) != 0 for a in kept], dtype=bool), rles=rles)
+
+
+def _gt_rle(ann: dict, shape_hw) -> dict:
+    if "segmentation" not in ann:
+        raise EdgedetError(f"ground-truth annotation id {ann.get('id')} has no 'segmentation' (needed for segm)")
+    return segmentation_to_rle(ann["segmentation"], int(shape_hw[0]), int(shape_hw[1]))
 
 
 def _parse_results(results, images: _Images, category_ids: List, iou_type: str) -> _Annotations:
     """Detections as COCO.loadRes reads them: the first result decides whether boxes or masks define area/bbox."""
-    if not isinstance(results, list):
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise EdgedetError("results must be a JSON list of {image_id, category_id, score, bbox|segmentation}")
     _check_result_images(results, images)
     from_boxes = bool(results) and "bbox" in results[0] and results[0]["bbox"] != []
     if results and not from_boxes and "segmentation" not in results[0]:
         raise EdgedetError("results have neither 'bbox' nor 'segmentation'")
     cat_index = {c: k for k, c in enumerate(category_ids)}
-    rows, rles = [], []
-    for det in results:
-        cat = cat_index.get(det.get("category_id"))
-        if cat is None:
-            continue
-        img = images.index[det["image_id"]]
-        h, w = (int(v) for v in images.shape_hw[img])
-        box, area, rle = _result_geometry(det, from_boxes, iou_type, h, w)
-        try:
-            score = float(det["score"])
-        except (KeyError, TypeError, ValueError):
-            raise EdgedetError(f"result {det!r:.80} has no numeric 'score'") from None
-        rows.append((img, cat, box, area, False, score, True))
-        rles.append(rle)
-    return _to_annotations(rows, rles if iou_type == "segm" else None)
+    cats = [cat_index.get(r.get("category_id")) for r in results]
+    kept = [r for r, c in zip(results, cats) if c is not None]
+    image = np.array([images.index[r["image_id"]] for r in kept], dtype=np.int64)
+    try:
+        score = _floats([r["score"] for r in kept], "result 'score'")
+    except KeyError:
+        raise EdgedetError("every result needs a 'score'") from None
+    shapes = images.shape_hw[image] if len(kept) else np.zeros((0, 2), np.int64)
+    if from_boxes:
+        boxes, area, rles = _box_results(kept, shapes, iou_type)
+    else:
+        boxes, area, rles = _mask_results(kept, shapes, iou_type)
+    return _Annotations(image=image, category=np.array([c for c in cats if c is not None], dtype=np.int64),
+                        box_xywh=boxes, area=area, crowd=np.zeros(len(kept), dtype=bool), score=score,
+                        id_nonzero=np.ones(len(kept), dtype=bool), rles=rles)
+
+
+def _box_results(kept: list, shapes: np.ndarray, iou_type: str):
+    """Boxes given: area = w * h; for segm, the given mask or else the box's polygon (as loadRes)."""
+    boxes = _boxes([r.get("bbox") for r in kept], "result")
+    rles = None
+    if iou_type == "segm":
+        rles = []
+        for r, box, (h, w) in zip(kept, boxes, shapes):
+            x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
+            seg = r.get("segmentation", [[x1, y1, x1, y2, x2, y2, x2, y1]])
+            rles.append(segmentation_to_rle(seg, int(h), int(w)))
+    return boxes, boxes[:, 2] * boxes[:, 3], rles
+
+
+def _mask_results(kept: list, shapes: np.ndarray, iou_type: str):
+    """Masks given: area = mask pixels, bbox = given box or the mask's tight box (as loadRes)."""
+    rles = []
+    for r, (h, w) in zip(kept, shapes):
+        seg = r.get("segmentation")
+        if not isinstance(seg, dict):
+            raise EdgedetError("mask results need 'segmentation' as RLE {size, counts}")
+        rles.append(segmentation_to_rle(seg, int(h), int(w)))
+    boxes = np.array([_boxes([r["bbox"]], "result")[0] if "bbox" in r else rle_to_bbox(rle)
+                      for r, rle in zip(kept, rles)], dtype=np.float64).reshape(-1, 4)
+    area = np.array([rle_area(rle) for rle in rles], dtype=np.float64)
+    return boxes, area, rles if iou_type == "segm" else None
 
 
 def _check_result_images(results: list, images: _Images) -> None:
@@ -226,46 +261,25 @@ def _check_result_images(results: list, images: _Images) -> None:
         raise EdgedetError(f"results refer to {len(unknown)} image id(s) not in the ground truth (e.g. {some})")
 
 
-def _result_geometry(det: dict, from_boxes: bool, iou_type: str, h: int, w: int):
-    """(box xywh, area, rle or None) of one result, following COCO.loadRes's rules."""
-    if from_boxes:
-        box = _box_of(det, "result")
-        area = box[2] * box[3]
-        rle = None
-        if iou_type == "segm":
-            x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
-            seg = det.get("segmentation", [[x1, y1, x1, y2, x2, y2, x2, y1]])
-            rle = segmentation_to_rle(seg, h, w)
-        return box, area, rle
-    seg = det.get("segmentation")
-    if not isinstance(seg, dict):
-        raise EdgedetError("mask results need 'segmentation' as RLE {size, counts}")
-    rle = segmentation_to_rle(seg, h, w)
-    box = _box_of(det, "result") if "bbox" in det else rle_to_bbox(rle)
-    return box, float(rle_area(rle)), rle if iou_type == "segm" else None
-
-
-def _box_of(ann: dict, what: str) -> np.ndarray:
+def _boxes(values: list, what: str) -> np.ndarray:
+    """float64 (N, 4) COCO boxes [x, y, w, h]; an EdgedetError names the first bad one."""
+    if not values:
+        return np.zeros((0, 4), dtype=np.float64)
     try:
-        box = np.asarray(ann["bbox"], dtype=np.float64).reshape(4)
-    except (KeyError, TypeError, ValueError):
-        raise EdgedetError(f"{what} {ann!r:.80} has no valid 'bbox' [x, y, w, h]") from None
-    return box
+        boxes = np.array(values, dtype=np.float64)
+        if boxes.shape == (len(values), 4):
+            return boxes
+    except (TypeError, ValueError):
+        pass
+    bad = next((v for v in values if not (isinstance(v, (list, tuple)) and len(v) == 4)), values[0] if values else None)
+    raise EdgedetError(f"a {what} has no valid 'bbox' [x, y, w, h] (got {bad!r:.60})")
 
 
-def _to_annotations(rows: list, rles: Optional[list]) -> _Annotations:
-    n = len(rows)
-    cols = list(zip(*rows)) if rows else [[]] * 7
-    return _Annotations(
-        image=np.asarray(cols[0], dtype=np.int64),
-        category=np.asarray(cols[1], dtype=np.int64),
-        box_xywh=np.asarray(cols[2], dtype=np.float64).reshape(n, 4),
-        area=np.asarray(cols[3], dtype=np.float64),
-        crowd=np.asarray(cols[4], dtype=bool),
-        score=np.asarray(cols[5], dtype=np.float64),
-        id_nonzero=np.asarray(cols[6], dtype=bool),
-        rles=rles,
-    )
+def _floats(values: list, what: str) -> np.ndarray:
+    try:
+        return np.array(values, dtype=np.float64).reshape(len(values))
+    except (TypeError, ValueError):
+        raise EdgedetError(f"every {what} must be a number") from None
 
 
 # ---------------------------------------------------------------- (image, category) pairs
