@@ -206,24 +206,23 @@ def plan_variants(models: Sequence[str], imgsz: Sequence[int], threads: Sequence
 
 
 def sweep_models(config: BenchConfig) -> List[str]:
-    """Export `config.sweep` to every format in `config.formats` at every input size with `edgedet export`
-    (H5's exporter, which also checks each artifact on the data set), into DIR/models/<imgsz>/; the model
-    files it wrote, sorted."""
-    if config.sweep != "shipped" and not Path(config.sweep).is_file():
-        raise EdgedetError(f"checkpoint not found: {config.sweep}")
+    """Export `config.sweep` to every format in `config.formats` at every input size with H5's exporter (which
+    also checks each artifact on the data set), into DIR/models/<imgsz>/; the model files written, in order."""
+    from export.exporter import ExportConfig, artifact_paths, parse_formats, resolve_ckpt, run_export
+
+    formats = parse_formats(",".join(config.formats))
+    stem = resolve_ckpt(config.sweep).stem
     models: List[str] = []
     for size in config.imgsz or [None]:
         folder = config.out / "models" / (str(size) if size else "native")
-        command = [sys.executable, "-m", "edgedet", "export", str(config.sweep), "--format", ",".join(config.formats),
-                   "--calib", str(config.data), "--out", str(folder)] + (["--imgsz", str(size)] if size else [])
-        print(f"edgedet bench: exporting {config.sweep} at {size or 'its own size'}: {' '.join(command[2:])}",
-              file=sys.stderr, flush=True)
-        if subprocess.run(command).returncode != 0:
-            raise EdgedetError(f"`edgedet export` of {config.sweep} at imgsz {size or 'default'} failed (see above)")
-        found = sorted(str(p) for p in folder.iterdir() if p.suffix in (".onnx", ".tflite"))
-        if not found:
-            raise EdgedetError(f"`edgedet export` wrote no .onnx or .tflite file into {folder}")
-        models += found
+        print(f"edgedet bench: exporting {config.sweep} to {', '.join(formats)} at {size or 'its own size'} "
+              f"into {folder}", file=sys.stderr, flush=True)
+        export = ExportConfig(checkpoint=str(config.sweep), formats=formats, out=folder,
+                              imgsz=None if size is None else str(size), calib=str(config.data),
+                              val_limit=config.frames)
+        if run_export(export) != 0:
+            raise EdgedetError(f"exporting {config.sweep} at imgsz {size or 'default'} failed its accuracy check")
+        models += [str(path) for path in artifact_paths(folder, stem, formats).values()]
     return models
 
 
@@ -277,7 +276,14 @@ def latency_from_eval(latency_ms: dict) -> Dict[str, Dict[str, float]]:
 
 
 def peak_memory_mb() -> Optional[float]:
-    """Peak resident set size of this process in MB (Linux: ru_maxrss is in KB; macOS: bytes)."""
+    """Peak resident set size of this process in MB: Linux VmHWM (reset by exec, unlike ru_maxrss, which a child
+    inherits from the process that forked it), else ru_maxrss (KB on Linux, bytes on macOS), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows
@@ -335,7 +341,7 @@ def _worker(job_path: str) -> int:
     try:
         record = measure_variant(variant, config)
     except EdgedetError as error:
-        print(f"edgedet bench: {variant.label}: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)
         return 2
     Path(job["result"]).write_text(json.dumps(record))
     return 0

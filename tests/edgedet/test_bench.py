@@ -75,13 +75,66 @@ def test_bad_thread_list_is_rejected_by_the_parser(tmp_path):
         cli_main(["bench", "--models", "m.onnx", "--data", str(tmp_path), "--threads", "1,x", "--out", "o"])
 
 
-def test_a_crashing_variant_becomes_a_failure_record(tmp_path):
+def test_a_failing_variant_becomes_a_failure_record(tmp_path, synth_data):
     """The child process fails (the file is not a model): the run goes on and records why."""
     fake = tmp_path / "broken.int8.onnx"
     fake.write_bytes(b"\x00not an onnx model")
     variant = bench.Variant(str(fake), 320, 1, "onnx", "int8")
-    config = bench.BenchConfig(data=str(tmp_path), out=tmp_path / "out")
+    config = bench.BenchConfig(data=str(synth_data), out=tmp_path / "out")
     out = bench.run_variant(variant, config, tmp_path)
-    assert out["error"] and out["variant"] == "broken.int8 onnx int8 320px 1t"
-    assert bench.validate_record(out) is None
+    assert out["variant"] == "broken.int8 onnx int8 320px 1t"
+    assert out["error"].startswith(f"onnxruntime cannot load {fake}")
+    assert bench.validate_record(out) is None and "latency_ms" not in out
     assert out["provenance"]["machine"]["cores"] >= 1
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_bench_exported_models_and_checkpoint(exported_models, tiny_checkpoint, synth_data, tmp_path, capsys):
+    models = [exported_models["onnx-int8"], exported_models["tflite"], exported_models["tflite-int8"], tiny_checkpoint]
+    code = cli_main(["bench", "--models", *map(str, models), "--data", str(synth_data), "--threads", "1,2",
+                     "--frames", "3", "--out", str(tmp_path / "b")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    records = read_jsonl(tmp_path / "b" / "results.jsonl")
+    assert [bench.validate_record(r) for r in records] == [None] * 8
+    assert not any(r.get("error") for r in records), [r.get("error") for r in records]
+    assert [(r["model"]["format"], r["model"]["precision"], r["threads"]) for r in records] == [
+        ("onnx", "int8", 1), ("onnx", "int8", 2), ("tflite", "fp32", 1), ("tflite", "fp32", 2),
+        ("tflite", "int8", 1), ("tflite", "int8", 2), ("pytorch", "fp32", 1), ("pytorch", "fp32", 2)]
+    for r in records:
+        assert r["imgsz"] == 160 and r["data"]["images"] == 3
+        assert set(r["accuracy"]) == {"map", "map50", "mask_ap", "miou"}
+        assert 0 <= r["accuracy"]["map"] <= 1 and 0 <= r["accuracy"]["miou"] <= 1  # tiny model: boxes, masks, semantic
+        stages = r["latency_ms"]
+        assert {"preprocess", "inference", "decode", "nms", "end_to_end"} <= set(stages)
+        assert all(0 < s["p50"] <= s["p90"] <= s["p99"] for s in stages.values())
+        assert r["fps"] == pytest.approx(1000 / stages["end_to_end"]["p50"])
+        assert 10 < r["peak_mem_mb"] < 4000 and r["model"]["size_mb"] > 0
+        assert r["provenance"]["libraries"]["numpy"] and r["provenance"]["machine"]["arch"]
+    int8, fp32 = records[0]["model"]["size_mb"], records[2]["model"]["size_mb"]
+    assert int8 < 0.5 * fp32  # int8 weights: about a quarter
+    rows = list(csv.DictReader(open(tmp_path / "b" / "results.csv")))
+    assert len(rows) == 8 and rows[0]["precision"] == "int8"
+    assert "8/8 variants" in captured.err and "ETA" in captured.err
+    assert "| Pareto |" in captured.out  # the summary table
+
+
+@pytest.mark.slow
+def test_tiny_sweep_exports_then_measures_and_reports(tiny_checkpoint, synth_data, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    code = cli_main(["bench", "--sweep", str(tiny_checkpoint), "--formats", "onnx,onnx-int8", "--imgsz", "128,160",
+                     "--data", str(synth_data), "--frames", "2", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (out / "models" / "128").glob("*.onnx")) == ["tiny-int8.onnx", "tiny.onnx"]
+    records = read_jsonl(out / "results.jsonl")
+    assert [(r["imgsz"], r["model"]["precision"]) for r in records] == [
+        (128, "fp32"), (128, "int8"), (160, "fp32"), (160, "int8")]
+    assert not any(r.get("error") for r in records)
+    assert cli_main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.count("| tiny") == 4 and "★" in md
+    assert (tmp_path / "rep" / "pareto.png").stat().st_size > 1000
