@@ -23,38 +23,25 @@ class ArtifactAccuracy:
     metrics: Dict[str, float] = field(default_factory=dict)  # METRICS -> value in points; NaN when not applicable
 
 
-def evaluate_backend(backend, data, split: str = "val", limit: Optional[int] = None) -> Dict[str, float]:
-    """mAP@.5:.95, mAP@.5, mask AP and mIoU (points) of a backend (or model path) via edgedet.evaluate.evaluate_model."""
+def evaluate_backend(backend, data, split: str = "val", limit: Optional[int] = None,
+                     threads: Optional[int] = None) -> Dict[str, float]:
+    """mAP@.5:.95, mAP@.5, mask AP and mIoU (points) of a backend or model path, via edgedet.evaluate.evaluate_model."""
     from edgedet.evaluate import evaluate_model
 
-    result = evaluate_model(backend, data, split=split, limit=limit)
-    return {key: _points(_metric(result, key)) for key in METRICS}
+    return metrics_from_report(evaluate_model(backend, data, split=split, limit=limit, threads=threads, progress=False))
 
 
-def _metric(result, key: str) -> float:
-    """Read one figure from evaluate_model's result (a dict, possibly nested under "box"/"mask"/"semantic")."""
-    paths = {
-        "map": (("box", "AP"), ("map",), ("bbox", "AP")),
-        "map50": (("box", "AP50"), ("map50",), ("bbox", "AP50")),
-        "mask_ap": (("mask", "AP"), ("mask_ap",), ("segm", "AP")),
-        "miou": (("semantic", "mIoU"), ("miou",), ("semantic", "miou")),
-    }[key]
-    for path in paths:
-        value = result
-        for part in path:
-            value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
-            if value is None:
-                break
-        if value is not None:
-            return float(value)
-    return float("nan")
+# METRICS key -> (section, key) in evaluate_model's report
+_REPORT_KEYS = {"map": ("bbox", "AP"), "map50": ("bbox", "AP50"), "mask_ap": ("segm", "AP"), "miou": ("semantic", "mIoU")}
 
 
-def _points(value: float) -> float:
-    """Fractions (0..1) become points (0..100); NaN stays NaN."""
-    if math.isnan(value):
-        return value
-    return value * 100.0 if value <= 1.0 else value
+def metrics_from_report(report: dict) -> Dict[str, float]:
+    """The four figures in points; NaN where the report lacks the section or marks it undefined (-1)."""
+    out = {}
+    for key, (section, name) in _REPORT_KEYS.items():
+        value = report.get(section, {}).get(name)
+        out[key] = float("nan") if value is None or value < 0 else float(value) * 100.0
+    return out
 
 
 def format_table(rows: Sequence[ArtifactAccuracy], reference: ArtifactAccuracy) -> str:

@@ -154,16 +154,14 @@ def _check_accuracy(model, spec, written: Dict[str, Path], data, config: ExportC
     from export.accuracy import ArtifactAccuracy, evaluate_backend, format_table, gate_failures
     from export.torch_backend import TorchBackend
 
-    ckpt_size = os.path.getsize(resolve_ckpt(config.checkpoint)) / 1e6
-    reference = ArtifactAccuracy("torch", str(config.checkpoint), ckpt_size,
-                                 evaluate_backend(TorchBackend(model, spec, config.threads), data, limit=config.val_limit))
-    rows = []
-    for name, path in written.items():
-        from device.backends import load_backend
-
-        backend = load_backend(path, threads=config.threads)
-        rows.append(ArtifactAccuracy(name, str(path), os.path.getsize(path) / 1e6,
-                                     evaluate_backend(backend, data, limit=config.val_limit)))
+    print(f"accuracy check on {data} (val split{f', first {config.val_limit} images' if config.val_limit else ''}):",
+          flush=True)
+    ckpt = resolve_ckpt(config.checkpoint)
+    torch_metrics = evaluate_backend(TorchBackend(model, spec, config.threads), data, limit=config.val_limit)
+    reference = ArtifactAccuracy("torch", str(ckpt), os.path.getsize(ckpt) / 1e6, torch_metrics)
+    rows = [ArtifactAccuracy(name, str(path), os.path.getsize(path) / 1e6,
+                             evaluate_backend(str(path), data, limit=config.val_limit, threads=config.threads))
+            for name, path in written.items()]
     print(format_table(rows, reference))
     if config.max_map_drop is None:
         return 0
