@@ -21,53 +21,111 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, class
     max_det:   keep at most this many boxes.  top_k: visit only the top_k highest-scoring boxes (pre-NMS cap).
     Boxes with a NaN/inf score or coordinate, or with zero or negative width or height, are dropped.
     """
-    boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    boxes = np.asarray(xyxy).reshape(-1, 4)
+    scores = np.asarray(scores).reshape(-1)
     if len(scores) != len(boxes):
         raise ValueError(f"nms: {len(boxes)} boxes but {len(scores)} scores")
-    valid = _valid_mask(boxes, scores)
-    candidates = np.flatnonzero(valid)
-    order = candidates[np.argsort(-scores[candidates], kind="stable")]
+    rows, valid = _box_rows(boxes, scores)
+    order = _by_score(valid, scores)
     if top_k is not None:
         order = order[:max(int(top_k), 0)]
-    if class_ids is not None and not agnostic and len(order):
-        boxes = _offset_by_class(boxes, np.asarray(class_ids).reshape(-1), order)
-    limit = len(order) if max_det is None else max(int(max_det), 0)
-    return _greedy(boxes[order], order, float(np.float32(iou_threshold)), limit)
+    limit = len(order) if max_det is None else min(max(int(max_det), 0), len(order))
+    if limit == 0:
+        return np.zeros(0, np.int64)
+    rows = np.take(rows, order, axis=1)
+    if class_ids is not None and not agnostic:
+        _offset_by_class(rows, np.asarray(class_ids).reshape(-1), order, len(boxes))
+    t = float(np.float32(iou_threshold))  # OpenCV compares against a float32 threshold
+    rows[4] *= t / (1.0 + t)
+    return _greedy(rows, order, limit)
 
 
-def _valid_mask(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """(N,) bool: finite score and coordinates, positive width and height."""
-    finite = np.isfinite(scores) & np.isfinite(boxes).all(axis=1)
-    with np.errstate(invalid="ignore"):
-        positive = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    return finite & positive
+def _box_rows(boxes: np.ndarray, scores: np.ndarray):
+    """(N, 4) xyxy -> (float64 (5, N) rows (x1, y1, -x2, -y2, area), the layout `_greedy` works on; bool (N,)
+    valid: finite score and coordinates, positive width and height)."""
+    rows = np.empty((5, len(boxes)), dtype=np.float64)
+    rows[0:2] = boxes[:, 0:2].T
+    np.negative(boxes[:, 2:4].T, out=rows[2:4])
+    with np.errstate(invalid="ignore", over="ignore"):
+        neg_wh = rows[0:2] + rows[2:4]  # (-w, -h); NaN fails every comparison and inf - inf is NaN
+        np.multiply(neg_wh[0], neg_wh[1], out=rows[4])
+        valid = (np.maximum(neg_wh[0], neg_wh[1]) < 0) & np.isfinite(rows[4] * scores)
+    return rows, valid
 
 
-def _offset_by_class(boxes: np.ndarray, class_ids: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Shift each box by class_id * (largest coordinate + 1) on both axes, as OpenCV's NMSBoxesBatched does."""
-    if len(class_ids) != len(boxes):
-        raise ValueError(f"nms: {len(boxes)} boxes but {len(class_ids)} class ids")
-    span = boxes[order, 2:4].max() + 1.0
-    shifted = boxes.copy()
-    offset = class_ids.astype(np.float64)[order, None] * span
-    shifted[order] += offset  # the same shift on x1, y1, x2, y2
-    return shifted
+def _by_score(valid: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices of the valid boxes by descending score, ties by index (a stable sort, as OpenCV's)."""
+    if valid.all():
+        return np.argsort(np.negative(scores), kind="stable")
+    candidates = np.flatnonzero(valid)
+    return candidates[np.argsort(np.negative(scores[candidates]), kind="stable")]
 
 
-def _greedy(sorted_boxes: np.ndarray, index: np.ndarray, iou_threshold: float, limit: int) -> np.ndarray:
-    """Greedy suppression over boxes already sorted by score; loops once per KEPT box, vectorised over the rest.
+def _offset_by_class(rows: np.ndarray, class_ids: np.ndarray, order: np.ndarray, n: int) -> None:
+    """Shift each box (in place) by class_id * (largest coordinate + 1) on both axes, as OpenCV's
+    NMSBoxesBatched does, so boxes of different classes never overlap."""
+    if len(class_ids) != n:
+        raise ValueError(f"nms: {n} boxes but {len(class_ids)} class ids")
+    offset = class_ids[order].astype(np.float64) * (-rows[2:4].min() + 1.0)
+    rows[0:2] += offset
+    rows[2:4] -= offset
 
-    sorted_boxes: float64 (N, 4) xyxy; index: (N,) their original indices. Returns kept original indices.
+
+def _greedy(rows: np.ndarray, index: np.ndarray, limit: int) -> np.ndarray:
+    """Exact greedy suppression in blocks: a few NumPy passes per block of the best remaining boxes, never a
+    Python loop over candidates.
+
+    rows: float64 (5, N) (x1, y1, -x2, -y2, area * t / (1 + t)) in visiting order (descending score); index: (N,)
+    their indices. One np.maximum gives both intersection corners, and IoU > t <=> intersection > t / (1 + t) *
+    (area_a + area_b). Each round resolves greedy NMS inside a block of the best remaining boxes on its small
+    suppression matrix (every higher-ranked survivor is in the block), then drops every later box that a kept
+    block box suppresses. Returns the kept indices, at most `limit`.
     """
-    x1, y1, x2, y2 = (np.ascontiguousarray(sorted_boxes[:, c]) for c in range(4))
-    area = (x2 - x1) * (y2 - y1)
     kept = []
-    while index.size and len(kept) < limit:
-        kept.append(index[0])
-        inter_w = np.minimum(x2[0], x2[1:]) - np.maximum(x1[0], x1[1:])
-        inter_h = np.minimum(y2[0], y2[1:]) - np.maximum(y1[0], y1[1:])
-        inter = np.maximum(inter_w, 0) * np.maximum(inter_h, 0)
-        survive = np.flatnonzero(inter / (area[0] + area[1:] - inter) <= iou_threshold) + 1
-        x1, y1, x2, y2, area, index = (a[survive] for a in (x1, y1, x2, y2, area, index))
+    while index.size:
+        if index.size <= _SMALL:  # few boxes left: one (block, remaining) pass serves both steps
+            size = min(_SMALL_BLOCK, index.size)
+            suppress = _suppression(rows[:, :size], rows)
+            local = _resolve_block(suppress[:, :size], limit - len(kept))
+            later = suppress[local, size:]
+        else:  # many left: resolve the block on its own, then test only its kept boxes against the rest
+            size = _LARGE_BLOCK
+            head = rows[:, :size]
+            local = _resolve_block(_suppression(head, head), limit - len(kept))
+            later = _suppression(np.take(head, local, axis=1), rows[:, size:])
+        kept.extend(index[local].tolist())
+        if len(kept) >= limit:
+            break
+        survive = ~later.any(axis=0)
+        rows, index = np.compress(survive, rows[:, size:], axis=1), index[size:][survive]
     return np.asarray(kept, dtype=np.int64)
+
+
+def _suppression(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """bool (A, B): IoU(a_i, b_j) > t for columns of the (5, A) and (5, B) row layouts of `_greedy`."""
+    corner = np.maximum(a[0:4, :, None], b[0:4, None, :])  # (max x1, max y1, -min x2, -min y2)
+    neg_wh = corner[0:2]
+    neg_wh += corner[2:4]
+    np.minimum(neg_wh, 0, out=neg_wh)
+    return neg_wh[0] * neg_wh[1] > a[4][:, None] + b[4][None, :]
+
+
+def _resolve_block(suppress: np.ndarray, limit: int) -> list:
+    """Greedy NMS inside one block: suppress (B, B) bool, B <= 62, only row i < column j counts. Kept rows."""
+    size = len(suppress)
+    row_bits = np.dot(suppress & _UPPER[:size, :size], _BITS[:size]).tolist()  # row i: bitmask of rows it kills
+    dead, kept = 0, []
+    for row in range(size):
+        if not dead >> row & 1:
+            kept.append(row)
+            if len(kept) == limit:
+                break
+            dead |= row_bits[row]
+    return kept
+
+
+_SMALL = 400  # at most this many boxes left: use small blocks tested against everything left in one pass
+_SMALL_BLOCK = 8  # block size then
+_LARGE_BLOCK = 32  # block size while more boxes are left
+_UPPER = np.triu(np.ones((62, 62), dtype=bool), 1)  # strictly upper triangle: a box only suppresses later boxes
+_BITS = np.left_shift(1, np.arange(62, dtype=np.int64))  # 1 << j
