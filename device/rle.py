@@ -50,6 +50,8 @@ def counts_to_string(counts: np.ndarray) -> str:
 def string_to_counts(text: Union[str, bytes]) -> np.ndarray:
     """Run lengths (int64 (K,)) from a COCO compressed string, as pycocotools' rleFrString."""
     raw = text.encode("ascii") if isinstance(text, str) else bytes(text)
+    if len(raw) <= _SHORT_STRING:
+        return _short_string_to_counts(raw)
     c = np.frombuffer(raw, dtype=np.uint8).astype(np.int64) - 48
     if len(c) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -64,6 +66,33 @@ def string_to_counts(text: Union[str, bytes]) -> np.ndarray:
     negative = (c[ends] & 0x10) != 0
     values = np.where(negative, values | (-1 << (5 * (position[ends] + 1))), values)
     return _undo_deltas(values)
+
+
+_SHORT_STRING = 48  # below this many characters a plain loop beats NumPy's per-call overhead
+
+
+def _short_string_to_counts(raw: bytes) -> np.ndarray:
+    """string_to_counts for short strings: the same decoding as a plain loop (pycocotools' rleFrString)."""
+    counts, x, k = [], 0, 0
+    for byte in raw:
+        c = byte - 48
+        if c < 0 or c > 63:
+            raise EdgedetError("RLE counts string has characters outside COCO's code ('0'..'o')")
+        x |= (c & 0x1F) << (5 * k)
+        k += 1
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        if x < 0:
+            raise EdgedetError("RLE counts string decodes to negative run lengths")
+        counts.append(x)
+        x, k = 0, 0
+    if k:
+        raise EdgedetError("RLE counts string ends in the middle of a value")
+    return np.array(counts, dtype=np.int64)
 
 
 def _undo_deltas(values: np.ndarray) -> np.ndarray:
@@ -155,22 +184,23 @@ def rle_to_bbox(rle: RLE) -> np.ndarray:
 
     Same values as pycocotools' toBbox.
     """
-    h = int(rle["size"][0])
-    counts = rle_counts(rle)
+    return counts_to_bbox(rle_counts(rle), int(rle["size"][0]))
+
+
+def counts_to_bbox(counts: np.ndarray, h: int) -> np.ndarray:
+    """float64 (4,) tight [x, y, w, h] of column-major run lengths `counts` of a mask with `h` rows."""
     ends = np.cumsum(counts)
     starts = ends - counts
-    fg = np.arange(len(counts)) % 2 == 1
-    fg &= counts > 0
+    fg = (np.arange(len(counts)) % 2 == 1) & (counts > 0)
     if not fg.any() or h == 0:
         return np.zeros(4, dtype=np.float64)
     first, last = starts[fg], ends[fg] - 1
     col0, col1 = first // h, last // h
-    row0, row1 = first % h, last % h
     x0, x1 = col0.min(), col1.max()
     if (col1 > col0).any():  # a run wraps over a column: it covers rows 0..H-1
         y0, y1 = 0, h - 1
     else:
-        y0, y1 = row0.min(), row1.max()
+        y0, y1 = (first % h).min(), (last % h).max()
     return np.array([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dtype=np.float64)
 
 

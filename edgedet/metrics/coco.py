@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from device.errors import EdgedetError
-from device.rle import iou_from_intersection, rle_area, rle_decode, rle_to_bbox, segmentation_to_rle
+from device.rle import counts_to_bbox, iou_from_intersection, rle_counts, segmentation_to_rle
 
 IOU_TYPES = ("bbox", "segm")
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -128,7 +128,7 @@ class _Annotations:
     crowd: np.ndarray  # bool (N,) iscrowd (always False for detections)
     score: np.ndarray  # float64 (N,) detection score (zeros for ground truth)
     id_nonzero: np.ndarray  # bool (N,) annotation id != 0 (COCOeval stores matches by id, so id 0 never counts)
-    rles: Optional[List[dict]]  # compressed RLE per annotation (segm only)
+    masks: Optional[List["_Runs"]]  # foreground runs of each mask (segm only)
 
 
 def _parse_images(gt: dict) -> _Images:
@@ -181,15 +181,15 @@ def _parse_ground_truth(gt: dict, images: _Images, category_ids: List, iou_type:
     boxes = _boxes([a.get("bbox") for a in kept], "ground-truth annotation")
     rles = None
     if iou_type == "segm":
-        rles = [_gt_rle(a, images.shape_hw[i]) for a, i in zip(kept, image)]
+        rles = [_Runs.of(_gt_rle(a, images.shape_hw[i])) for a, i in zip(kept, image)]
     area = [a.get("area") for a in kept]
     if any(v is None for v in area):  # COCO files always have it; fall back to mask or box area
-        area = [v if v is not None else (rle_area(rles[n]) if rles else boxes[n, 2] * boxes[n, 3])
+        area = [v if v is not None else (rles[n].area if rles else boxes[n, 2] * boxes[n, 3])
                 for n, v in enumerate(area)]
     return _Annotations(
         image=image, category=np.array([cat[i] for i in keep], dtype=np.int64), box_xywh=boxes,
         area=_floats(area, "ground-truth 'area'"), crowd=np.array([bool(a.get("iscrowd", 0)) for a in kept], dtype=bool),
-        score=np.zeros(len(kept)), id_nonzero=np.array([a.get("id", 1) != 0 for a in kept], dtype=bool), rles=rles)
+        score=np.zeros(len(kept)), id_nonzero=np.array([a.get("id", 1) != 0 for a in kept], dtype=bool), masks=rles)
 
 
 def _gt_rle(ann: dict, shape_hw) -> dict:
@@ -221,7 +221,7 @@ def _parse_results(results, images: _Images, category_ids: List, iou_type: str) 
         boxes, area, rles = _mask_results(kept, shapes, iou_type)
     return _Annotations(image=image, category=np.array([c for c in cats if c is not None], dtype=np.int64),
                         box_xywh=boxes, area=area, crowd=np.zeros(len(kept), dtype=bool), score=score,
-                        id_nonzero=np.ones(len(kept), dtype=bool), rles=rles)
+                        id_nonzero=np.ones(len(kept), dtype=bool), masks=rles)
 
 
 def _box_results(kept: list, shapes: np.ndarray, iou_type: str):
@@ -233,7 +233,7 @@ def _box_results(kept: list, shapes: np.ndarray, iou_type: str):
         for r, box, (h, w) in zip(kept, boxes, shapes):
             x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
             seg = r.get("segmentation", [[x1, y1, x1, y2, x2, y2, x2, y1]])
-            rles.append(segmentation_to_rle(seg, int(h), int(w)))
+            rles.append(_Runs.of(segmentation_to_rle(seg, int(h), int(w))))
     return boxes, boxes[:, 2] * boxes[:, 3], rles
 
 
@@ -244,10 +244,10 @@ def _mask_results(kept: list, shapes: np.ndarray, iou_type: str):
         seg = r.get("segmentation")
         if not isinstance(seg, dict):
             raise EdgedetError("mask results need 'segmentation' as RLE {size, counts}")
-        rles.append(segmentation_to_rle(seg, int(h), int(w)))
-    boxes = np.array([_boxes([r["bbox"]], "result")[0] if "bbox" in r else rle_to_bbox(rle)
-                      for r, rle in zip(kept, rles)], dtype=np.float64).reshape(-1, 4)
-    area = np.array([rle_area(rle) for rle in rles], dtype=np.float64)
+        rles.append(_Runs.of(segmentation_to_rle(seg, int(h), int(w))))
+    boxes = np.array([_boxes([r["bbox"]], "result")[0] if "bbox" in r else runs.box
+                      for r, runs in zip(kept, rles)], dtype=np.float64).reshape(-1, 4)
+    area = np.array([runs.area for runs in rles], dtype=np.float64)
     return boxes, area, rles if iou_type == "segm" else None
 
 
@@ -334,36 +334,62 @@ def _box_iou_xywh(d: np.ndarray, g: np.ndarray, crowd: np.ndarray) -> np.ndarray
 
 
 def _pair_ious(pairs: _Pairs, gts: _Annotations, dts: _Annotations, iou_type: str):
-    """For segm: dict pair position -> (D, G) mask IoU; for bbox: None (computed per bucket)."""
+    """For segm: dict pair position -> (D, G) mask IoU computed on the runs; for bbox: None (done per bucket)."""
     if iou_type == "bbox":
         return None
     out = {}
-    both = np.flatnonzero((pairs.gt_count > 0) & (pairs.dt_count > 0))
-    image_of_pair = pairs.keys // pairs.num_cats
-    for image in np.unique(image_of_pair[both]):
-        in_image = both[image_of_pair[both] == image]
-        g_lo, g_hi = pairs.gt_start[in_image[0]], pairs.gt_start[in_image[-1]] + pairs.gt_count[in_image[-1]]
-        d_lo, d_hi = pairs.dt_start[in_image[0]], pairs.dt_start[in_image[-1]] + pairs.dt_count[in_image[-1]]
-        g_idx, d_idx = pairs.gt_order[g_lo:g_hi], pairs.dt_order[d_lo:d_hi]
-        ious = _mask_iou_rles([dts.rles[i] for i in d_idx], [gts.rles[i] for i in g_idx], gts.crowd[g_idx])
-        for p in in_image:
-            gs, ds = pairs.gt_start[p] - g_lo, pairs.dt_start[p] - d_lo
-            out[p] = ious[ds:ds + pairs.dt_count[p], gs:gs + pairs.gt_count[p]]
+    for p in np.flatnonzero((pairs.gt_count > 0) & (pairs.dt_count > 0)):
+        g_idx = pairs.gt_order[pairs.gt_start[p]:pairs.gt_start[p] + pairs.gt_count[p]]
+        d_idx = pairs.dt_order[pairs.dt_start[p]:pairs.dt_start[p] + pairs.dt_count[p]]
+        g_runs = [gts.masks[i] for i in g_idx]
+        d_runs = [dts.masks[i] for i in d_idx]
+        out[p] = _runs_iou(d_runs, g_runs, gts.crowd[g_idx])
     return out
 
 
-def _mask_iou_rles(d_rles: List[dict], g_rles: List[dict], crowd: np.ndarray) -> np.ndarray:
-    """(D, G) IoU of RLE masks; masks whose size differs from the ground truth's never match (IoU 0)."""
-    g = rle_decode(g_rles).reshape(len(g_rles), -1).astype(np.float32)
-    size = tuple(g_rles[0]["size"])
-    same = np.array([tuple(r["size"]) == size for r in d_rles])
-    ious = np.zeros((len(d_rles), len(g_rles)), dtype=np.float64)
-    if not same.any():
-        return ious
-    d = rle_decode([r for r, s in zip(d_rles, same) if s]).reshape(int(same.sum()), -1).astype(np.float32)
-    inter = (d @ g.T).astype(np.float64)  # exact integer counts below 2**24 pixels
-    ious[same] = iou_from_intersection(inter, d.sum(1, dtype=np.float64), g.sum(1, dtype=np.float64), crowd)
-    return ious
+@dataclass
+class _Runs:
+    """Foreground runs of one RLE mask in flat column-major pixel positions."""
+
+    size: tuple  # (H, W)
+    starts: np.ndarray  # int64 (K,) first pixel of each run
+    ends: np.ndarray  # int64 (K,) one past the last pixel
+    before: np.ndarray  # int64 (K,) foreground pixels in the runs before this one
+    area: int  # foreground pixels
+    box: np.ndarray  # float64 (4,) tight [x, y, w, h] (pycocotools toBbox)
+
+    @classmethod
+    def of(cls, rle: dict) -> "_Runs":
+        counts = rle_counts(rle)
+        edges = np.cumsum(counts)
+        fg = (np.arange(len(counts)) % 2 == 1) & (counts > 0)
+        lengths = counts[fg]
+        before = np.cumsum(lengths) - lengths
+        size = (int(rle["size"][0]), int(rle["size"][1]))
+        return cls(size, (edges - counts)[fg], edges[fg], before, int(lengths.sum()), counts_to_bbox(counts, size[0]))
+
+    def covered_before(self, x: np.ndarray) -> np.ndarray:
+        """Foreground pixels at flat positions < x, for each x (int64 array)."""
+        k = np.searchsorted(self.starts, x, side="right") - 1
+        kk = np.maximum(k, 0)
+        inside = np.clip(x - self.starts[kk], 0, self.ends[kk] - self.starts[kk]) if len(self.starts) else 0
+        return np.where(k >= 0, self.before[kk] + inside, 0) if len(self.starts) else np.zeros_like(x)
+
+
+def _runs_iou(d_runs: List[_Runs], g_runs: List[_Runs], crowd: np.ndarray) -> np.ndarray:
+    """(D, G) mask IoU as pycocotools' rleIou: only box-overlapping pairs are intersected; a mask whose size
+    differs from the ground truth's never matches; crowd ground truth divides by the detection's area."""
+    boxes_d = np.array([r.box for r in d_runs]).reshape(-1, 4)
+    boxes_g = np.array([r.box for r in g_runs]).reshape(-1, 4)
+    overlap = _box_iou_xywh(boxes_d, boxes_g, np.zeros(len(g_runs), dtype=bool)) > 0
+    inter = np.zeros(overlap.shape, dtype=np.float64)
+    for d, g in zip(*np.nonzero(overlap)):
+        a, b = d_runs[d], g_runs[g]
+        if a.size == b.size:
+            inter[d, g] = float((b.covered_before(a.ends) - b.covered_before(a.starts)).sum())
+    area_d = np.array([r.area for r in d_runs], dtype=np.float64)
+    area_g = np.array([r.area for r in g_runs], dtype=np.float64)
+    return iou_from_intersection(inter, area_d, area_g, crowd)
 
 
 # ---------------------------------------------------------------- greedy matching
