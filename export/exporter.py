@@ -101,7 +101,7 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
         if "onnx" in paths:
             written["onnx"] = fp32_onnx
     if "onnx-int8" in paths:
-        scheme, reason = _int8_scheme(config.int8_scheme)
+        scheme, reason = choose_int8_scheme(config.int8_scheme)
         print(f"onnx-int8: {scheme.name} ({reason})")
         from export.onnx_int8 import export_onnx_int8
 
@@ -115,7 +115,7 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
     return {name: written[name] for name in config.formats}
 
 
-def _int8_scheme(choice: str):
+def choose_int8_scheme(choice: str):
     from calibration.onnx_quant import SCHEMES, default_int8_scheme
 
     if choice == "auto":
