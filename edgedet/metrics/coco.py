@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from device.errors import EdgedetError
-from device.rle import counts_to_bbox, iou_from_intersection, rle_counts, segmentation_to_rle
+from device.rle import counts_of_many, iou_from_intersection, segmentation_to_rle
 
 IOU_TYPES = ("bbox", "segm")
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -181,7 +181,7 @@ def _parse_ground_truth(gt: dict, images: _Images, category_ids: List, iou_type:
     boxes = _boxes([a.get("bbox") for a in kept], "ground-truth annotation")
     rles = None
     if iou_type == "segm":
-        rles = [_Runs.of(_gt_rle(a, images.shape_hw[i])) for a, i in zip(kept, image)]
+        rles = _Runs.many([_gt_rle(a, images.shape_hw[i]) for a, i in zip(kept, image)])
     area = [a.get("area") for a in kept]
     if any(v is None for v in area):  # COCO files always have it; fall back to mask or box area
         area = [v if v is not None else (rles[n].area if rles else boxes[n, 2] * boxes[n, 3])
@@ -233,7 +233,8 @@ def _box_results(kept: list, shapes: np.ndarray, iou_type: str):
         for r, box, (h, w) in zip(kept, boxes, shapes):
             x1, y1, x2, y2 = box[0], box[1], box[0] + box[2], box[1] + box[3]
             seg = r.get("segmentation", [[x1, y1, x1, y2, x2, y2, x2, y1]])
-            rles.append(_Runs.of(segmentation_to_rle(seg, int(h), int(w))))
+            rles.append(segmentation_to_rle(seg, int(h), int(w)))
+        rles = _Runs.many(rles)
     return boxes, boxes[:, 2] * boxes[:, 3], rles
 
 
@@ -244,7 +245,8 @@ def _mask_results(kept: list, shapes: np.ndarray, iou_type: str):
         seg = r.get("segmentation")
         if not isinstance(seg, dict):
             raise EdgedetError("mask results need 'segmentation' as RLE {size, counts}")
-        rles.append(_Runs.of(segmentation_to_rle(seg, int(h), int(w))))
+        rles.append(segmentation_to_rle(seg, int(h), int(w)))
+    rles = _Runs.many(rles)
     boxes = np.array([_boxes([r["bbox"]], "result")[0] if "bbox" in r else runs.box
                       for r, runs in zip(kept, rles)], dtype=np.float64).reshape(-1, 4)
     area = np.array([runs.area for runs in rles], dtype=np.float64)
@@ -359,14 +361,25 @@ class _Runs:
     box: np.ndarray  # float64 (4,) tight [x, y, w, h] (pycocotools toBbox)
 
     @classmethod
-    def of(cls, rle: dict) -> "_Runs":
-        counts = rle_counts(rle)
-        edges = np.cumsum(counts)
-        fg = (np.arange(len(counts)) % 2 == 1) & (counts > 0)
-        lengths = counts[fg]
-        before = np.cumsum(lengths) - lengths
-        size = (int(rle["size"][0]), int(rle["size"][1]))
-        return cls(size, (edges - counts)[fg], edges[fg], before, int(lengths.sum()), counts_to_bbox(counts, size[0]))
+    def many(cls, rles: List[dict]) -> List["_Runs"]:
+        """Runs of many RLE dicts, decoded and measured in one batch of NumPy calls."""
+        n = len(rles)
+        if n == 0:
+            return []
+        counts, offsets = counts_of_many(rles)
+        sizes = np.array([r["size"] for r in rles], dtype=np.int64).reshape(n, 2)
+        owner = np.repeat(np.arange(n), np.diff(offsets))
+        running = np.cumsum(counts)
+        ends = running - np.concatenate([[0], running])[offsets[:-1]][owner]
+        fg = ((np.arange(len(counts)) - offsets[owner]) % 2 == 1) & (counts > 0)
+        fg_owner, starts, ends, lengths = owner[fg], (ends - counts)[fg], ends[fg], counts[fg]
+        fg_offsets = np.searchsorted(fg_owner, np.arange(n + 1), side="left")
+        done = np.cumsum(lengths)
+        before = done - lengths - np.concatenate([[0], done])[fg_offsets[:-1]][fg_owner]
+        area = np.bincount(fg_owner, weights=lengths, minlength=n).astype(np.int64)
+        boxes = _boxes_of_runs(starts, ends, fg_owner, fg_offsets, sizes[:, 0])
+        return [cls((int(sizes[i, 0]), int(sizes[i, 1])), starts[a:b], ends[a:b], before[a:b], int(area[i]), boxes[i])
+                for i, (a, b) in enumerate(zip(fg_offsets[:-1], fg_offsets[1:]))]
 
     def covered_before(self, x: np.ndarray) -> np.ndarray:
         """Foreground pixels at flat positions < x, for each x (int64 array)."""
@@ -374,6 +387,26 @@ class _Runs:
         kk = np.maximum(k, 0)
         inside = np.clip(x - self.starts[kk], 0, self.ends[kk] - self.starts[kk]) if len(self.starts) else 0
         return np.where(k >= 0, self.before[kk] + inside, 0) if len(self.starts) else np.zeros_like(x)
+
+
+def _boxes_of_runs(starts, ends, owner, offsets, heights) -> np.ndarray:
+    """float64 (N, 4) tight [x, y, w, h] per mask from its foreground runs (pycocotools toBbox); zeros if empty."""
+    n = len(offsets) - 1
+    boxes = np.zeros((n, 4), dtype=np.float64)
+    has = np.diff(offsets) > 0
+    if not has.any():
+        return boxes
+    h = heights[owner]
+    first, last = starts, ends - 1
+    col0, col1, row0, row1 = first // h, last // h, first % h, last % h
+    at = offsets[:-1][has]
+    x0, x1 = np.minimum.reduceat(col0, at), np.maximum.reduceat(col1, at)
+    y0, y1 = np.minimum.reduceat(row0, at), np.maximum.reduceat(row1, at)
+    wraps = np.maximum.reduceat((col1 > col0).astype(np.int64), at) > 0  # a run over a column edge spans all rows
+    y0 = np.where(wraps, 0, y0)
+    y1 = np.where(wraps, heights[has] - 1, y1)
+    boxes[has] = np.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], axis=1)
+    return boxes
 
 
 def _runs_iou(d_runs: List[_Runs], g_runs: List[_Runs], crowd: np.ndarray) -> np.ndarray:

@@ -134,3 +134,19 @@ def test_mask_iou_with_crowd_matches_pycocotools(seed):
 def test_bad_rle_is_an_edgedet_error(bad):
     with pytest.raises(EdgedetError):
         rle_decode(bad)
+
+
+def test_batch_string_decoding_equals_one_by_one_and_pycocotools():
+    from device.rle import counts_of_many, string_to_counts, strings_to_counts
+
+    masks = list(_random_masks(5, count=40)) + [np.zeros((0, 0), bool), np.ones((700, 300), bool)]
+    refs = [_coco(m) if m.size else {"size": [0, 0], "counts": b""} for m in masks]
+    flat, offsets = strings_to_counts([r["counts"] for r in refs])
+    for i, (m, r) in enumerate(zip(masks, refs)):
+        counts = flat[offsets[i]:offsets[i + 1]]
+        assert np.array_equal(counts, string_to_counts(r["counts"]))
+        if m.size:
+            assert np.array_equal(rle_decode({"size": list(m.shape), "counts": counts.tolist()}), m)
+    mixed = [refs[0], {"size": refs[1]["size"], "counts": string_to_counts(refs[1]["counts"]).tolist()}]
+    flat, offsets = counts_of_many(mixed)
+    assert np.array_equal(flat[offsets[1]:offsets[2]], string_to_counts(refs[1]["counts"]))
