@@ -155,7 +155,8 @@ def evaluate_model(model_path_or_backend, dataset, conf: float = 0.001, iou: flo
     count = _image_count(len(dataset.samples), limit if limit is not None else max_images)
     samples = dataset.samples[:count]
     detector, provenance = _build_detector(model_path_or_backend, conf, iou, max_det, threads, imgsz)
-    plan = _EvalPlan.make(detector.spec, dataset, with_semantic=detector.has_semantic)
+    labelled = any(sample.semantic_path is not None for sample in samples)  # semantic ground truth exists
+    plan = _EvalPlan.make(detector.spec, dataset, with_semantic=detector.has_semantic and labelled)
     state = _run_images(detector, samples, plan, progress, save_pred)
     report = _metrics(state, samples, dataset, plan)
     report["latency_ms"] = _latency(detector.timer)
@@ -358,15 +359,24 @@ def _metrics(state: _RunState, samples, dataset, plan: "_EvalPlan") -> dict:
 
     subset = Dataset(dataset.names, dataset.semantic_names, list(samples), dataset.root, dataset.category_ids)
     gt = coco_gt_dict(subset)
-    report = {"bbox": evaluate_coco(gt, state.results, "bbox").stats}
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    box = evaluate_coco(gt, state.results, "bbox")
+    report = {"bbox": box.stats, "per_class_ap": {"bbox": _named(box.per_class_ap(), names)}}
     with_segm = all("segmentation" in r for r in state.results) and all("segmentation" in a for a in gt["annotations"])
     if plan.with_masks and with_segm:
-        report["segm"] = evaluate_coco(gt, state.results, "segm").stats
+        mask = evaluate_coco(gt, state.results, "segm")
+        report["segm"] = mask.stats
+        report["per_class_ap"]["segm"] = _named(mask.per_class_ap(), names)
     if state.semantic_meter is not None:
         report["semantic"] = state.semantic_meter.compute(plan.semantic_names)
     if state.panoptic_meter is not None:
         report["panoptic"] = state.panoptic_meter.compute(dict(enumerate(plan.semantic_names)))
     return report
+
+
+def _named(per_class: dict, names: dict) -> dict:
+    """{category id: AP} -> {class name: AP (IoU .50:.95, -1 without ground truth)}."""
+    return {str(names.get(cat, cat)): value for cat, value in per_class.items()}
 
 
 def _latency(timer) -> dict:
@@ -416,6 +426,8 @@ def format_report(report: dict) -> str:
         if kind in report:
             lines.append(f"COCO {kind}:")
             lines += [_summary_line(CocoParams(), spec, report[kind][k]) for k, spec in zip(STAT_KEYS, _STAT_SPECS)]
+            per_class = report.get("per_class_ap", {}).get(kind, {})
+            lines.append("  AP per class: " + "  ".join(f"{name} {_fmt(v)}" for name, v in per_class.items()))
     if "semantic" in report:
         sem = report["semantic"]
         lines.append(f"semantic: mIoU {sem['mIoU']:.4f}  pixel accuracy {sem['pixel_accuracy']:.4f}")
