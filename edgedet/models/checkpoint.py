@@ -1,0 +1,121 @@
+"""Checkpoints: save and load with `torch.load(weights_only=True)` (plain dicts, lists, numbers, strings and tensors).
+
+A checkpoint is a dict:
+    "format": "edgedet-checkpoint", "version": 1,
+    "model": fp32 state dict (the EMA weights in trained checkpoints),
+    "config": {"model": ModelConfig as a dict, "train": the training config as a dict},
+    "names": class names, "semantic_names": semantic class names,
+    "anchors": per level K (w, h) in input pixels, "strides": (8, 16, 32), "input_size_hw": (H, W),
+    "epoch": epochs completed, "metrics": validation figures of that epoch,
+    "train_state": only in resumable checkpoints: raw model, optimizer, EMA update count, best fitness.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import torch
+
+from device.errors import EdgedetError
+from device.spec import ModelSpec
+from edgedet.models.model import LEVEL_OUTPUTS, STRIDES, EdgeDet, ModelConfig, build_model
+
+CHECKPOINT_FORMAT = "edgedet-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def model_spec(config: ModelConfig, names: Sequence[str], semantic_names: Sequence[str], source: str = "") -> ModelSpec:
+    """The runtime's description of a model built from `config` (fp32, NCHW, RGB 0..1, letterbox pad 114)."""
+    if config.num_mask_coefs and config.num_semantic:
+        task = "panoptic"
+    elif config.num_mask_coefs:
+        task = "segment"
+    else:
+        task = "detect"
+    return ModelSpec(
+        names=list(names),
+        input_size_hw=config.input_size_hw,
+        layout="edgedet",
+        task=task,
+        strides=STRIDES,
+        anchors=config.anchors,
+        num_mask_coefs=config.num_mask_coefs,
+        semantic_names=list(semantic_names),
+        level_outputs=list(LEVEL_OUTPUTS),
+        seg_output="seg" if config.num_semantic else None,
+        proto_output="proto" if config.num_mask_coefs else None,
+        source=source,
+    )
+
+
+def checkpoint_dict(
+    model: torch.nn.Module,
+    names: Sequence[str],
+    semantic_names: Sequence[str],
+    train_config: Optional[dict] = None,
+    epoch: int = 0,
+    metrics: Optional[dict] = None,
+    train_state: Optional[dict] = None,
+) -> dict:
+    """Everything needed to rebuild and describe `model` (an EdgeDet, possibly wrapped by DDP)."""
+    model = getattr(model, "module", model)
+    config: ModelConfig = model.config
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": {k: v.detach().float().clone() if v.is_floating_point() else v.detach().clone()
+                  for k, v in model.state_dict().items()},
+        "config": {"model": asdict(config), "train": dict(train_config or {})},
+        "names": list(names),
+        "semantic_names": list(semantic_names),
+        "anchors": [list(level) for level in config.anchors],
+        "strides": list(STRIDES),
+        "input_size_hw": list(config.input_size_hw),
+        "epoch": int(epoch),
+        "metrics": dict(metrics or {}),
+    }
+    if train_state is not None:
+        checkpoint["train_state"] = train_state
+    return checkpoint
+
+
+def save_checkpoint(checkpoint: dict, path) -> Path:
+    """Write atomically (temporary file, then rename), so an interrupted save never leaves a broken file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path) -> dict:
+    """The raw checkpoint dict; EdgedetError if the file is missing or not an edgedet checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgedetError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt or foreign pickles
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise EdgedetError(f"checkpoint {path} cannot be read: {reason}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise EdgedetError(f"{path} is not an edgedet checkpoint (no format {CHECKPOINT_FORMAT!r})")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict) -> EdgeDet:
+    """Rebuild the model of a checkpoint dict and load its weights (train mode)."""
+    config = ModelConfig(**checkpoint["config"]["model"])
+    model = build_model(config)
+    model.load_state_dict(checkpoint["model"])
+    return model
+
+
+def load_checkpoint(path) -> Tuple[EdgeDet, ModelSpec]:
+    """(model in eval mode, its ModelSpec) from an edgedet checkpoint file."""
+    checkpoint = read_checkpoint(path)
+    model = model_from_checkpoint(checkpoint).eval()
+    spec = model_spec(model.config, checkpoint["names"], checkpoint["semantic_names"], source=str(Path(path).name))
+    return model, spec
