@@ -169,10 +169,13 @@ class Runner:
         self.options = options
         self.frames_done = 0  # frames fully output
         self.frames_failed = 0  # frames whose processing raised (logged, skipped)
+        self.loop_seconds = 0.0  # wall time of the frame loop (after the model and source are open)
         self.last_detections: List[dict] = []  # the latest frame's detections for the status page
         self._times: deque = deque(maxlen=120)  # perf_counter of recent outputs, for the rolling FPS
         self._lock = threading.Lock()
         self._worker_error: Optional[BaseException] = None
+        self._consecutive_failures = 0  # frames in a row that failed
+        self._reading_done = threading.Event()  # set when the inference loop ends: the capture thread stops
         self._display_frame = None
         self.detector = None
         self.source = None
@@ -239,7 +242,11 @@ class Runner:
         previous = _install_signal_handlers(self.options.stop_event)
         try:
             self._open()
-            self._loop()
+            start = time.perf_counter()
+            try:
+                self._loop()
+            finally:
+                self.loop_seconds = time.perf_counter() - start
         finally:
             _restore_signal_handlers(previous)
             self._close()
@@ -250,17 +257,53 @@ class Runner:
         return 0
 
     def _loop(self) -> None:
+        """Inference in this thread; capture + preprocess and postprocess + outputs in their own threads."""
+        ready: queue.Queue = queue.Queue(maxsize=1 if self.source.live else 2)
         jobs: queue.Queue = queue.Queue(maxsize=2)
+        preparer = threading.Thread(target=self._prepare_worker, args=(ready,), name="edgedet-prepare", daemon=True)
         worker = threading.Thread(target=self._output_worker, args=(jobs,), name="edgedet-output", daemon=True)
+        preparer.start()
         worker.start()
         stop, timer = self.options.stop_event, self.detector.timer
-        frames_read, consecutive_failures, next_log = 0, 0, time.perf_counter() + self.options.log_every
+        next_log = time.perf_counter() + self.options.log_every
         try:
             while not stop.is_set() and self._worker_error is None:
+                try:
+                    item = ready.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    break
+                frame, prepared, record, started = item
+                try:
+                    outputs = self.detector.infer(prepared)
+                    self._consecutive_failures = 0
+                except Exception as error:  # a bad frame must not end a long run
+                    timer.take_record()
+                    self._frame_failed(frame, error)
+                    continue
+                jobs.put(Job(frame, prepared, outputs, {**record, **timer.take_record()}, started))
+                self._show_latest()
+                if time.perf_counter() >= next_log:
+                    log.info("%s", self.rolling_line())
+                    next_log = time.perf_counter() + self.options.log_every
+        finally:
+            self._reading_done.set()
+            _drain(ready)
+            preparer.join()
+            jobs.put(None)
+            worker.join()
+
+    def _prepare_worker(self, ready: queue.Queue) -> None:
+        """Capture thread side: read frames in order (or the newest, live) and preprocess them."""
+        stop, timer = self.options.stop_event, self.detector.timer
+        frames_read = 0
+        try:
+            while not self._stopping():
                 if self.options.max_frames is not None and frames_read >= self.options.max_frames:
                     break
                 with timer.stage("capture"):
-                    frame = self.source.read(timeout=0.5)
+                    frame = self.source.read(timeout=0.2)
                 if frame is None:
                     timer.take_record()
                     if self.source.finished:
@@ -270,34 +313,40 @@ class Runner:
                 frames_read += 1
                 try:
                     prepared = self.detector.prepare(frame.image)
-                    outputs = self.detector.infer(prepared)
-                    consecutive_failures = 0
-                except EdgedetError:
-                    raise
-                except Exception as error:  # a bad frame must not end a long run
-                    consecutive_failures = self._frame_failed(frame, error, consecutive_failures)
+                except Exception as error:  # an undecodable frame: logged, the run goes on
                     timer.take_record()
+                    self._frame_failed(frame, error)
                     continue
-                self._put(jobs, Job(frame, prepared, outputs, timer.take_record(), started))
-                self._show_latest()
-                if time.perf_counter() >= next_log:
-                    log.info("%s", self.rolling_line())
-                    next_log = time.perf_counter() + self.options.log_every
+                if not self._offer(ready, (frame, prepared, timer.take_record(), started)):
+                    break
+        except EdgedetError as error:  # too many failures in a row
+            self._worker_error = error
+            stop.set()
         finally:
-            self._put(jobs, None)
-            worker.join()
+            self._offer(ready, None)
 
-    def _put(self, jobs: queue.Queue, job: Optional[Job]) -> None:
-        """Blocks while the output thread is two frames behind (files: nothing dropped; live: no backlog)."""
-        jobs.put(job)
+    def _stopping(self) -> bool:
+        return self.options.stop_event.is_set() or self._reading_done.is_set() or self._worker_error is not None
 
-    def _frame_failed(self, frame, error: Exception, consecutive: int) -> int:
-        self.frames_failed += 1
-        consecutive += 1
+    def _offer(self, ready: queue.Queue, item) -> bool:
+        """Put `item` unless the loop is stopping; False if it was not delivered."""
+        while True:
+            try:
+                ready.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                if self._stopping():
+                    return False
+
+    def _frame_failed(self, frame, error: Exception) -> None:
+        with self._lock:
+            self.frames_failed += 1
+            self._consecutive_failures += 1
+            consecutive = self._consecutive_failures
         log.warning("frame %d of %s failed: %s: %s", frame.index, frame.source, type(error).__name__, error)
-        if consecutive >= MAX_CONSECUTIVE_FAILURES:
-            raise EdgedetError(f"{consecutive} frames in a row failed; last error: {type(error).__name__}: {error}")
-        return consecutive
+        if isinstance(error, EdgedetError) or consecutive >= MAX_CONSECUTIVE_FAILURES:
+            raise EdgedetError(f"{consecutive} frames in a row failed; last error: {error}"
+                               if consecutive > 1 else str(error))
 
     # ---- the output thread
 
@@ -324,9 +373,10 @@ class Runner:
 
         detector, timer = self.detector, self.detector.timer
         detections = detector.finish(job.outputs, job.prepared)
-        semantic = detector.finish_semantic(job.outputs, job.prepared) if detector.has_semantic else None
         fps = self.fps()
         if self.video_sink or self.server or self.options.show:
+            # the semantic map is only drawn (the JSON lines carry instances), so it is built only for drawing
+            semantic = detector.finish_semantic(job.outputs, job.prepared) if detector.has_semantic else None
             with timer.stage("draw"):
                 canvas = self._annotate(job.frame.image, detections, semantic, fps, job.record)
         now = time.perf_counter()
@@ -404,8 +454,9 @@ class Runner:
 
         summary = self.detector.timer.summary()
         timed = summary.get("end_to_end", {}).get("count", 0)
-        lines = [f"edgedet run: {self.frames_done} frames, {self.frames_failed} failed, "
-                 f"{self.fps():.1f} FPS (recent), model {self.detector.describe()}"]
+        average = self.frames_done / self.loop_seconds if self.loop_seconds > 0 else 0.0
+        lines = [f"edgedet run: {self.frames_done} frames in {self.loop_seconds:.2f} s = {average:.2f} FPS, "
+                 f"{self.frames_failed} failed, model {self.detector.describe()}"]
         if self.source is not None and self.source.live:
             lines.append(f"edgedet run: live source dropped {self.source.dropped} stale frames, "
                          f"reconnected {self.source.reconnects} times")
@@ -426,6 +477,14 @@ class Runner:
             import cv2
 
             cv2.destroyAllWindows()
+
+
+def _drain(q: queue.Queue) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
 
 
 def _display_available() -> bool:
