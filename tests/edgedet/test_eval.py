@@ -250,3 +250,47 @@ def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotoo
     assert report["semantic"]["mIoU"] > 0.5 and report["semantic"]["pixel_accuracy"] > 0.8
     assert report["panoptic"]["PQ"] > 0.3
     assert report["provenance"]["format"] == "oracle"
+
+
+class _FailingOracle(OracleBackend):
+    """Fails on the `fail_at`-th call with `error` (to test per-image errors and Ctrl-C)."""
+
+    def __init__(self, spec, samples, fail_at, error):
+        super().__init__(spec, samples)
+        self.calls, self.fail_at, self.error = 0, fail_at, error
+
+    def run(self, x):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise self.error
+        return super().run(x)
+
+
+def test_a_failing_image_is_logged_and_skipped(tiny_checkpoint, synth_data, capsys):
+    from device.errors import EdgedetError
+    from edgedet.data import load_dataset
+    from edgedet.evaluate import evaluate_model
+    from export.torch_backend import TorchBackend
+
+    data = load_dataset(synth_data)
+    spec = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec
+    backend = _FailingOracle(spec, data.samples, fail_at=2, error=EdgedetError("corrupt frame"))
+    report = evaluate_model(backend, data, progress=False)
+    assert len(report["errors"]) == 1 and "corrupt frame" in report["errors"][0]
+    assert "skipped: corrupt frame" in capsys.readouterr().err
+    assert 0 < report["bbox"]["AR100"] < 1  # the missing image's objects are missed, the others found
+
+
+def test_ctrl_c_keeps_the_predictions_so_far(tmp_path, tiny_checkpoint, synth_data):
+    from edgedet.data import load_dataset
+    from edgedet.evaluate import evaluate_model
+    from export.torch_backend import TorchBackend
+
+    data = load_dataset(synth_data)
+    spec = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec
+    backend = _FailingOracle(spec, data.samples, fail_at=3, error=KeyboardInterrupt())
+    pred = tmp_path / "partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(backend, data, progress=False, save_pred=pred)
+    saved = json.loads(pred.read_text())
+    assert {r["image_id"] for r in saved} == {s.image_id for s in data.samples[:2]}
