@@ -282,9 +282,10 @@ def _run_images(detector, samples, plan: "_EvalPlan", progress: bool, save_pred)
         for sample in samples:
             try:
                 _evaluate_one(detector, sample, plan, state)
-            except EdgedetError as error:
-                state.errors.append(f"image {sample.image_id}: {error}")
-                print(f"edgedet eval: image {sample.image_id} skipped: {error}", file=sys.stderr)
+            except Exception as error:  # one bad frame must not end a long run: log it, go on
+                text = str(error) if isinstance(error, EdgedetError) else f"{type(error).__name__}: {error}"
+                state.errors.append(f"image {sample.image_id}: {text}")
+                print(f"edgedet eval: image {sample.image_id} skipped: {text}", file=sys.stderr)
             bar.step()
     except KeyboardInterrupt:
         if save_pred:
