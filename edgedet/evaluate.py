@@ -267,6 +267,9 @@ class _RunState:
     errors: List[str] = field(default_factory=list)  # one line per image that failed
 
 
+EARLY_ABORT = 5  # stop when this many first images all fail (a broken model, not a bad frame)
+
+
 def _run_images(detector, samples, plan: "_EvalPlan", progress: bool, save_pred) -> _RunState:
     """Predict every sample; accumulate COCO results, semantic confusion and panoptic counts."""
     from edgedet.metrics import PanopticMeter, SemanticMeter
@@ -286,6 +289,8 @@ def _run_images(detector, samples, plan: "_EvalPlan", progress: bool, save_pred)
                 text = str(error) if isinstance(error, EdgedetError) else f"{type(error).__name__}: {error}"
                 state.errors.append(f"image {sample.image_id}: {text}")
                 print(f"edgedet eval: image {sample.image_id} skipped: {text}", file=sys.stderr)
+                if len(state.errors) == bar.done + 1 == EARLY_ABORT:
+                    raise EdgedetError(f"the first {EARLY_ABORT} images all failed; first: {state.errors[0]}") from None
             bar.step()
     except KeyboardInterrupt:
         if save_pred:

@@ -294,3 +294,22 @@ def test_ctrl_c_keeps_the_predictions_so_far(tmp_path, tiny_checkpoint, synth_da
         evaluate_model(backend, data, progress=False, save_pred=pred)
     saved = json.loads(pred.read_text())
     assert {r["image_id"] for r in saved} == {s.image_id for s in data.samples[:2]}
+
+
+def test_a_model_failing_on_every_image_is_an_edgedet_error(tiny_checkpoint, synth_data):
+    from device.errors import EdgedetError
+    from edgedet.evaluate import evaluate_model
+
+    class Broken:
+        name = "broken"
+
+        def __init__(self, spec):
+            self.spec = spec
+
+        def run(self, x):
+            raise RuntimeError("bad graph")
+
+    from export.torch_backend import TorchBackend
+
+    with pytest.raises(EdgedetError, match="RuntimeError: bad graph"):
+        evaluate_model(Broken(TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec), synth_data, progress=False)
