@@ -217,7 +217,7 @@ class _EvalPlan:
     """What to measure and how model labels map onto the data set's."""
 
     category_of_class: List[int]  # model class id -> COCO category id of the data set
-    with_masks: bool  # the model predicts instance masks (and the ground truth has segmentations)
+    with_masks: bool  # the model predicts instance masks (mask AP also needs segmentations in the ground truth)
     semantic_lut: Optional[np.ndarray]  # model semantic label -> data set semantic label (255 = none); None = no semantic
     thing_label_of_class: Optional[List[int]]  # model class id -> data set semantic label (panoptic); None = no panoptic
     stuff_labels: List[int]  # data set semantic labels that are stuff
@@ -260,8 +260,9 @@ def _label_lut(model_names: Sequence[str], data_names: Sequence[str]) -> np.ndar
 
 @dataclass
 class _RunState:
+    """What one pass over the images accumulates."""
+
     results: List[dict] = field(default_factory=list)  # COCO results (bbox, and segmentation when masks)
-    semantic_pairs: List = field(default_factory=list)  # (pred, gt) per image, consumed by the meters
     semantic_meter: object = None  # SemanticMeter or None
     panoptic_meter: object = None  # PanopticMeter or None
     errors: List[str] = field(default_factory=list)  # one line per image that failed
