@@ -67,6 +67,12 @@ def _main_files(args: argparse.Namespace) -> int:
     print(f"COCO {iou_type} evaluation of {args.pred} against {args.gt}")
     print("\n".join(evaluation.summary_lines()))
     _print_per_class(evaluation, gt)
+    if iou_type == "bbox":
+        from edgedet.metrics import voc_evaluate
+
+        voc = voc_evaluate(gt, results)["mAP"]
+        voc11 = voc_evaluate(gt, results, use_11_point=True)["mAP"]
+        print(f"VOC mAP@0.5: {_fmt(voc)} (all-point), {_fmt(voc11)} (11-point)")
     if args.json_out:
         write_json(args.json_out, evaluation.stats)
     return 0

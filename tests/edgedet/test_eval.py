@@ -67,6 +67,7 @@ def test_gt_pred_prints_the_summary_and_writes_the_12_keys(tmp_path):
     lines = out.splitlines()
     assert sum(line.startswith(" Average Precision  (AP) @[ IoU=") for line in lines) == 6
     assert sum(line.startswith(" Average Recall     (AR) @[ IoU=") for line in lines) == 6
+    assert any(line.startswith("VOC mAP@0.5: ") for line in lines)
     stats = json.loads(out_json.read_text())
     assert list(stats) == list(STAT_KEYS)
     np.testing.assert_allclose([stats[k] for k in STAT_KEYS], _pycocotools_stats(GT, PRED), atol=1e-12)
