@@ -67,7 +67,7 @@ def _main_files(args: argparse.Namespace) -> int:
     print(f"COCO {iou_type} evaluation of {args.pred} against {args.gt}")
     print("\n".join(evaluation.summary_lines()))
     _print_per_class(evaluation, gt)
-    if iou_type == "bbox":
+    if iou_type == "bbox" and all("bbox" in r for r in results):
         from edgedet.metrics import voc_evaluate
 
         voc = voc_evaluate(gt, results)["mAP"]
