@@ -1,0 +1,484 @@
+"""`edgedet train`: train an edgedet model (detection + instance masks + semantic segmentation) on CPU.
+
+    edgedet train --data shapes --model n --imgsz 320 --epochs 30 --out runs/n320
+    torchrun --nproc_per_node 2 -m edgedet train --data DIR ...      (DistributedDataParallel, gloo)
+
+Each epoch: augmented batches (flip, scale jitter, colour), AdamW with warm-up and a cosine schedule, an EMA
+of the weights, a progress bar with running losses and ETA, then validation of the EMA model (COCO box/mask
+AP and mIoU) and OUT/last.pt (resumable with --resume) plus OUT/best.pt (best validation fitness).
+Ctrl-C saves OUT/last.pt before exiting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Dict, Optional
+
+from device.errors import EdgedetError
+
+SHAPES = "shapes"  # --data value that generates (once) and uses the synthetic shapes data set
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved into every checkpoint."""
+
+    data: str = SHAPES  # "shapes", a data set folder, a dataset.yaml or a COCO JSON (edgedet.data.load_dataset)
+    model: str = "n"  # size preset of edgedet.models.model.PRESETS
+    imgsz: int = 320  # square training/validation input size, divisible by 32
+    epochs: int = 30  # passes over the training split
+    batch: int = 16  # total batch size (split over DDP processes)
+    lr: float = 2e-3  # peak AdamW learning rate
+    weight_decay: float = 5e-4  # AdamW decoupled weight decay of conv weights (not BN, not biases)
+    warmup_steps: int = 200  # linear warm-up steps (capped at one epoch)
+    final_lr_frac: float = 0.02  # cosine schedule ends at lr * final_lr_frac
+    ema_decay: float = 0.998  # EMA decay at full strength (ramped up over the first steps)
+    mask_coefs: int = 16  # M: instance-mask coefficients / prototypes (0 = no instance masks)
+    num_anchors: int = 3  # K: anchors per cell per level (chosen by k-means on the training boxes)
+    workers: int = 1  # DataLoader worker processes per training process
+    threads: int = 0  # torch threads per process (0 = cores / processes)
+    seed: int = 0  # seed of initialisation, shuffling and augmentation
+    synth_train: int = 4000  # --data shapes: training images to generate
+    synth_val: int = 300  # --data shapes: validation images to generate
+    val_batch: int = 16  # batch size of validation
+    max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit; for smoke tests)
+    time_limit: float = 0.0  # minutes of training; the cosine schedule follows elapsed time when it is the tighter limit (0 = none)
+    out: str = "runs/train"  # output folder: last.pt, best.pt, metrics.jsonl
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `edgedet train`; defaults come from TrainConfig."""
+    defaults = TrainConfig()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    parser.add_argument("--data", default=defaults.data, help="'shapes' (synthetic, generated once), a data set folder, dataset.yaml or COCO JSON")
+    parser.add_argument("--model", default=defaults.model, help="size preset: n or s (default n)")
+    parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="input size, a multiple of 32 (default 320)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (default 30)")
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="total batch size (default 16)")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default 2e-3)")
+    parser.add_argument("--mask-coefs", type=int, default=defaults.mask_coefs, help="instance-mask prototypes M, 0 = none (default 16)")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="data loader workers per process (default 1)")
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="torch threads per process (default: cores / processes)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default 0)")
+    parser.add_argument("--synth-train", type=int, default=defaults.synth_train, help="--data shapes: training images (default 4000)")
+    parser.add_argument("--synth-val", type=int, default=defaults.synth_val, help="--data shapes: validation images (default 300)")
+    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after N optimizer steps (0 = no limit)")
+    parser.add_argument("--time-limit", type=float, default=defaults.time_limit,
+                        help="stop after this many minutes of training, the LR schedule ending on time (default: no limit)")
+    parser.add_argument("--out", default=defaults.out, help="output folder (default runs/train)")
+    parser.add_argument("--resume", default=None, help="continue from a last.pt written by an earlier run")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """TrainConfig from parsed flags (flag names are the field names with '-' for '_')."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    config = TrainConfig(**values)
+    if config.imgsz <= 0 or config.imgsz % 32:
+        raise EdgedetError(f"--imgsz {config.imgsz} must be a positive multiple of 32")
+    if config.epochs <= 0 or config.batch <= 0:
+        raise EdgedetError("--epochs and --batch must be positive")
+    return config
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `edgedet train` (single process or one rank of torchrun)."""
+    from edgedet.models.checkpoint import read_checkpoint
+
+    resume = None
+    if args.resume:
+        resume = read_checkpoint(args.resume)
+        if "train_state" not in resume:
+            raise EdgedetError(f"{args.resume} has no training state (only last.pt files can be resumed)")
+        config = TrainConfig(**resume["config"]["train"])
+    else:
+        config = config_from_args(args)
+    trainer = Trainer(config, resume)
+    return trainer.run()
+
+
+# ---- data ---------------------------------------------------------------------------------------
+
+def synthetic_data_dir(config: TrainConfig) -> Path:
+    """Cache folder of the generated shapes data set for this config (generated on first use)."""
+    return Path(".cache") / "edgedet" / f"shapes-{config.imgsz}-seed{config.seed}-{config.synth_train}-{config.synth_val}"
+
+
+def ensure_synthetic_data(config: TrainConfig, is_main: bool) -> Path:
+    """Generate the shapes data set once (main process) and return its folder."""
+    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
+    from edgedet.data.yamlio import write_yaml
+
+    folder = synthetic_data_dir(config)
+    if is_main and not (folder / "dataset.yaml").is_file():
+        print(f"generating synthetic shapes into {folder} ...", file=sys.stderr)
+        synth = SynthConfig(imgsz=config.imgsz)
+        for split, count in (("train", config.synth_train), ("val", config.synth_val)):
+            write_split(folder, split, count, config.seed, synth)
+        write_yaml(folder / "dataset.yaml", synth_dataset_yaml(folder, synth, config.seed))
+    return folder
+
+
+def load_splits(config: TrainConfig, is_main: bool):
+    """(train Dataset, val Dataset) named by config.data."""
+    from edgedet.data import load_dataset
+
+    path = ensure_synthetic_data(config, is_main) if config.data == SHAPES else Path(config.data)
+    distributed_barrier()
+    train_set = load_dataset(path, split="train")
+    val_set = load_dataset(path, split="val")
+    if not len(train_set) or not len(val_set):
+        raise EdgedetError(f"{path}: training needs images in both the train and the val split")
+    return train_set, val_set
+
+
+def anchors_for(train_set, imgsz: int, num_anchors: int):
+    """K anchors per level by k-means (IoU distance) on the training boxes as the network sees them (letterboxed)."""
+    import numpy as np
+
+    from edgedet.models.anchors import kmeans_anchors, split_levels
+    from edgedet.models.model import STRIDES
+
+    wh = [s.xyxy[:, 2:] - s.xyxy[:, :2] for s in train_set.samples]
+    scales = [imgsz / max(s.shape_hw) for s in train_set.samples]
+    sizes = np.concatenate([w * r for w, r in zip(wh, scales)]) if wh else np.zeros((0, 2))
+    return split_levels(kmeans_anchors(sizes, k=num_anchors * len(STRIDES)), len(STRIDES))
+
+
+# ---- distributed --------------------------------------------------------------------------------
+
+def distributed_env() -> tuple:
+    """(rank, world size) from torchrun's environment; (0, 1) when not launched by torchrun."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def distributed_barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+# ---- schedule, EMA, progress --------------------------------------------------------------------
+
+def learning_rate(step: int, progress: float, config: TrainConfig, steps_per_epoch: int) -> float:
+    """Linear warm-up over the first steps, then cosine decay from config.lr to config.lr * final_lr_frac as
+    `progress` (fraction of the run done, 0..1) goes to 1."""
+    warmup = max(1, min(config.warmup_steps, steps_per_epoch))
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = min(1.0, max(0.0, progress))
+    floor = config.lr * config.final_lr_frac
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class ModelEMA:
+    """Exponential moving average of a model's floating-point state; decay ramps up as 1 - exp(-updates / 200)."""
+
+    def __init__(self, model, decay: float, updates: int = 0):
+        import copy
+
+        self.module = copy.deepcopy(getattr(model, "module", model)).eval()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+        self.decay = decay
+        self.updates = updates
+
+    def update(self, model) -> None:
+        import torch
+
+        self.updates += 1
+        decay = self.decay * (1 - math.exp(-self.updates / 200))
+        source = getattr(model, "module", model).state_dict()
+        with torch.no_grad():
+            for name, value in self.module.state_dict().items():
+                if value.dtype.is_floating_point:
+                    value.mul_(decay).add_(source[name].detach(), alpha=1 - decay)
+                else:
+                    value.copy_(source[name])
+
+
+class Progress:
+    """A plain-text progress bar on stderr: redrawn in place on a terminal, one line per ~10% in a log file."""
+
+    def __init__(self, total: int, prefix: str, stream=None):
+        self.total, self.prefix = total, prefix
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.tty = self.stream.isatty()
+        self.next_line = 0
+
+    def update(self, done: int, values: Dict[str, float]) -> None:
+        if not self.tty and done < self.next_line and done != self.total:
+            return
+        self.next_line = done + max(1, self.total // 10)
+        elapsed = time.perf_counter() - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else 0.0
+        filled = int(20 * done / max(1, self.total))
+        losses = " ".join(f"{k} {v:.3f}" for k, v in values.items())
+        line = (f"{self.prefix} {done}/{self.total} [{'=' * filled}{' ' * (20 - filled)}] {losses} "
+                f"{rate:.2f} it/s ETA {_clock(eta)}")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and done == self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process plus its finished children (data loader workers), in seconds."""
+    import resource
+
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def fitness(metrics: Dict[str, float]) -> float:
+    """One number to pick best.pt: mean of box AP50, box AP50:95, mask AP50 and mIoU (those present)."""
+    keys = ("box/AP50", "box/AP", "mask/AP50", "semantic/mIoU")
+    values = [metrics[k] for k in keys if k in metrics]
+    return sum(values) / len(values) if values else 0.0
+
+
+# ---- the trainer --------------------------------------------------------------------------------
+
+class Trainer:
+    """One training run (one process of it under torchrun)."""
+
+    def __init__(self, config: TrainConfig, resume: Optional[dict] = None):
+        self.config = config
+        self.resume = resume
+        self.rank, self.world = distributed_env()
+        self.is_main = self.rank == 0
+        self.out = Path(config.out)
+
+    def run(self) -> int:
+        import torch
+
+        self._setup_torch(torch)
+        try:
+            self._build()
+            self._train_epochs()
+        except KeyboardInterrupt:
+            if self.is_main and hasattr(self, "optimizer"):
+                path = self._save_last(self.epoch, {})
+                print(f"\ninterrupted: saved {path} (resume with --resume {path})", file=sys.stderr)
+            raise
+        finally:
+            if self.world > 1 and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+        return 0
+
+    def _setup_torch(self, torch) -> None:
+        threads = self.config.threads or max(1, (os.cpu_count() or 1) // self.world)
+        torch.set_num_threads(threads)
+        torch.manual_seed(self.config.seed)
+        if self.world > 1:
+            torch.distributed.init_process_group("gloo")
+
+    def _build(self) -> None:
+        import torch
+
+        from edgedet.loss import EdgeDetLoss
+        from edgedet.models.checkpoint import model_spec
+        from edgedet.models.model import ModelConfig, build_model
+        from edgedet.train_data import AugmentConfig, TrainDataset
+
+        config = self.config
+        self.train_set, self.val_set = load_splits(config, self.is_main)
+        if self.resume:
+            anchors = self.resume["anchors"]
+        else:
+            anchors = anchors_for(self.train_set, config.imgsz, config.num_anchors)
+        semantic_names = list(self.train_set.semantic_names)
+        model_config = ModelConfig(
+            preset=config.model, num_classes=len(self.train_set.names), num_semantic=len(semantic_names),
+            num_mask_coefs=config.mask_coefs, anchors=anchors, input_size_hw=(config.imgsz, config.imgsz),
+        )
+        self.model = build_model(model_config)
+        self.spec = model_spec(model_config, self.train_set.names, semantic_names)
+        self.loss = EdgeDetLoss(model_config)
+        self.optimizer = self._optimizer(self.model)
+        self.ema = ModelEMA(self.model, config.ema_decay) if self.is_main else None
+        self.model.to(memory_format=torch.channels_last)  # faster CPU convolutions (oneDNN NHWC)
+        self.start_epoch, self.step, self.best_fitness, self.epoch, self.elapsed_before = 0, 0, -1.0, 0, 0.0
+        if self.resume:
+            self._load_resume_state(self.resume)
+        if self.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model)
+        else:
+            self.ddp = self.model
+        dataset = TrainDataset(self.train_set.samples, (config.imgsz, config.imgsz), AugmentConfig(), config.seed,
+                               with_masks=bool(config.mask_coefs), with_semantic=bool(semantic_names))
+        self.train_data = dataset
+        self.loader = self._loader(dataset)
+
+    def _optimizer(self, model):
+        """AdamW; weight decay on conv weights only (BN weights and all biases are not decayed)."""
+        import torch
+
+        decay, no_decay = [], []
+        for name, parameter in model.named_parameters():
+            (decay if parameter.ndim > 1 else no_decay).append(parameter)
+        groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.999))
+
+    def _loader(self, dataset):
+        import torch
+
+        from edgedet.train_data import collate
+
+        per_process = max(1, self.config.batch // self.world)
+        sampler = None
+        if self.world > 1:
+            sampler = torch.utils.data.distributed.DistributedSampler(
+                dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=self.config.seed, drop_last=True)
+        generator = torch.Generator().manual_seed(self.config.seed)
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=per_process, shuffle=sampler is None, sampler=sampler, drop_last=len(dataset) > per_process,
+            num_workers=self.config.workers, collate_fn=collate, generator=generator,
+            persistent_workers=False,
+        )
+
+    def _load_resume_state(self, checkpoint: dict) -> None:
+        state = checkpoint["train_state"]
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(checkpoint["model"])
+            self.ema.updates = int(state["ema_updates"])
+        self.start_epoch = int(checkpoint["epoch"])
+        self.step = int(state["step"])
+        self.best_fitness = float(state["best_fitness"])
+        self.elapsed_before = float(state["elapsed"])
+        if self.is_main:
+            print(f"resuming from epoch {self.start_epoch} (step {self.step})", file=sys.stderr)
+
+    # -- loop --
+
+    def _train_epochs(self) -> None:
+        config = self.config
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+            print(f"training {config.model} at {config.imgsz} on {len(self.train_set)} images "
+                  f"({len(self.val_set)} val), {self.world} process(es), anchors {self.spec.anchors}", file=sys.stderr)
+        steps_per_epoch = len(self.loader)
+        self.total_steps = steps_per_epoch * config.epochs
+        if config.max_steps:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        self.started = time.perf_counter() - self.elapsed_before
+        for epoch in range(self.start_epoch, config.epochs):
+            self.epoch = epoch
+            if self.progress() >= 1.0:
+                break
+            self._train_one_epoch(epoch, steps_per_epoch)
+            self._end_epoch(epoch + 1)
+
+    def progress(self) -> float:
+        """Fraction of the run done: steps over total steps, or elapsed over the time limit if that is further."""
+        done = self.step / max(1, self.total_steps)
+        if self.config.time_limit > 0:
+            done = max(done, self.elapsed() / (60.0 * self.config.time_limit))
+        return done
+
+    def elapsed(self) -> float:
+        """Seconds of training so far (including earlier runs of a resumed training), agreed by all processes."""
+        import torch
+
+        seconds = torch.tensor([time.perf_counter() - self.started], dtype=torch.float64)
+        if self.world > 1:
+            torch.distributed.broadcast(seconds, src=0)
+        return float(seconds)
+
+    def _train_one_epoch(self, epoch: int, steps_per_epoch: int) -> None:
+        import torch
+
+        self.model.train()
+        self.train_data.epoch = epoch
+        if hasattr(self.loader.sampler, "set_epoch"):
+            self.loader.sampler.set_epoch(epoch)
+        progress = Progress(steps_per_epoch, f"epoch {epoch + 1}/{self.config.epochs}") if self.is_main else None
+        running: Dict[str, float] = {}
+        for i, (images, targets, _) in enumerate(self.loader):
+            progress_done = self.progress()
+            if progress_done >= 1.0:
+                break
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(self.step, progress_done, self.config, steps_per_epoch)
+            outputs = self.ddp(images.contiguous(memory_format=torch.channels_last))
+            loss, parts = self.loss(outputs, targets)
+            loss = loss + sum(o.sum() for o in outputs) * 0.0  # every head takes part in every DDP reduction
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+            self.optimizer.step()
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.model)
+            running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in parts.items()}
+            if progress is not None:
+                progress.update(i + 1, running)
+
+    def _end_epoch(self, epochs_done: int) -> None:
+        from edgedet.train_val import validate
+
+        if self.is_main:
+            start = time.perf_counter()
+            metrics = validate(self.ema.module, self.val_set, self.spec, self.config.val_batch)
+            metrics["epoch"] = epochs_done
+            metrics["fitness"] = fitness(metrics)
+            metrics["val_seconds"] = round(time.perf_counter() - start, 1)
+            metrics["train_minutes"] = round((start - self.started) / 60.0, 2)
+            metrics["step"] = self.step
+            metrics["cpu_minutes"] = round(cpu_seconds() / 60.0, 2)
+            self._log_metrics(metrics)
+            self._save_last(epochs_done, metrics)
+            if metrics["fitness"] > self.best_fitness:
+                self.best_fitness = metrics["fitness"]
+                self._save_best(epochs_done, metrics)
+        distributed_barrier()
+
+    def _log_metrics(self, metrics: Dict[str, float]) -> None:
+        shown = ("box/AP50", "box/AP", "mask/AP50", "mask/AP", "semantic/mIoU", "fitness")
+        text = "  ".join(f"{k} {metrics[k]:.4f}" for k in shown if k in metrics)
+        print(f"epoch {metrics['epoch']} val: {text} ({metrics['val_seconds']} s)", file=sys.stderr)
+        with open(self.out / "metrics.jsonl", "a") as log:
+            log.write(json.dumps(metrics) + "\n")
+
+    def _checkpoint(self, epochs_done: int, metrics: dict, resumable: bool) -> dict:
+        from edgedet.models.checkpoint import checkpoint_dict
+
+        train_state = None
+        if resumable:
+            train_state = {
+                "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "ema_updates": self.ema.updates,
+                "step": self.step,
+                "best_fitness": self.best_fitness,
+                "elapsed": time.perf_counter() - self.started,
+            }
+        return checkpoint_dict(self.ema.module, self.train_set.names, self.train_set.semantic_names,
+                               asdict(self.config), epochs_done, metrics, train_state)
+
+    def _save_last(self, epochs_done: int, metrics: dict) -> Path:
+        from edgedet.models.checkpoint import save_checkpoint
+
+        return save_checkpoint(self._checkpoint(epochs_done, metrics, resumable=True), self.out / "last.pt")
+
+    def _save_best(self, epochs_done: int, metrics: dict) -> Path:
+        from edgedet.models.checkpoint import save_checkpoint
+
+        return save_checkpoint(self._checkpoint(epochs_done, metrics, resumable=False), self.out / "best.pt")

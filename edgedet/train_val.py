@@ -1,0 +1,73 @@
+"""Validation during training: the model's raw outputs go through the device runtime's own preprocess and
+postprocess (the same decode, NMS and masks `edgedet run` uses), then the project's COCO evaluator and mIoU.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+from device.postprocess import postprocess, postprocess_semantic
+from device.preprocess import preprocess
+from device.rle import rle_encode
+from device.spec import ModelSpec
+
+VAL_CONF = 0.005  # score threshold of validation detections (low, for the whole precision-recall curve)
+VAL_IOU = 0.6  # NMS IoU threshold during validation
+VAL_MAX_DET = 100  # detections kept per image during validation
+
+
+def detections_to_coco(detections, image_id: int, category_ids: Sequence[int]) -> List[dict]:
+    """device.Detections of one image -> COCO result dicts (bbox xywh, score, category_id, RLE segmentation)."""
+    results = []
+    for i in range(len(detections.scores)):
+        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
+        result = {"image_id": int(image_id), "category_id": int(category_ids[int(detections.class_ids[i])]),
+                  "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(detections.scores[i])}
+        if detections.masks is not None:
+            result["segmentation"] = rle_encode(detections.masks[i])
+        results.append(result)
+    return results
+
+
+@torch.no_grad()
+def predict_outputs(model: torch.nn.Module, images_bgr: Sequence[np.ndarray], spec: ModelSpec):
+    """Run `model` on a batch of BGR frames -> (per-image dict name -> (1, ...) float32 arrays, letterboxes)."""
+    inputs, boxes = zip(*(preprocess(image, spec) for image in images_bgr))
+    outputs = model(torch.from_numpy(np.concatenate(inputs)))
+    names = model.output_names
+    per_image = [{name: out[i:i + 1].numpy() for name, out in zip(names, outputs)} for i in range(len(inputs))]
+    return per_image, list(boxes)
+
+
+def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int = 16) -> Dict[str, float]:
+    """Box and mask COCO AP (edgedet.metrics.coco_evaluate) and semantic mIoU of `model` on a Dataset split.
+
+    Returns {"box/AP", "box/AP50", ... (the 12 COCO stats), "mask/..." with prototypes, "semantic/mIoU" with a seg head}.
+    """
+    from edgedet.data import coco_gt_dict
+    from edgedet.metrics import SemanticMeter, coco_evaluate
+
+    was_training = model.training
+    model.eval()
+    results: List[dict] = []
+    num_semantic = len(spec.semantic_names) if spec.seg_output else 0
+    meter = SemanticMeter(num_semantic) if num_semantic else None
+    samples = dataset.samples
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start:start + batch_size]
+        outputs, letterboxes = predict_outputs(model, [s.load_image() for s in batch], spec)
+        for sample, out, box in zip(batch, outputs, letterboxes):
+            detections = postprocess(out, spec, box, conf=VAL_CONF, iou=VAL_IOU, max_det=VAL_MAX_DET)
+            results += detections_to_coco(detections, sample.image_id, dataset.category_ids)
+            if num_semantic:
+                meter.update(postprocess_semantic(out, spec, box), sample.semantic_map())
+    model.train(was_training)
+    gt = coco_gt_dict(dataset)
+    metrics = {f"box/{k}": float(v) for k, v in coco_evaluate(gt, results, "bbox").items()}
+    if spec.proto_output:
+        metrics.update({f"mask/{k}": float(v) for k, v in coco_evaluate(gt, results, "segm").items()})
+    if num_semantic:
+        metrics["semantic/mIoU"] = meter.compute()["mIoU"]
+    return metrics

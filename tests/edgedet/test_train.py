@@ -1,0 +1,157 @@
+"""Training: a few steps lower the loss, the train verb writes checkpoints and per-epoch validation, Ctrl-C saves
+a resumable checkpoint, resume continues, augmentation keeps boxes on their objects. Tiny images, tiny data."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgedet.cli import main as cli_main
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_shapes(tmp_path_factory):
+    """A 64x64 synthetic data set: 24 train and 4 val images."""
+    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
+    from edgedet.data.yamlio import write_yaml
+
+    out = tmp_path_factory.mktemp("shapes64")
+    cfg = SynthConfig(imgsz=64, min_size=10, max_things=4)
+    write_split(out, "train", 24, 0, cfg)
+    write_split(out, "val", 4, 0, cfg)
+    write_yaml(out / "dataset.yaml", synth_dataset_yaml(out, cfg, 0))
+    return out
+
+
+def test_a_few_steps_lower_the_loss(tiny_shapes):
+    from edgedet.data import load_dataset
+    from edgedet.loss import EdgeDetLoss
+    from edgedet.models.model import ModelConfig, build_model
+    from edgedet.train_data import TrainDataset, collate
+
+    dataset = load_dataset(tiny_shapes, split="train")
+    images, targets, _ = collate([TrainDataset(dataset.samples, (64, 64))[i] for i in range(8)])
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=5, num_semantic=9, num_mask_coefs=8, input_size_hw=(64, 64),
+                         anchors=[[(10.0, 10.0)] * 3, [(20.0, 20.0)] * 3, [(40.0, 40.0)] * 3])
+    model, loss_fn = build_model(config), EdgeDetLoss(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss, parts = loss_fn(model(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(parts[k] > 0 for k in ("box", "obj", "cls", "mask", "seg"))
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+
+
+def test_augmentation_keeps_boxes_on_their_masks(tiny_shapes):
+    from edgedet.data import load_dataset
+    from edgedet.loss import PROTO_STRIDE
+    from edgedet.train_data import AugmentConfig, TrainDataset
+
+    dataset = load_dataset(tiny_shapes, split="train")
+    train = TrainDataset(dataset.samples, (64, 64), AugmentConfig(scale_jitter=0.5, translate=0.2, flip_lr=0.5))
+    for epoch in range(2):
+        train.epoch = epoch
+        for index in range(len(train)):
+            item = train[index]
+            assert item["image"].shape == (3, 64, 64) and item["semantic"].shape == (64, 64)
+            for (cls, cx, cy, w, h), mask in zip(item["boxes"].numpy(), item["masks"].numpy()):
+                ys, xs = np.nonzero(mask > 0.5)
+                if len(xs):  # the soft mask at 1/4 resolution lies within the box (1 cell of slack)
+                    assert xs.min() >= (cx - w / 2) / PROTO_STRIDE - 1 and xs.max() <= (cx + w / 2) / PROTO_STRIDE + 1
+                    assert ys.min() >= (cy - h / 2) / PROTO_STRIDE - 1 and ys.max() <= (cy + h / 2) / PROTO_STRIDE + 1
+                assert 0 <= cls < 5 and w > 2 and h > 2
+
+
+def test_train_verb_writes_checkpoints_and_validation(tiny_shapes, tmp_path):
+    from edgedet.models import load_checkpoint
+
+    out = tmp_path / "run"
+    code = cli_main(["train", "--data", str(tiny_shapes), "--imgsz", "64", "--epochs", "2", "--batch", "8",
+                     "--workers", "0", "--threads", "1", "--mask-coefs", "8", "--out", str(out)])
+    assert code == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert {"box/AP", "box/AP50", "mask/AP50", "semantic/mIoU", "fitness"} <= set(lines[0])
+    model, spec = load_checkpoint(out / "best.pt")
+    assert spec.names == ["circle", "square", "triangle", "star", "hexagon"] and spec.num_mask_coefs == 8
+    raw = torch.load(out / "last.pt", weights_only=True)
+    assert raw["epoch"] == 2 and raw["config"]["train"]["epochs"] == 2 and "train_state" in raw
+    assert "train_state" not in torch.load(out / "best.pt", weights_only=True)
+
+
+def test_interrupt_saves_and_resume_continues(tiny_shapes, tmp_path, monkeypatch, capsys):
+    from edgedet import train
+
+    out = tmp_path / "run"
+    original = train.Trainer._train_one_epoch
+
+    def interrupted_in_second_epoch(self, epoch, steps_per_epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt
+        original(self, epoch, steps_per_epoch)
+
+    monkeypatch.setattr(train.Trainer, "_train_one_epoch", interrupted_in_second_epoch)
+    args = ["train", "--data", str(tiny_shapes), "--imgsz", "64", "--epochs", "2", "--batch", "8", "--workers", "0",
+            "--threads", "1", "--out", str(out)]
+    assert cli_main(args) == 130
+    assert "interrupted: saved" in capsys.readouterr().err
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["train_state"]["step"] == 3
+
+    monkeypatch.setattr(train.Trainer, "_train_one_epoch", original)
+    assert cli_main(["train", "--resume", str(out / "last.pt")]) == 0
+    assert "resuming from epoch 1" in capsys.readouterr().err
+    epochs = [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["train_state"]["step"] == 6
+
+
+def test_resume_needs_a_training_state(tiny_shapes, tmp_path, capsys):
+    from edgedet.models.checkpoint import checkpoint_dict, save_checkpoint
+    from edgedet.models.model import ModelConfig, build_model
+
+    path = save_checkpoint(checkpoint_dict(build_model(ModelConfig(input_size_hw=(64, 64))), ["a"] * 5, []), tmp_path / "x.pt")
+    assert cli_main(["train", "--resume", str(path)]) == 2
+    assert "no training state" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,message", [(["--imgsz", "100"], "multiple of 32"), (["--data", "/nonexistent"], "no such")])
+def test_bad_flags_are_one_line_errors(flags, message, tmp_path, capsys):
+    assert cli_main(["train", "--out", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_ddp_two_processes_on_loopback(tiny_shapes, tmp_path):
+    """torchrun --nproc_per_node 2 -m edgedet train: gloo on 127.0.0.1, DistributedSampler, rank 0 saves."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), "-m", "edgedet", "train", "--data", str(tiny_shapes), "--imgsz", "64",
+               "--epochs", "1", "--batch", "8", "--max-steps", "2", "--workers", "0", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stderr
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["train_state"]["step"] == 2 and saved["config"]["train"]["batch"] == 8
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
