@@ -8,6 +8,9 @@ with ``xyxy`` in original-image pixels.
 Two detections match when their class ids are equal, their box IoU is at least ``min_iou`` and their
 scores differ by at most ``max_score_diff``. Matching is greedy per image and class, best IoU first;
 every detection of either file must find a partner, and both files must cover the same images.
+With ``--conf`` (the score threshold both runs used), an unmatched detection scoring below
+``conf + max_score_diff`` is counted as borderline instead of a failure: within the score tolerance,
+the other machine may legitimately have dropped it at the threshold.
 
 Standard library only: this file also runs inside the emulated root, where only the device extras exist.
 
@@ -15,7 +18,8 @@ Standard library only: this file also runs inside the emulated root, where only 
     python scripts/pi_compare.py --eval reference.json candidate.json [--max-map-diff 0.01]
 
 With ``--eval`` the two files are `edgedet eval --model ... --json` outputs instead, and their
-mAP@0.5:0.95 (``bbox.AP``, and ``segm.AP`` when both have it) must agree within ``max_map_diff``.
+mAP@0.5:0.95 (``bbox.AP``; ``segm.AP``, ``semantic.mIoU`` and ``panoptic.PQ`` when both have them)
+must agree within ``max_map_diff``, over the same number of images, with no per-image errors.
 
 Exit status 0 when the two runs agree, 1 when they do not (each disagreement is printed), 2 on
 unreadable input.
@@ -50,6 +54,7 @@ class Comparison:
     matched: int = 0  # detection pairs that agree
     reference_total: int = 0  # detections in the reference run
     candidate_total: int = 0  # detections in the candidate run
+    borderline: int = 0  # unmatched detections within max_score_diff of the score threshold (tolerated)
     problems: List[str] = field(default_factory=list)  # one human-readable line per disagreement
 
     @property
@@ -60,8 +65,8 @@ class Comparison:
     def summary(self) -> str:
         """One line: images, detections and matches."""
         return (
-            f"{self.images} images, {self.reference_total} reference / {self.candidate_total} candidate "
-            f"detections, {self.matched} matched, {len(self.problems)} problems"
+            f"{self.images} images, {self.reference_total} x86 / {self.candidate_total} device detections, "
+            f"{self.matched} matched, {self.borderline} borderline at the threshold, {len(self.problems)} problems"
         )
 
 
@@ -152,8 +157,13 @@ def compare_runs(
     candidate: Dict[str, List[Det]],
     min_iou: float = 0.9,
     max_score_diff: float = 0.05,
+    conf: Optional[float] = None,
 ) -> Comparison:
-    """Compare detections per image; every image and every detection must agree (see module doc)."""
+    """Compare detections per image; every image and every detection must agree (see module doc).
+
+    conf: the score threshold of both runs; unmatched detections scoring below conf + max_score_diff
+    are counted in ``borderline`` instead of ``problems``. None tolerates nothing.
+    """
     result = Comparison()
     for key in sorted(set(reference) - set(candidate)):
         result.problems.append(f"{key}: only in the reference run")
@@ -166,19 +176,31 @@ def compare_runs(
         result.candidate_total += len(cand)
         matched, left_ref, left_cand = match_image(ref, cand, min_iou, max_score_diff)
         result.matched += matched
-        for det in left_ref:
-            result.problems.append(f"{key}: reference {describe(det)} has no match")
-        for det in left_cand:
-            result.problems.append(f"{key}: candidate {describe(det)} has no match")
+        for side, left in (("reference", left_ref), ("candidate", left_cand)):
+            for det in left:
+                if conf is not None and det.score < conf + max_score_diff:
+                    result.borderline += 1
+                else:
+                    result.problems.append(f"{key}: {side} {describe(det)} has no match")
     return result
+
+
+# Further eval metrics held to the same tolerance when both results have them: (section, key).
+SECONDARY_METRICS = (("semantic", "mIoU"), ("panoptic", "PQ"))
 
 
 def compare_eval(reference: dict, candidate: dict, max_map_diff: float = 0.01) -> Tuple[List[str], List[str]]:
     """Compare the mAPs of two `edgedet eval --json` outputs: (lines describing each AP, problems).
 
-    ``bbox.AP`` must exist in both; ``segm.AP`` is compared when both have it. APs are in 0..1.
+    ``bbox.AP`` must exist in both; ``segm.AP``, ``semantic.mIoU`` and ``panoptic.PQ`` are compared when
+    both have them. All are in 0..1. The image counts must be equal and neither may list errors.
     """
     lines, problems = [], []
+    for name, record in (("reference", reference), ("candidate", candidate)):
+        if record.get("errors"):
+            problems.append(f"{name} eval reported errors: {record['errors']}")
+    if reference.get("images") != candidate.get("images"):
+        problems.append(f"evaluated {candidate.get('images')} images, reference {reference.get('images')}")
     for iou_type in ("bbox", "segm"):
         if iou_type != "bbox" and not (iou_type in reference and iou_type in candidate):
             continue
@@ -192,6 +214,14 @@ def compare_eval(reference: dict, candidate: dict, max_map_diff: float = 0.01) -
         lines.append(f"{iou_type} mAP {cand_ap:.4f} vs reference {ref_ap:.4f} (diff {diff:.4f})")
         if not diff <= max_map_diff:
             problems.append(f"{iou_type} mAP differs by {diff:.4f} > {max_map_diff}")
+    for section, key in SECONDARY_METRICS:
+        if isinstance(reference.get(section), dict) and isinstance(candidate.get(section), dict):
+            ref_value, cand_value = reference[section].get(key), candidate[section].get(key)
+            if isinstance(ref_value, (int, float)) and isinstance(cand_value, (int, float)):
+                diff = abs(ref_value - cand_value)
+                lines.append(f"{key} {cand_value:.4f} vs reference {ref_value:.4f} (diff {diff:.4f})")
+                if not diff <= max_map_diff:
+                    problems.append(f"{section} {key} differs by {diff:.4f} > {max_map_diff}")
     return lines, problems
 
 
@@ -222,7 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-map-diff", type=float, default=0.01, help="largest allowed mAP difference (0..1 scale)")
     parser.add_argument("--min-iou", type=float, default=0.9, help="smallest box IoU that counts as the same object")
     parser.add_argument("--max-score-diff", type=float, default=0.05, help="largest allowed score difference")
+    parser.add_argument("--conf", type=float, default=None,
+                        help="score threshold both runs used: unmatched detections below conf + max-score-diff are borderline")
     parser.add_argument("--min-images", type=int, default=1, help="fail when fewer images are compared")
+    parser.add_argument("--min-matched", type=int, default=0,
+                        help="fail when fewer detection pairs match (keeps the check from passing on empty runs)")
     parser.add_argument("--label", default="", help="prefix for the printed lines")
     return parser
 
@@ -239,9 +273,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"{prefix}error: {exc}", file=sys.stderr)
         return 2
-    result = compare_runs(reference, candidate, args.min_iou, args.max_score_diff)
+    result = compare_runs(reference, candidate, args.min_iou, args.max_score_diff, args.conf)
     if result.images < args.min_images:
         result.problems.append(f"only {result.images} images compared, expected at least {args.min_images}")
+    if result.matched < args.min_matched:
+        result.problems.append(f"only {result.matched} detections matched, expected at least {args.min_matched}")
     for problem in result.problems[:20]:
         print(f"{prefix}  {problem}")
     if len(result.problems) > 20:

@@ -114,12 +114,14 @@ def test_bad_input_exits_2(tmp_path):
     assert pc.main([str(tmp_path / "dup.jsonl"), str(tmp_path / "a.jsonl")]) == 2
 
 
-def write_eval(path, bbox_ap, segm_ap=None):
+def write_eval(path, bbox_ap, segm_ap=None, miou=None, images=8, errors=()):
     """An `edgedet eval --json` shaped file with the given APs."""
     keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-    record = {"bbox": {k: bbox_ap for k in keys}, "latency_ms": {}}
+    record = {"bbox": {k: bbox_ap for k in keys}, "latency_ms": {}, "images": images, "errors": list(errors)}
     if segm_ap is not None:
         record["segm"] = {k: segm_ap for k in keys}
+    if miou is not None:
+        record["semantic"] = {"mIoU": miou, "pixel_accuracy": 0.5, "per_class_iou": {}}
     path.write_text(json.dumps(record))
     return str(path)
 
@@ -134,3 +136,28 @@ def test_eval_mode_compares_map_within_tolerance(tmp_path):
     (tmp_path / "empty.json").write_text("{}")
     assert pc.main(["--eval", ref, str(tmp_path / "empty.json")]) == 1
     assert pc.main(["--eval", ref, str(tmp_path / "absent.json")]) == 2
+
+
+def test_eval_mode_checks_miou_image_count_and_errors(tmp_path):
+    ref = write_eval(tmp_path / "ref.json", 0.4, miou=0.50)
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "ok.json", 0.4, miou=0.505)]) == 0
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "miou.json", 0.4, miou=0.47)]) == 1
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "fewer.json", 0.4, miou=0.5, images=7)]) == 1
+    assert pc.main(["--eval", ref, write_eval(tmp_path / "err.json", 0.4, miou=0.5, errors=["x.jpg: boom"])]) == 1
+
+
+def test_borderline_detections_at_the_threshold_are_tolerated_only_with_conf():
+    ref = {"a.jpg": [pc.Det((10, 10, 50, 60), 0.90, 1), pc.Det((70, 70, 90, 90), 0.27, 0)]}
+    cand = {"a.jpg": [pc.Det((10, 10, 50, 60), 0.90, 1)]}
+    assert not pc.compare_runs(ref, cand).ok
+    result = pc.compare_runs(ref, cand, conf=0.25)
+    assert result.ok and result.borderline == 1 and result.matched == 1
+    # Far above the threshold a missing detection is still a failure.
+    ref["a.jpg"][1] = pc.Det((70, 70, 90, 90), 0.40, 0)
+    assert not pc.compare_runs(ref, cand, conf=0.25).ok
+
+
+def test_min_matched_keeps_empty_runs_from_passing(tmp_path):
+    write_run(tmp_path / "a.jsonl", {"a.jpg": [], "b.jpg": []})
+    assert pc.main([str(tmp_path / "a.jsonl"), str(tmp_path / "a.jsonl")]) == 0
+    assert pc.main([str(tmp_path / "a.jsonl"), str(tmp_path / "a.jsonl"), "--min-matched", "1"]) == 1
