@@ -36,9 +36,7 @@ def upsample(x: np.ndarray, size_hw: Tuple[int, int], mode: str = "bilinear", al
     if mode == "bed_of_nails":
         return _bed_of_nails(x, out_h, out_w)
     if mode == "bilinear":
-        rows = linear_taps(x.shape[-2], out_h, align_corners)
-        cols = linear_taps(x.shape[-1], out_w, align_corners)
-        return _lerp_axis(_lerp_axis(x, *cols, axis=-1), *rows, axis=-2)
+        return bilinear(x, (out_h, out_w), align_corners)
     if mode == "bicubic":
         return _cubic_axis(_cubic_axis(x, out_w, align_corners, axis=-1), out_h, align_corners, axis=-2)
     raise EdgedetError(f"unknown upsample mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -83,15 +81,65 @@ def linear_taps(in_size: int, out_size: int, align_corners: bool = False):
     return linear_taps_at(source_coords(in_size, out_size, align_corners), in_size)
 
 
-def _lerp_axis(x: np.ndarray, i0: np.ndarray, i1: np.ndarray, w1: np.ndarray, axis: int) -> np.ndarray:
-    """Linear interpolation along `axis` (-1 or -2) with precomputed taps."""
-    shape = (-1, 1) if axis == -2 else (-1,)
-    low = np.take(x, i0, axis=axis)
-    high = np.take(x, i1, axis=axis)
-    high -= low
-    high *= w1.reshape(shape)
-    high += low
-    return high
+def bilinear(x: np.ndarray, size_hw: Tuple[int, int], align_corners: bool = False) -> np.ndarray:
+    """torch 'bilinear' resize of (..., h, w) float32 to (..., H, W), separable.
+
+    The column pass runs first on the small input; the row pass, which writes the large output, moves whole
+    contiguous rows, and for integer factors (align_corners=False) needs no gather at all: output row f*i + r is
+    row i (or i +- 1) plus a fixed fraction of the difference to its neighbour.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    planes = x.reshape(-1, h, w)
+    wide = np.ascontiguousarray(_resize_rows(np.ascontiguousarray(planes.transpose(0, 2, 1)), size_hw[1],
+                                             align_corners).transpose(0, 2, 1))
+    return _resize_rows(wide, size_hw[0], align_corners).reshape(*lead, size_hw[0], size_hw[1])
+
+
+def _resize_rows(planes: np.ndarray, out_h: int, align_corners: bool) -> np.ndarray:
+    """Linear resize along axis 1 of (n, h, W) float32 -> (n, out_h, W)."""
+    n, h, width = planes.shape
+    if h == 1 or (out_h == h and not align_corners):  # a single row, or the identity
+        return np.repeat(planes, out_h // h, axis=1)
+    if not align_corners and out_h % h == 0:
+        return _resize_rows_integer(planes, out_h // h)
+    i0, i1, w1 = linear_taps(h, out_h, align_corners)
+    step = np.diff(planes, axis=1, append=planes[:, -1:])  # row i+1 - row i (0 after the last row)
+    weight = np.where(i1 > i0, w1, np.float32(0)).astype(np.float32)
+    out = np.take(planes, i0, axis=1)
+    delta = np.take(step, i0, axis=1)
+    delta *= weight[:, None]
+    out += delta
+    return out
+
+
+def _resize_rows_integer(planes: np.ndarray, factor: int, group: int = 4) -> np.ndarray:
+    """Integer upsampling along axis 1, align_corners=False, as one batched matrix product (no gathers).
+
+    Output row factor*i + r samples source i + d_r, d_r = (r + 0.5) / factor - 0.5 in (-0.5, 0.5): a fixed
+    mix of rows i - 1, i, i + 1 (edge rows repeated, torch's clamp). `group` source rows at a time form one
+    small product (group*factor, group+2) @ (group+2, W) that writes its output rows contiguously.
+    """
+    n, h, width = planes.shape
+    tiles = -(-h // group)
+    padded = np.concatenate([planes[:, :1], planes, np.repeat(planes[:, -1:], tiles * group - h + 1, axis=1)],
+                            axis=1)  # (n, tiles*group + 2, W)
+    s_plane, s_row, s_col = padded.strides
+    windows = np.lib.stride_tricks.as_strided(padded, shape=(n, tiles, group + 2, width),
+                                              strides=(s_plane, group * s_row, s_row, s_col))
+    out = np.matmul(_row_mixing_matrix(factor, group), windows)  # (n, tiles, group*factor, W)
+    return out.reshape(n, tiles * group * factor, width)[:, :h * factor]
+
+
+def _row_mixing_matrix(factor: int, group: int) -> np.ndarray:
+    """float32 (group*factor, group+2): output row g*factor + r from padded source rows g .. g+2."""
+    mix = np.zeros((group * factor, group + 2), dtype=np.float32)
+    for r in range(factor):
+        d = (r + 0.5) / factor - 0.5
+        taps = (-d, 1 + d, 0.0) if d < 0 else (0.0, 1 - d, d)
+        for g in range(group):
+            mix[g * factor + r, g:g + 3] = taps
+    return mix
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
