@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random, or class-balanced over a labelled data set (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default: %(default)s)")
     parser.add_argument("--int8-scheme", default="auto", choices=("auto", *SCHEMES),
-                        help="ONNX int8 scheme; auto = S8S8, or U8S8 with reduce_range on x86 without VNNI")
+                        help="ONNX int8 scheme; auto = S8S8 on ARM, U8S8 on x86 (with reduce_range without VNNI)")
     parser.add_argument("--keep-float", default="", help="comma-separated ONNX node names to keep in float "
                         "(e.g. from `edgedet calibrate --auto-keep-float`)")
     parser.add_argument("--data", metavar="DATA", help="validation data set for the accuracy table (default: --calib if it is a data set)")

@@ -61,6 +61,20 @@ def artifact_paths(out: Path, stem: str, formats: Sequence[str]) -> Dict[str, Pa
 
 def run_export(config: ExportConfig) -> int:
     """Export, evaluate, gate. Returns the exit code (0 ok, 1 when the accuracy gate rejects an artifact)."""
+    data = config.data or (config.calib if config.calib and _is_dataset(config.calib) else None)
+    if data is None and config.max_map_drop is not None:
+        raise EdgedetError("--max-map-drop needs validation data: pass --data DATA (or a data set as --calib)")
+    model, spec, written = export_artifacts(config)
+    for name, path in written.items():
+        print(f"wrote {name:<12} {path}  ({os.path.getsize(path) / 1e6:.2f} MB)")
+    if data is None:
+        print("accuracy check skipped: no validation data (pass --data DATA or a data set as --calib)")
+        return 0
+    return _check_accuracy(model, spec, written, data, config)
+
+
+def export_artifacts(config: ExportConfig):
+    """(model, spec, {format: path written}) for config.formats; checks every input before writing anything."""
     from calibration.sampling import STRATEGIES
     from export.checkpoint import load_for_export, output_roles, resolve_checkpoint
 
@@ -78,15 +92,7 @@ def run_export(config: ExportConfig) -> int:
     with tempfile.TemporaryDirectory(prefix="edgedet-export-") as tmp:
         calib = _calibration_set(items, spec, config) if items else None
         written = _export_all(model, spec, roles, paths, calib, config, Path(tmp))
-    for name, path in written.items():
-        print(f"wrote {name:<12} {path}  ({os.path.getsize(path) / 1e6:.2f} MB)")
-    data = config.data or (config.calib if config.calib and _is_dataset(config.calib) else None)
-    if data is None:
-        if config.max_map_drop is not None:
-            raise EdgedetError("--max-map-drop needs validation data: pass --data DATA (or a data set as --calib)")
-        print("accuracy check skipped: no validation data (pass --data DATA or a data set as --calib)")
-        return 0
-    return _check_accuracy(model, spec, written, data, config)
+    return model, spec, written
 
 
 def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: ExportConfig, tmp: Path) -> Dict[str, Path]:

@@ -38,8 +38,35 @@ def export_onnx(model, spec: ModelSpec, path, output_names: Sequence[str]) -> Mo
             torch.onnx.export(model, (sample,), str(traced), input_names=[spec.input_name],
                               output_names=list(output_names), opset_version=OPSET, dynamo=False,
                               do_constant_folding=True)
+        _inline_identity_constants(traced)
         save_with_spec(traced, temp, out_spec)
     return out_spec
+
+
+def _inline_identity_constants(path) -> None:
+    """Replace `Identity(initializer)` nodes by initializers of their own (rewrites the file).
+
+    The TorchScript exporter shares equal constants (e.g. folded BatchNorm biases) through Identity nodes;
+    onnxruntime's quantizer then cannot quantize such a bias to int32, and its QDQ fusion leaves the
+    Conv in float. Plain initializers let every Conv become an integer QLinearConv.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(initializers[node.input[0]])
+            copy.name = node.output[0]
+            graph.initializer.append(copy)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    onnx.save_model(model, str(path))
 
 
 def save_with_spec(source, destination, spec: ModelSpec) -> None:

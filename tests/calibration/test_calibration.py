@@ -189,8 +189,8 @@ def test_each_method_quantizes_to_a_working_int8_model(method, ranges_by_method,
 
 @pytest.mark.parametrize("machine,flags,expected", [
     ("x86_64", {"avx2", "fma"}, "U8S8-reduce-range"),
-    ("x86_64", {"avx2", "avx_vnni"}, "S8S8"),
-    ("x86_64", {"avx512f", "avx512_vnni"}, "S8S8"),
+    ("x86_64", {"avx2", "avx_vnni"}, "U8S8"),
+    ("x86_64", {"avx512f", "avx512_vnni"}, "U8S8"),
     ("aarch64", {"asimd", "asimddp"}, "S8S8"),
 ])
 def test_int8_scheme_follows_the_cpu(machine, flags, expected):

@@ -102,7 +102,7 @@ def test_onnx_int8_is_qdq_with_per_channel_weights_and_records_scheme(exported_m
     assert any(s.ndim == 1 and s.size > 1 for s in scales), "no per-channel weight scales"
     spec = read_spec(exported_models["onnx-int8"])
     assert spec.precision == "int8" and "QDQ" in spec.quantization and "per-channel" in spec.quantization
-    assert any(name in spec.quantization for name in ("S8S8", "U8S8-reduce-range", "U8U8"))
+    assert any(f"QDQ {name} " in spec.quantization for name in ("S8S8", "U8S8", "U8S8-reduce-range", "U8U8"))
 
 
 def test_tflite_int8_is_full_integer_with_quant_params_by_role(exported_models):
@@ -156,3 +156,27 @@ def test_fp16_tflite_halves_the_file_and_stays_close(tiny_checkpoint, exported_m
     outputs = load_backend(path, threads=1).run(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     for role, ref in reference.items():
         assert np.max(np.abs(outputs[role].transpose(0, 3, 1, 2) - ref)) < 1e-2 * max(1.0, np.abs(ref).max())
+
+
+def test_every_conv_runs_in_integer_after_onnxruntime_fusion(exported_models, synth_data, tmp_path):
+    """U8S8 QDQ: onnxruntime turns every Conv into QLinearConv (no bias hidden behind an Identity node)."""
+    import onnx
+    import onnxruntime as ort
+
+    from calibration.calibset import build_calibration_set
+    from calibration.onnx_quant import SCHEMES
+    from export.calib_source import calibration_items
+    from export.onnx_export import read_spec
+    from export.onnx_int8 import export_onnx_int8
+
+    fp32 = onnx.load(str(exported_models["onnx"]))
+    initializers = {init.name for init in fp32.graph.initializer}
+    assert not [n for n in fp32.graph.node if n.op_type == "Identity" and n.input[0] in initializers]
+    calib = build_calibration_set(calibration_items(synth_data)[0], read_spec(exported_models["onnx"]), size=2)
+    int8 = tmp_path / "u8s8.onnx"
+    export_onnx_int8(exported_models["onnx"], int8, calib, "minmax", SCHEMES["U8S8"])
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(options.optimized_model_filepath).graph.node]
+    assert "Conv" not in ops and ops.count("QLinearConv") == sum(n.op_type == "Conv" for n in fp32.graph.node)
