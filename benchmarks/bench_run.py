@@ -17,6 +17,7 @@ calibrated on a few synthetic images.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -35,7 +36,8 @@ def main() -> int:
     parser.add_argument("--model", action="append", help="int8 model(s) to measure (.tflite / .onnx); repeatable")
     parser.add_argument("--checkpoint", help="checkpoint to export when --model is not given (default: shipped)")
     parser.add_argument("--frames", type=int, default=200, help="frames in the test video")
-    parser.add_argument("--threads", type=int, default=2, help="inference threads for both loops")
+    parser.add_argument("--threads", help="comma-separated inference thread counts, each measured for both loops "
+                                          "(default: cores-1 and cores)")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement (median reported)")
     parser.add_argument("--workdir", help="keep generated files here (default: a temporary folder)")
     args = parser.parse_args()
@@ -44,14 +46,24 @@ def main() -> int:
         work.mkdir(parents=True, exist_ok=True)
         models = [Path(m) for m in args.model] if args.model else export_int8_models(work, args.checkpoint)
         video = make_video(work / "bench.mp4", args.frames)
-        print(f"video: {video} ({args.frames} frames 640x480), threads {args.threads}, repeats {args.repeats}")
-        rows = [measure_throughput(model, video, work, args) for model in models]
+        threads = thread_counts(args.threads)
+        print(f"video: {video} ({args.frames} frames 640x480), threads {threads}, repeats {args.repeats}, "
+              f"{os.cpu_count()} cores")
+        rows = [measure_throughput(model, video, work, args, n) for model in models for n in threads]
         print_throughput(rows)
         measure_startup(args.repeats)
         tflite = [m for m in models if m.suffix == ".tflite"]
         if tflite:
-            measure_peak_rss(tflite[0], video, work, args.threads)
+            measure_peak_rss(tflite[0], video, work, threads[-1])
     return 0
+
+
+def thread_counts(text) -> list:
+    """"1,2" -> [1, 2]; None -> [cores - 1, cores] (one core left for capture/pre/post, and all cores)."""
+    if text:
+        return [int(v) for v in str(text).split(",")]
+    cores = os.cpu_count() or 1
+    return sorted({max(1, cores - 1), cores})
 
 
 # -------------------------------------------------------------------------------------------- inputs
@@ -116,21 +128,27 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------------------------------- throughput
 
 
+BARE_LOOP = """
+import sys, time
+import numpy as np
+from device.backends import load_backend
+from device.preprocess import preprocess
+model, frames, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+backend = load_backend(model, threads=threads)
+x, _ = preprocess(np.full((480, 640, 3), 114, np.uint8), backend.spec)
+for _ in range(10):
+    backend.run(x)
+start = time.perf_counter()
+for _ in range(frames):
+    backend.run(x)
+print(frames / (time.perf_counter() - start))
+"""
+
+
 def bare_backend_fps(model: Path, frames: int, threads: int) -> float:
-    """Frames per second of a loop calling only backend.run on one pre-made input (after 10 warm-up runs)."""
-    import numpy as np
-
-    from device.backends import load_backend
-    from device.preprocess import preprocess
-
-    backend = load_backend(model, threads=threads)
-    x, _ = preprocess(np.full((480, 640, 3), 114, np.uint8), backend.spec)
-    for _ in range(10):
-        backend.run(x)
-    start = time.perf_counter()
-    for _ in range(frames):
-        backend.run(x)
-    return frames / (time.perf_counter() - start)
+    """Frames per second of a fresh process calling only backend.run on one pre-made input (10 warm-up runs)."""
+    result = run([sys.executable, "-c", BARE_LOOP, str(model), str(frames), str(threads)])
+    return float(result.stdout.split()[-1])
 
 
 def run_fps(model: Path, video: Path, work: Path, threads: int) -> float:
@@ -143,24 +161,24 @@ def run_fps(model: Path, video: Path, work: Path, threads: int) -> float:
     return float(match.group(3))
 
 
-def measure_throughput(model: Path, video: Path, work: Path, args) -> dict:
-    print(f"measuring {model.name} ...", flush=True)
+def measure_throughput(model: Path, video: Path, work: Path, args, threads: int) -> dict:
+    print(f"measuring {model.name} with {threads} threads ...", flush=True)
     bare, full = [], []
     for _ in range(args.repeats):  # interleaved, so slow drifts of a shared machine hit both alike
-        bare.append(bare_backend_fps(model, args.frames, args.threads))
-        full.append(run_fps(model, video, work, args.threads))
-    return {"model": model.name, "bare": statistics.median(bare), "run": statistics.median(full),
+        bare.append(bare_backend_fps(model, args.frames, threads))
+        full.append(run_fps(model, video, work, threads))
+    return {"model": model.name, "threads": threads, "bare": statistics.median(bare), "run": statistics.median(full),
             "bare_all": bare, "run_all": full}
 
 
 def print_throughput(rows) -> None:
     print("\nthroughput (frames/s, median of repeats)")
-    print(f"{'model':<28} {'bare backend':>13} {'edgedet run':>12} {'run/bare':>9}  target >= 0.90")
+    print(f"{'model':<28} {'threads':>7} {'bare backend':>13} {'edgedet run':>12} {'run/bare':>9}  target >= 0.90")
     for row in rows:
         ratio = row["run"] / row["bare"]
-        print(f"{row['model']:<28} {row['bare']:>13.1f} {row['run']:>12.1f} {ratio:>9.2f}  "
+        print(f"{row['model']:<28} {row['threads']:>7} {row['bare']:>13.1f} {row['run']:>12.1f} {ratio:>9.2f}  "
               f"{'ok' if ratio >= 0.9 else 'BELOW TARGET'}")
-        print(f"{'':<28} runs: bare {', '.join(f'{v:.1f}' for v in row['bare_all'])}; "
+        print(f"{'':<36} runs: bare {', '.join(f'{v:.1f}' for v in row['bare_all'])}; "
               f"run {', '.join(f'{v:.1f}' for v in row['run_all'])}")
 
 

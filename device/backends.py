@@ -328,35 +328,24 @@ def _ultralytics_tflite_metadata(path: Path) -> dict:
             data = json.loads(text)
         except ValueError:
             return {}
-    return {str(k): v if isinstance(v, str) else repr(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def _is_ultralytics(metadata: dict) -> bool:
     return "names" in metadata and ("imgsz" in metadata or "task" in metadata)
 
 
-def _literal(value):
-    if not isinstance(value, str):
-        return value
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
-
-
 def _spec_from_ultralytics(metadata: dict, path: Path, inputs, outputs, overrides: SpecOverrides,
                            boxes_normalized: bool) -> ModelSpec:
     """Ultralytics metadata (names, imgsz, task, stride) plus the output shapes -> a yolov8 / yolov8-seg spec."""
-    parsed = {key: _literal(value) for key, value in metadata.items()}
-    names_value = parsed.get("names")
-    names = [str(names_value[k]) for k in sorted(names_value)] if isinstance(names_value, dict) else list(names_value)
-    imgsz = parsed.get("imgsz")
-    task = str(parsed.get("task", "detect"))
-    layout = "yolov8-seg" if task == "segment" else "yolov8"
-    flags = SpecOverrides(overrides.names or names, overrides.layout or layout,
-                          overrides.imgsz or (_parse_imgsz(imgsz) if imgsz is not None else None))
-    spec = _spec_from_flags(path, inputs, outputs, flags, boxes_normalized)
-    return replace(spec, source=str(parsed.get("description", "ultralytics")))
+    from device.decode import spec_from_ultralytics_metadata
+
+    input_layout = _layout_of_shape(inputs[0].shape, "NCHW")
+    shapes = {o.file_name: tuple(d or 0 for d in o.shape) for o in outputs}
+    spec = spec_from_ultralytics_metadata(metadata, shapes, input_layout=input_layout,
+                                          boxes_normalized=boxes_normalized and input_layout == "NHWC",
+                                          input_size_hw=overrides.imgsz or _static_input_size(inputs[0]))
+    return _apply_overrides(spec, overrides)
 
 
 def _spec_from_flags(path: Path, inputs: List[TensorDetails], outputs: List[TensorDetails],
@@ -398,8 +387,7 @@ def _spec_from_flags(path: Path, inputs: List[TensorDetails], outputs: List[Tens
 
 def _with_io(spec: ModelSpec, inputs, outputs, boxes_normalized: bool) -> ModelSpec:
     """Fill input name/layout and box normalisation of a foreign spec from the file's tensors."""
-    shape = inputs[0].shape
-    layout = "NHWC" if len(shape) == 4 and shape[3] == 3 and shape[1] != 3 else "NCHW"
+    layout = _layout_of_shape(inputs[0].shape, "NCHW")
     normalized = boxes_normalized and layout == "NHWC"
     return replace(spec, input_name=inputs[0].file_name, input_layout=layout, boxes_normalized=normalized)
 
@@ -457,14 +445,18 @@ def _reconcile(spec: ModelSpec, inputs: List[TensorDetails], outputs: List[Tenso
 
 
 def _input_layout(x: TensorDetails, spec: ModelSpec) -> str:
-    shape = x.shape
-    if len(shape) != 4:
-        raise EdgedetError(f"model input {x.file_name} has shape {list(shape)}; expected 4-D NCHW or NHWC")
-    if shape[1] == 3 and shape[3] != 3:
+    if len(x.shape) != 4:
+        raise EdgedetError(f"model input {x.file_name} has shape {list(x.shape)}; expected 4-D NCHW or NHWC")
+    return _layout_of_shape(x.shape, spec.input_layout)
+
+
+def _layout_of_shape(shape, default: str) -> str:
+    """NCHW if the channel axis (3) is axis 1, NHWC if it is axis 3, else `default`."""
+    if len(shape) == 4 and shape[1] == 3 and shape[3] != 3:
         return "NCHW"
-    if shape[3] == 3 and shape[1] != 3:
+    if len(shape) == 4 and shape[3] == 3 and shape[1] != 3:
         return "NHWC"
-    return spec.input_layout
+    return default
 
 
 def _expected_shapes(spec: ModelSpec, layout: str) -> Dict[str, Tuple[int, ...]]:
@@ -488,11 +480,7 @@ def _expected_shapes(spec: ModelSpec, layout: str) -> Dict[str, Tuple[int, ...]]
 def _map_outputs(spec: ModelSpec, outputs: List[TensorDetails], path: Path):
     """[(role, details)] and the output layout; by name first, then by unique shape (never by position)."""
     if spec.layout != "edgedet":
-        wanted = list(spec.level_outputs) + ([spec.proto_output] if spec.proto_output else [])
-        by_name = {o.file_name: o for o in outputs}
-        if all(name in by_name for name in wanted):
-            return [(name, by_name[name]) for name in wanted], spec.output_layout
-        return _map_foreign_by_shape(spec, outputs, path), spec.output_layout
+        return [(o.file_name, o) for o in outputs], spec.output_layout
     errors = []
     for layout in (spec.output_layout, "NHWC" if spec.output_layout == "NCHW" else "NCHW"):
         try:
@@ -517,19 +505,6 @@ def _map_edgedet(expected: Dict[str, Tuple[int, ...]], outputs: List[TensorDetai
             raise ValueError(f"{role} {list(shape)} ({len(candidates)} outputs have that shape)")
         mapping.append((role, candidates[0]))
         used.add(candidates[0].file_name)
-    return mapping
-
-
-def _map_foreign_by_shape(spec: ModelSpec, outputs: List[TensorDetails], path: Path):
-    preds = [o for o in outputs if len(o.shape) == 3]
-    protos = [o for o in outputs if len(o.shape) == 4]
-    need_proto = spec.proto_output is not None
-    if len(preds) != 1 or (need_proto and len(protos) != 1):
-        shapes = ", ".join(f"{o.file_name} {list(o.shape)}" for o in outputs)
-        raise EdgedetError(f"{path}: outputs [{shapes}] do not match a {spec.layout} model")
-    mapping = [(spec.level_outputs[0], preds[0])]
-    if need_proto:
-        mapping.append((spec.proto_output, protos[0]))
     return mapping
 
 

@@ -312,3 +312,39 @@ def test_integer_input_is_quantized_with_the_input_parameters(tflite_models):
     details = TensorDetails("x", (1, 2), "int8", QuantParams(1 / 255, -128, "int8"))
     q = _as_input(np.array([[0.0, 1.0]], np.float32), details)
     assert q.dtype == np.int8 and q.tolist() == [[-128, 127]]
+
+
+def test_ultralytics_style_tflite_with_zipped_metadata(tmp_path, tflite_models):
+    """A foreign TFLite (NHWC input, (1, 4+C, N) output, boxes in 0..1) with Ultralytics' appended metadata.json."""
+    import zipfile
+
+    import litert_torch
+    import torch
+
+    class Yolov8Like(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Conv2d(3, 6, 16, 16)
+
+        def forward(self, x):
+            y = torch.sigmoid(self.head(x))  # (1, 6, 4, 4): cx, cy, w, h in 0..1, two class scores
+            return y.reshape(1, 6, 16)
+
+    model = litert_torch.to_channel_last_io(Yolov8Like().eval(), args=[0])
+    path = tmp_path / "yolo_float32.tflite"
+    litert_torch.convert(model, (torch.rand(1, 64, 64, 3),)).export(str(path))
+    with pytest.raises(EdgedetError, match="--names"):
+        load_backend(path)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("metadata.json", json.dumps({"names": {"0": "person", "1": "car"}, "imgsz": [64, 64],
+                                                      "task": "detect", "stride": 32}))
+    backend = load_backend(path)
+    spec = backend.spec
+    assert spec.names == ["person", "car"] and spec.layout == "yolov8"
+    assert spec.input_layout == "NHWC" and spec.boxes_normalized
+    from device import Detector
+
+    detections = Detector(backend, conf=0.01).predict(np.full((100, 200, 3), 128, np.uint8))
+    assert len(detections) > 0
+    assert detections.xyxy[:, 2].max() <= 200 and detections.xyxy[:, 3].max() <= 100
+    assert detections.xyxy[:, 2].max() > 20  # scaled from 0..1 to pixels, not left normalised
