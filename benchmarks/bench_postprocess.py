@@ -163,13 +163,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per function (after warm-up)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic inputs")
+    parser.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only these parts")
+    parser.add_argument("--cv-threads", type=int, default=None,
+                        help="cv2.setNumThreads for the OpenCV peers (default: OpenCV's own; ours is single-threaded)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
+    if args.cv_threads is not None:
+        cv2.setNumThreads(args.cv_threads)
     print(f"numpy {np.__version__}, opencv {cv2.__version__}, cv2 threads {cv2.getNumThreads()}")
-    bench_nms(rng, args.repeats)
-    bench_yolov8(rng, args.repeats)
-    bench_upsample(rng, args.repeats)
-    bench_masks(rng, args.repeats)
+    for name in args.only or BENCHES:
+        BENCHES[name](rng, args.repeats)
+
+
+BENCHES = {"nms": bench_nms, "yolov8": bench_yolov8, "upsample": bench_upsample, "masks": bench_masks}
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import numpy as np
 
 from device.errors import EdgedetError
 from device.letterbox import Letterbox
-from device.upsample import linear_taps_at
+from device.upsample import interpolate_rows, linear_taps_at
 
 
 def frame_to_map_coords(pixels: np.ndarray, axis: int, map_size: int, letterbox: Letterbox) -> np.ndarray:
@@ -83,7 +83,8 @@ def semantic_logits_in_frame(logits: np.ndarray, letterbox: Letterbox) -> np.nda
     frame_h, frame_w = letterbox.src_hw
     rows = linear_taps_at(frame_to_map_coords(np.arange(frame_h), 0, logits.shape[1], letterbox), logits.shape[1])
     cols = linear_taps_at(frame_to_map_coords(np.arange(frame_w), 1, logits.shape[2], letterbox), logits.shape[2])
-    return _sample(logits, rows, cols)
+    wide = interpolate_rows(np.ascontiguousarray(logits.transpose(0, 2, 1)), cols)  # (S, W, h): columns first
+    return interpolate_rows(np.ascontiguousarray(wide.transpose(0, 2, 1)), rows)
 
 
 def semantic_map(logits: np.ndarray, letterbox: Letterbox) -> np.ndarray:

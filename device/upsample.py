@@ -84,9 +84,8 @@ def linear_taps(in_size: int, out_size: int, align_corners: bool = False):
 def bilinear(x: np.ndarray, size_hw: Tuple[int, int], align_corners: bool = False) -> np.ndarray:
     """torch 'bilinear' resize of (..., h, w) float32 to (..., H, W), separable.
 
-    The column pass runs first on the small input; the row pass, which writes the large output, moves whole
-    contiguous rows, and for integer factors (align_corners=False) needs no gather at all: output row f*i + r is
-    row i (or i +- 1) plus a fixed fraction of the difference to its neighbour.
+    The column pass runs first on the small input (transposed, through the same row resize); the row pass, which
+    writes the large output, is a batched product of small mixing matrices with windows of whole source rows.
     """
     x = np.asarray(x, dtype=np.float32)
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
@@ -97,49 +96,36 @@ def bilinear(x: np.ndarray, size_hw: Tuple[int, int], align_corners: bool = Fals
 
 
 def _resize_rows(planes: np.ndarray, out_h: int, align_corners: bool) -> np.ndarray:
-    """Linear resize along axis 1 of (n, h, W) float32 -> (n, out_h, W)."""
-    n, h, width = planes.shape
-    if h == 1 or (out_h == h and not align_corners):  # a single row, or the identity
-        return np.repeat(planes, out_h // h, axis=1)
-    if not align_corners and out_h % h == 0:
-        return _resize_rows_integer(planes, out_h // h)
-    i0, i1, w1 = linear_taps(h, out_h, align_corners)
-    step = np.diff(planes, axis=1, append=planes[:, -1:])  # row i+1 - row i (0 after the last row)
-    weight = np.where(i1 > i0, w1, np.float32(0)).astype(np.float32)
-    out = np.take(planes, i0, axis=1)
-    delta = np.take(step, i0, axis=1)
-    delta *= weight[:, None]
-    out += delta
-    return out
+    """Linear resize along axis 1 of (n, h, W) float32 -> (n, out_h, W) (torch's coordinates)."""
+    return interpolate_rows(planes, linear_taps(planes.shape[1], out_h, align_corners))
 
 
-def _resize_rows_integer(planes: np.ndarray, factor: int, group: int = 4) -> np.ndarray:
-    """Integer upsampling along axis 1, align_corners=False, as one batched matrix product (no gathers).
+def interpolate_rows(planes: np.ndarray, taps, tile: int = 32) -> np.ndarray:
+    """Rows of (n, h, W) float32 mixed by linear taps (i0, i1, w1), each (out,) -> (n, out, W) float32.
 
-    Output row factor*i + r samples source i + d_r, d_r = (r + 0.5) / factor - 0.5 in (-0.5, 0.5): a fixed
-    mix of rows i - 1, i, i + 1 (edge rows repeated, torch's clamp). `group` source rows at a time form one
-    small product (group*factor, group+2) @ (group+2, W) that writes its output rows contiguously.
+    Taps must be non-decreasing (any resize or letterbox mapping is). Output rows come in tiles of `tile`;
+    each tile mixes a short window of consecutive source rows with a small (tile, window) matrix holding the two
+    weights per row: one batched matrix product writes the output once, contiguously, with no per-element gather.
     """
     n, h, width = planes.shape
-    tiles = -(-h // group)
-    padded = np.concatenate([planes[:, :1], planes, np.repeat(planes[:, -1:], tiles * group - h + 1, axis=1)],
-                            axis=1)  # (n, tiles*group + 2, W)
-    s_plane, s_row, s_col = padded.strides
-    windows = np.lib.stride_tricks.as_strided(padded, shape=(n, tiles, group + 2, width),
-                                              strides=(s_plane, group * s_row, s_row, s_col))
-    out = np.matmul(_row_mixing_matrix(factor, group), windows)  # (n, tiles, group*factor, W)
-    return out.reshape(n, tiles * group * factor, width)[:, :h * factor]
-
-
-def _row_mixing_matrix(factor: int, group: int) -> np.ndarray:
-    """float32 (group*factor, group+2): output row g*factor + r from padded source rows g .. g+2."""
-    mix = np.zeros((group * factor, group + 2), dtype=np.float32)
-    for r in range(factor):
-        d = (r + 0.5) / factor - 0.5
-        taps = (-d, 1 + d, 0.0) if d < 0 else (0.0, 1 - d, d)
-        for g in range(group):
-            mix[g * factor + r, g:g + 3] = taps
-    return mix
+    i0, i1, w1 = taps
+    out_h = len(i0)
+    tiles = -(-out_h // tile)
+    pad = tiles * tile - out_h
+    i0, i1 = np.pad(i0, (0, pad), mode="edge"), np.pad(i1, (0, pad), mode="edge")
+    w1 = np.pad(w1, (0, pad), mode="edge")
+    starts = i0[::tile]
+    window = int(min(h, (i1.reshape(tiles, tile).max(axis=1) - starts).max() + 1))
+    starts = np.minimum(starts, h - window)
+    rows = np.arange(tiles * tile)
+    offset = np.repeat(starts, tile)
+    mix = np.zeros((tiles * tile, window), dtype=np.float32)
+    np.add.at(mix, (rows, i0 - offset), 1 - w1)
+    np.add.at(mix, (rows, i1 - offset), w1)
+    windows = planes[:, starts[:, None] + np.arange(window)]  # (n, tiles, window, W)
+    out = np.empty((n, tiles, tile, width), dtype=np.float32)  # given as out=, matmul writes it contiguously
+    np.matmul(mix.reshape(tiles, tile, window), windows, out=out)
+    return out.reshape(n, tiles * tile, width)[:, :out_h]
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
