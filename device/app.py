@@ -169,6 +169,7 @@ class Runner:
         self.options = options
         self.frames_done = 0  # frames fully output
         self.frames_failed = 0  # frames whose processing raised (logged, skipped)
+        self.signals: List[str] = []  # names of the signals that stopped the run
         self.loop_seconds = 0.0  # wall time of the frame loop (after the model and source are open)
         self.last_detections: List[dict] = []  # the latest frame's detections for the status page
         self._times: deque = deque(maxlen=120)  # perf_counter of recent outputs, for the rolling FPS
@@ -239,7 +240,7 @@ class Runner:
     # ---- the loop
 
     def run(self) -> int:
-        previous = _install_signal_handlers(self.options.stop_event)
+        previous = _install_signal_handlers(self.options.stop_event, self.signals)
         try:
             self._open()
             start = time.perf_counter()
@@ -247,6 +248,8 @@ class Runner:
                 self._loop()
             finally:
                 self.loop_seconds = time.perf_counter() - start
+                if self.signals:
+                    log.info("%s received: stopped", self.signals[0])
         finally:
             _restore_signal_handlers(previous)
             self._close()
@@ -500,8 +503,10 @@ def _display_available() -> bool:
         return False
 
 
-def _install_signal_handlers(stop_event: threading.Event):
-    """SIGINT/SIGTERM set `stop_event` (main thread only); returns the previous handlers."""
+def _install_signal_handlers(stop_event: threading.Event, received: list):
+    """SIGINT/SIGTERM set `stop_event` and append their name to `received` (main thread only).
+
+    Returns the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     previous = {}
@@ -509,7 +514,7 @@ def _install_signal_handlers(stop_event: threading.Event):
     def handler(signum, _frame):
         if stop_event.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: stop waiting
-        log.info("%s received: stopping", signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)  # logged by the loop, not inside the handler
         stop_event.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
