@@ -18,6 +18,7 @@ DIR/results.csv (the same records flattened), rewritten after every variant. The
     imgsz           int     network input size (square), pixels
     threads         int     inference threads
     data            dict    path of the data set, images (number evaluated)
+    settings        dict    conf (score threshold) and iou (NMS IoU) of the run: latency is measured at these
     accuracy        dict    map (box mAP@0.5:0.95), map50, mask_ap (mask mAP@0.5:0.95), miou; fractions in 0..1,
                             None where the model has no such head or the data set no such labels
     latency_ms      dict    stage -> {p50, p90, p99} in ms, for the stages of STAGES the model has; "end_to_end"
@@ -244,6 +245,7 @@ def measure_variant(variant: Variant, config: BenchConfig) -> dict:
     return {
         **_record_head(variant, config),
         "data": {"path": str(config.data), "images": result.get("images")},
+        "settings": {"conf": config.conf, "iou": config.iou},
         "accuracy": accuracy_from_eval(result),
         "latency_ms": latency,
         "fps": 1000.0 / latency["end_to_end"]["p50"] if latency["end_to_end"]["p50"] > 0 else None,

@@ -16,6 +16,7 @@ import argparse
 import base64
 import html
 import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,12 @@ def latency_of(record: dict) -> float:
     return float(record["latency_ms"]["end_to_end"]["p50"])
 
 
-def pareto_flags(records: Sequence[dict]) -> List[bool]:
-    """True for each record that no other record beats on both latency (lower) and accuracy (higher)."""
+ACCURACY_TIE = 0.05  # points: accuracies closer than this (the tables' rounding) count as equal on the front
+
+
+def pareto_flags(records: Sequence[dict], tie: float = ACCURACY_TIE) -> List[bool]:
+    """True for each record that no other record beats on latency (lower) without losing accuracy (more than
+    `tie` points), or on accuracy (higher by more than `tie`) without losing latency."""
     points = [(latency_of(r), accuracy_of(r)) for r in records]
     flags = []
     for latency, accuracy in points:
@@ -159,21 +164,27 @@ def pareto_flags(records: Sequence[dict]) -> List[bool]:
             flags.append(False)
             continue
         dominated = any(
-            other_acc is not None and other_lat <= latency and other_acc >= accuracy
-            and (other_lat < latency or other_acc > accuracy)
+            other_acc is not None and other_lat <= latency and other_acc >= accuracy - tie
+            and (other_lat < latency or other_acc > accuracy + tie)
             for other_lat, other_acc in points
         )
         flags.append(not dominated)
     return flags
 
 
+def model_family(record: dict) -> str:
+    """The model name without a precision suffix: "edgedet-n-320-int8" -> "edgedet-n-320"."""
+    return re.sub(r"[-_.](int8|fp16|fp32|float16|float32|quant)$", "", record["model"]["name"], flags=re.IGNORECASE)
+
+
 def fp32_reference(record: dict, candidates: Sequence[dict]) -> Optional[dict]:
-    """The fp32 record `record` is compared with: same model family, input size and threads; the same format
-    if there is one, else the PyTorch checkpoint, else ONNX, else any fp32. None if none (or record is it)."""
-    same = [c for c in candidates if c["model"]["precision"] == "fp32" and c["imgsz"] == record["imgsz"]
-            and c["threads"] == record["threads"] and c is not record]
+    """The fp32 record `record` is compared with: same input size and threads, the same model family if there is
+    one; of those the same format, else the PyTorch checkpoint, else ONNX, else any. None for fp32 records."""
     if record["model"]["precision"] == "fp32":
         return None
+    same = [c for c in candidates if c["model"]["precision"] == "fp32" and c["imgsz"] == record["imgsz"]
+            and c["threads"] == record["threads"]]
+    same = [c for c in same if model_family(c) == model_family(record)] or same
     for fmt in (record["model"]["format"], "pytorch", "onnx"):
         for candidate in same:
             if candidate["model"]["format"] == fmt:
@@ -253,7 +264,8 @@ COLUMNS: List[Tuple[str, Callable[[Row], str]]] = [
     ("size MB", lambda r: _fmt(r.record["model"].get("size_mb"), ".2f")),
     ("peak MB", lambda r: _fmt(r.record.get("peak_mem_mb"), ".0f")),
 ]
-TABLE_NOTE = ("★ = Pareto-optimal on this machine (no variant is both faster and more accurate). mAP = box "
+TABLE_NOTE = ("★ = Pareto-optimal on this machine (no variant is both faster and more accurate; accuracies within "
+              f"{ACCURACY_TIE} points count as equal). mAP = box "
               "mAP@0.5:0.95 in %; ΔmAP (points) and speedup (end-to-end p50) against the fp32 variant of the same "
               "format, input size and threads (else the PyTorch or ONNX fp32 one). Latency is end to end, in ms.")
 
@@ -262,7 +274,7 @@ def markdown_tables(tables: Sequence[MachineTable]) -> str:
     """The per-machine tables as Markdown, each under a "## <machine>" heading with its provenance line."""
     parts = []
     for table in tables:
-        lines = [f"## {table.machine}", "", _provenance_line(table.provenance), "",
+        lines = [f"## {table.machine}", "", _provenance_line(table.provenance, [row.record for row in table.rows]), "",
                  "| " + " | ".join(h for h, _ in COLUMNS) + " |",
                  "|" + "|".join("---" for _ in COLUMNS) + "|"]
         lines += ["| " + " | ".join(cell(row) for _, cell in COLUMNS) + " |" for row in table.rows]
@@ -284,16 +296,22 @@ def cross_machine_rows(tables: Sequence[MachineTable]) -> Tuple[List[str], List[
     return header, rows
 
 
-def _provenance_line(provenance: Sequence[dict]) -> str:
+def _provenance_line(provenance: Sequence[dict], records: Sequence[dict] = ()) -> str:
+    """CPU, cores, arch, OS, Python, library versions, commits, dates and the run settings of one machine."""
     first = provenance[0]
     machine = first.get("machine") or {}
     libraries = first.get("libraries") or {}
     libs = ", ".join(f"{name} {version}" for name, version in sorted(libraries.items()))
-    commits = sorted({str(p.get("commit")) for p in provenance})
+    commits = sorted({str(p.get("commit"))[:12] + ("-dirty" if str(p.get("commit")).endswith("-dirty") else "")
+                      for p in provenance})
     dates = sorted(str(p.get("date")) for p in provenance)
     date = dates[0] if dates[0] == dates[-1] else f"{dates[0]} .. {dates[-1]}"
-    return (f"CPU {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('arch')}; {machine.get('os')}; "
+    line = (f"CPU {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('arch')}; {machine.get('os')}; "
             f"Python {first.get('python')}; {libs}; commit {', '.join(commits)}; {date}")
+    settings = sorted({(s.get("conf"), s.get("iou")) for s in (r.get("settings") or {} for r in records) if s})
+    if settings:
+        line += "; measured at " + ", ".join(f"conf {conf} / NMS IoU {iou}" for conf, iou in settings)
+    return line
 
 
 def render_markdown(tables: Sequence[MachineTable], problems: Sequence[str], failed: Sequence[dict]) -> str:
@@ -330,7 +348,7 @@ def render_html(tables: Sequence[MachineTable], problems: Sequence[str], failed:
     body.append(f"<p>{html.escape(TABLE_NOTE)}</p>")
     for table in tables:
         body.append(f"<h2>{html.escape(table.machine)}</h2>")
-        body.append(f'<p class="prov">{html.escape(_provenance_line(table.provenance))}</p>')
+        body.append(f'<p class="prov">{html.escape(_provenance_line(table.provenance, [row.record for row in table.rows]))}</p>')
         rows = [([cell(row) for _, cell in COLUMNS], row.pareto) for row in table.rows]
         body.append(_html_table([h for h, _ in COLUMNS], rows))
     if len(tables) > 1:
@@ -387,7 +405,7 @@ def plot_pareto(tables: Sequence[MachineTable], path: Path) -> None:
 
 
 def _pareto_panel(ax, table: MachineTable) -> None:
-    names = {row.record["model"]["name"] for row in table.rows}
+    families = {model_family(row.record) for row in table.rows}
     plotted = set()
     for row in table.rows:
         accuracy = accuracy_of(row.record)
@@ -400,12 +418,13 @@ def _pareto_panel(ax, table: MachineTable) -> None:
                    label=None if label in plotted else label, zorder=3)
         plotted.add(label)
         text = f"{row.record['imgsz']}px {row.record['threads']}t"
-        text = f"{row.record['model']['name']} {text}" if len(names) > 1 else text
+        text = f"{model_family(row.record)} {text}" if len(families) > 1 else text
         ax.annotate(text, (latency_of(row.record), accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
     front = [(latency_of(r.record), accuracy_of(r.record)) for r in table.rows if r.pareto]
     if front:
         xs, ys = zip(*sorted(front))
         ax.step(xs, ys, where="post", linestyle="--", color="black", linewidth=1, label="Pareto front", zorder=2)
+    ax.margins(x=0.15, y=0.12)
     ax.set_title(table.machine, fontsize=9)
     ax.set_xlabel("end-to-end latency p50 (ms)")
     ax.set_ylabel("box mAP@0.5:0.95 (%)")

@@ -28,6 +28,7 @@ def record(fmt, precision, latency, map_, imgsz=320, threads=2, host="pi5", **ex
         "model": {"path": f"/x/m.{fmt}", "name": "m", "format": fmt, "precision": precision,
                   "runtime": {"onnx": "onnxruntime", "tflite": "tflite", "pytorch": "torch"}[fmt], "size_mb": 4.0},
         "imgsz": imgsz, "threads": threads, "data": {"path": "/data", "images": 10},
+        "settings": {"conf": 0.001, "iou": 0.6},
         "accuracy": {"map": map_, "map50": map_ + 0.2, "mask_ap": None, "miou": 0.5},
         "latency_ms": {**{s: {"p50": latency * f, "p90": latency * f * 1.1, "p99": latency * f * 1.3}
                           for s, f in stages.items()},
@@ -61,6 +62,22 @@ def test_pareto_ignores_rows_without_accuracy():
     assert report.pareto_flags([no_accuracy, record("onnx", "int8", 2.0, 0.4)]) == [False, True]
 
 
+def test_accuracy_ties_within_rounding_do_not_keep_a_slower_variant_on_the_front():
+    records = [record("tflite", "fp32", 100.0, 0.18287), record("onnx", "fp32", 270.0, 0.18298)]
+    assert report.pareto_flags(records) == [True, False]
+    assert report.pareto_flags(records, tie=0.0) == [True, True]
+
+
+def test_fp32_reference_is_taken_from_the_same_model_family():
+    small8, small32 = record("onnx", "int8", 10, .4), record("onnx", "fp32", 20, .41)
+    big32 = record("onnx", "fp32", 40, .5)
+    small8["model"]["name"], small32["model"]["name"] = "edgedet-n-320-int8", "edgedet-n-320"
+    big32["model"]["name"] = "edgedet-s-320"
+    assert report.model_family(small8) == "edgedet-n-320"
+    assert report.fp32_reference(small8, [big32, small32, small8]) is small32
+    assert report.fp32_reference(small8, [big32, small8]) is big32  # no same-family fp32: any fp32 at that size
+
+
 def test_fp32_reference_prefers_the_same_format_then_pytorch():
     onnx32, tfl8, onnx8 = record("onnx", "fp32", 40, .5), record("tflite", "int8", 20, .47), record("onnx", "int8", 15, .49)
     pt32 = record("pytorch", "fp32", 90, .51)
@@ -83,7 +100,7 @@ def test_single_machine_report_sorted_with_pareto_stars_and_deltas(tmp_path):
     assert "-1.0" in onnx_int8 and "2.67x" in onnx_int8  # 49 - 50 points; 40 / 15 ms
     tflite_int8 = [c.strip() for c in rows[1].split("|")]
     assert "-3.0" in tflite_int8 and "1.75x" in tflite_int8
-    assert "Cortex-A76" in md and "commit abc123" in md
+    assert "Cortex-A76" in md and "commit abc123" in md and "conf 0.001 / NMS IoU 0.6" in md
     assert "Problems" not in md and "Across machines" not in md
 
 
