@@ -20,22 +20,23 @@ DEMO := runs/demo
 DEMO_FRAMES := 300
 DEMO_VAL := 100
 DEMO_THREADS := 2
+DEMO_CKPT := shipped
 .PHONY: demo
 demo: setup
 	@start=$$(date +%s); set -euo pipefail; \
 	rm -rf $(DEMO) && mkdir -p $(DEMO); \
 	echo "== 1/5 synthetic data set (val split of $(DEMO_VAL) images)"; \
 	.venv/bin/edgedet data synth --out $(DEMO)/data --train 64 --val $(DEMO_VAL) --imgsz 320 --seed 0; \
-	echo "== 2/5 export the shipped checkpoint to ONNX and TFLite, fp32 and int8"; \
-	.venv/bin/edgedet export shipped --format onnx,onnx-int8,tflite,tflite-int8 --calib $(DEMO)/data --out $(DEMO)/models; \
+	echo "== 2/5 ($$(( $$(date +%s) - start )) s) export the shipped checkpoint to ONNX and TFLite, fp32 and int8"; \
+	.venv/bin/edgedet export $(DEMO_CKPT) --format onnx,onnx-int8,tflite,tflite-int8 --calib $(DEMO)/data --out $(DEMO)/models; \
 	int8=$$(ls $(DEMO)/models/*.tflite | grep -i int8 | head -n 1); \
-	echo "== 3/5 edgedet run: $$int8 on the synthetic source, $(DEMO_FRAMES) frames"; \
+	echo "== 3/5 ($$(( $$(date +%s) - start )) s) edgedet run: $$int8 on the synthetic source, $(DEMO_FRAMES) frames"; \
 	.venv/bin/edgedet run --model "$$int8" --source synthetic --max-frames $(DEMO_FRAMES) --threads $(DEMO_THREADS) \
 	  --save $(DEMO)/run.mp4 --json $(DEMO)/run.jsonl; \
-	echo "== 4/5 edgedet bench over the exported variants on the val split"; \
+	echo "== 4/5 ($$(( $$(date +%s) - start )) s) edgedet bench over the exported variants on the val split"; \
 	.venv/bin/edgedet bench --models $(DEMO)/models/*.onnx $(DEMO)/models/*.tflite --data $(DEMO)/data \
 	  --threads $(DEMO_THREADS) --out $(DEMO)/bench; \
-	echo "== 5/5 edgedet report"; \
+	echo "== 5/5 ($$(( $$(date +%s) - start )) s) edgedet report"; \
 	.venv/bin/edgedet report $(DEMO)/bench --out $(DEMO)/report; \
 	echo; echo "annotated video: $(DEMO)/run.mp4 (detections as JSON lines: $(DEMO)/run.jsonl)"; \
 	echo "report: $(DEMO)/report/report.html and $(DEMO)/report/report.md"; \
