@@ -366,12 +366,14 @@ class Runner:
                 self._worker_error = error
                 self.options.stop_event.set()
             except Exception as error:  # one bad frame: log it and go on
-                self.frames_failed += 1
+                with self._lock:
+                    self.frames_failed += 1
                 log.warning("frame %d of %s: output failed: %s: %s", job.frame.index, job.frame.source,
                             type(error).__name__, error)
                 self.detector.timer.take_record()
 
     def _output(self, job: Job) -> None:
+        from device.detections import Detections
         from device.sinks import detections_to_dicts
 
         detector, timer = self.detector, self.detector.timer
@@ -395,14 +397,16 @@ class Runner:
                 self.server.publish(canvas)
             if self.options.show:
                 self._display_frame = canvas
-            brief = detections_to_dicts(detections[:20] if len(detections) > 20 else detections, detector.spec.names)
         record.update(timer.take_record())
         if self.latency_log:
             self.latency_log.write(job.frame.index, record, source=job.frame.source)
         with self._lock:
             self.frames_done += 1
             self._times.append(time.perf_counter())
-            self.last_detections = [{k: v for k, v in d.items() if k != "segmentation"} for d in brief]
+            if self.server:  # boxes only (no masks) of the 20 best, for the status page
+                top = detections[:20]
+                self.last_detections = detections_to_dicts(Detections(top.xyxy, top.scores, top.class_ids),
+                                                           detector.spec.names)
 
     def _annotate(self, image, detections, semantic, fps, record):
         from device.draw import annotate
