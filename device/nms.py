@@ -81,14 +81,14 @@ def _greedy(rows: np.ndarray, index: np.ndarray, limit: int) -> np.ndarray:
     suppression matrix (every higher-ranked survivor is in the block), then drops every later box that a kept
     block box suppresses. Returns the kept indices, at most `limit`.
     """
-    kept = []
+    kept, small = [], index.size <= _SMALL
     while index.size:
-        if index.size <= _SMALL:  # few boxes left: one (block, remaining) pass serves both steps
+        if small:  # few boxes: one (block, remaining) pass serves both steps
             size = min(_SMALL_BLOCK, index.size)
             suppress = _suppression(rows[:, :size], rows)
             local = _resolve_block(suppress[:, :size], limit - len(kept))
             later = suppress[local, size:]
-        else:  # many left: resolve the block on its own, then test only its kept boxes against the rest
+        else:  # many boxes: resolve the block on its own, then test only its kept boxes against the rest
             size = _LARGE_BLOCK
             head = rows[:, :size]
             local = _resolve_block(_suppression(head, head), limit - len(kept))
@@ -124,8 +124,8 @@ def _resolve_block(suppress: np.ndarray, limit: int) -> list:
     return kept
 
 
-_SMALL = 400  # at most this many boxes left: use small blocks tested against everything left in one pass
+_SMALL = 400  # at most this many candidates: small blocks tested against everything left in one pass
 _SMALL_BLOCK = 8  # block size then
-_LARGE_BLOCK = 32  # block size while more boxes are left
+_LARGE_BLOCK = 32  # block size for more candidates
 _UPPER = np.triu(np.ones((62, 62), dtype=bool), 1)  # strictly upper triangle: a box only suppresses later boxes
 _BITS = np.left_shift(1, np.arange(62, dtype=np.int64))  # 1 << j
