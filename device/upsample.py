@@ -100,32 +100,47 @@ def _resize_rows(planes: np.ndarray, out_h: int, align_corners: bool) -> np.ndar
     return interpolate_rows(planes, linear_taps(planes.shape[1], out_h, align_corners))
 
 
-def interpolate_rows(planes: np.ndarray, taps, tile: int = 32) -> np.ndarray:
+def interpolate_rows(planes: np.ndarray, taps) -> np.ndarray:
     """Rows of (n, h, W) float32 mixed by linear taps (i0, i1, w1), each (out,) -> (n, out, W) float32.
 
-    Taps must be non-decreasing (any resize or letterbox mapping is). Output rows come in tiles of `tile`;
-    each tile mixes a short window of consecutive source rows with a small (tile, window) matrix holding the two
-    weights per row: one batched matrix product writes the output once, contiguously, with no per-element gather.
+    Taps must be non-decreasing (any resize or letterbox mapping is). Output rows come in tiles; each tile mixes
+    a short window of consecutive source rows with a small (tile, window) matrix holding the two weights per row:
+    one batched matrix product writes the output once, contiguously, with no per-element gather.
     """
     n, h, width = planes.shape
+    tile = MAX_TILE
+    while True:
+        starts, window, mix = _mixing_tiles(taps, h, tile)
+        if tile <= 4 or tile * window * width <= _SINGLE_THREAD_GEMM:
+            break
+        tile //= 2
+    tiles = len(starts)
+    windows = planes[:, starts[:, None] + np.arange(window)]  # (n, tiles, window, W)
+    out = np.empty((n, tiles, tile, width), dtype=np.float32)  # given as out=, matmul writes it contiguously
+    np.matmul(mix, windows, out=out)
+    return out.reshape(n, tiles * tile, width)[:, :len(taps[0])]
+
+
+MAX_TILE = 32  # output rows per mixing matrix
+_SINGLE_THREAD_GEMM = 200_000  # keep m*n*k of each small product under OpenBLAS's multithreading threshold (262144)
+
+
+def _mixing_tiles(taps, in_size: int, tile: int):
+    """Split linear taps into tiles of `tile` outputs: (window start per tile (T,), window length, float32 mixing
+    matrices (T, tile, window)); the last tile repeats the last tap."""
     i0, i1, w1 = taps
-    out_h = len(i0)
-    tiles = -(-out_h // tile)
-    pad = tiles * tile - out_h
-    i0, i1 = np.pad(i0, (0, pad), mode="edge"), np.pad(i1, (0, pad), mode="edge")
-    w1 = np.pad(w1, (0, pad), mode="edge")
+    tiles = -(-len(i0) // tile)
+    pad = tiles * tile - len(i0)
+    i0, i1, w1 = (np.pad(a, (0, pad), mode="edge") for a in (i0, i1, w1))
     starts = i0[::tile]
-    window = int(min(h, (i1.reshape(tiles, tile).max(axis=1) - starts).max() + 1))
-    starts = np.minimum(starts, h - window)
+    window = int(min(in_size, (i1.reshape(tiles, tile).max(axis=1) - starts).max() + 1))
+    starts = np.minimum(starts, in_size - window)
     rows = np.arange(tiles * tile)
     offset = np.repeat(starts, tile)
     mix = np.zeros((tiles * tile, window), dtype=np.float32)
     np.add.at(mix, (rows, i0 - offset), 1 - w1)
     np.add.at(mix, (rows, i1 - offset), w1)
-    windows = planes[:, starts[:, None] + np.arange(window)]  # (n, tiles, window, W)
-    out = np.empty((n, tiles, tile, width), dtype=np.float32)  # given as out=, matmul writes it contiguously
-    np.matmul(mix.reshape(tiles, tile, window), windows, out=out)
-    return out.reshape(n, tiles * tile, width)[:, :out_h]
+    return starts, window, mix.reshape(tiles, tile, window)
 
 
 def _cubic_weights(t: np.ndarray) -> np.ndarray:
