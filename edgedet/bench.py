@@ -17,7 +17,8 @@ DIR/results.csv (the same records flattened), rewritten after every variant. The
                             "fp16" | "int8"), runtime ("onnxruntime" | "tflite" | "torch"), size_mb (file size, MB)
     imgsz           int     network input size (square), pixels
     threads         int     inference threads
-    data            dict    path of the data set, images (number evaluated)
+    data            dict    path of the data set, images (number evaluated), failed_images (per-image errors the
+                            evaluation survived; they count as images without detections)
     settings        dict    conf (score threshold) and iou (NMS IoU) of the run: latency is measured at these
     accuracy        dict    map (box mAP@0.5:0.95), map50, mask_ap (mask mAP@0.5:0.95), miou; fractions in 0..1,
                             None where the model has no such head or the data set no such labels
@@ -244,7 +245,7 @@ def measure_variant(variant: Variant, config: BenchConfig) -> dict:
     latency = latency_from_eval(result.get("latency_ms") or {})
     return {
         **_record_head(variant, config),
-        "data": {"path": str(config.data), "images": result.get("images")},
+        "data": {"path": str(config.data), "images": result.get("images"), "failed_images": len(result.get("errors") or [])},
         "settings": {"conf": config.conf, "iou": config.iou},
         "accuracy": accuracy_from_eval(result),
         "latency_ms": latency,
@@ -437,6 +438,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for results.jsonl and results.csv")
 
 
+def check_dataset(path: str) -> None:
+    """Read the data set's val split once up front, so a bad data set is one error, not one per variant."""
+    from edgedet.data import load_dataset
+
+    if not load_dataset(path, split="val").samples:
+        raise EdgedetError(f"data set {path} has no validation images")
+
+
 def _int_list(text: str) -> List[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -456,6 +465,7 @@ def main(args: argparse.Namespace) -> int:
         raise EdgedetError(f"--frames must be >= 1, got {args.frames}")
     if not Path(args.data).exists():
         raise EdgedetError(f"data set not found: {args.data}")
+    check_dataset(args.data)
     config = BenchConfig(data=args.data, out=Path(args.out), models=args.models or [], sweep=args.sweep,
                          imgsz=args.imgsz, threads=args.threads, formats=args.formats, frames=args.frames,
                          conf=args.conf, iou=args.iou)

@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     records, problems = load_results(args.dirs)
-    for problem in problems:
+    for problem in list(problems) + record_warnings(records):
         print(f"edgedet report: warning: {problem}", file=sys.stderr)
     measured = [r for r in records if not r.get("error")]
     if not measured:
@@ -314,14 +314,14 @@ def _provenance_line(provenance: Sequence[dict], records: Sequence[dict] = ()) -
     return line
 
 
-def render_markdown(tables: Sequence[MachineTable], problems: Sequence[str], failed: Sequence[dict]) -> str:
+def render_markdown(tables: Sequence[MachineTable], problems: Sequence[str], records: Sequence[dict]) -> str:
     parts = ["# edgedet report: accuracy vs latency", "", "![accuracy vs latency](pareto.png)", "",
              "![per-stage latency](stages.png)", "", TABLE_NOTE, "", markdown_tables(tables)]
     if len(tables) > 1:
         header, rows = cross_machine_rows(tables)
         parts += ["", "## Across machines (end-to-end p50 / mAP)", "", "| " + " | ".join(header) + " |",
                   "|" + "|".join("---" for _ in header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
-    issues = list(problems) + [_failure_line(r) for r in failed]
+    issues = list(problems) + record_warnings(records)
     if issues:
         parts += ["", "## Problems", ""] + [f"- {line}" for line in issues]
     return "\n".join(parts) + "\n"
@@ -329,6 +329,17 @@ def render_markdown(tables: Sequence[MachineTable], problems: Sequence[str], fai
 
 def _failure_line(record: dict) -> str:
     return f"variant {record['variant']} on {machine_key(record['provenance'])} failed: {record['error']}"
+
+
+def record_warnings(records: Sequence[dict]) -> List[str]:
+    """One line per failed variant and per variant some of whose images failed during the evaluation."""
+    lines = [_failure_line(r) for r in records if r.get("error")]
+    for r in records:
+        failed_images = (r.get("data") or {}).get("failed_images") or 0
+        if not r.get("error") and failed_images:
+            lines.append(f"variant {r['variant']} on {machine_key(r['provenance'])}: {failed_images} of "
+                         f"{r['data'].get('images')} images failed (counted as no detections)")
+    return lines
 
 
 # ---------------------------------------------------------------- HTML
@@ -339,7 +350,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:90%}th,td{border:1px solid
 th{background:#f3f3f3}td.l{text-align:left}tr.pareto{background:#fff6d5}img{max-width:100%}.prov{color:#555;font-size:85%}"""
 
 
-def render_html(tables: Sequence[MachineTable], problems: Sequence[str], failed: Sequence[dict],
+def render_html(tables: Sequence[MachineTable], problems: Sequence[str], records: Sequence[dict],
                 images: Dict[str, bytes]) -> str:
     """One self-contained page: the tables, provenance, problems and the PNGs embedded as data URIs."""
     body = ["<h1>edgedet report: accuracy vs latency</h1>"]
@@ -355,7 +366,7 @@ def render_html(tables: Sequence[MachineTable], problems: Sequence[str], failed:
         header, rows = cross_machine_rows(tables)
         body.append("<h2>Across machines (end-to-end p50 / mAP)</h2>")
         body.append(_html_table(header, [(r, False) for r in rows]))
-    issues = list(problems) + [_failure_line(r) for r in failed]
+    issues = list(problems) + record_warnings(records)
     if issues:
         body.append("<h2>Problems</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in issues) + "</ul>")
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>edgedet report</title>'
@@ -483,12 +494,11 @@ def write_report(records: Sequence[dict], problems: Sequence[str], out: Path) ->
     if not tables:
         raise EdgedetError("no measured variant to report (every record failed or none was given)")
     out.mkdir(parents=True, exist_ok=True)
-    failed = [r for r in records if r.get("error")]
     paths = {"markdown": out / "report.md", "pareto": out / "pareto.png", "stages": out / "stages.png",
              "html": out / "report.html"}
     plot_pareto(tables, paths["pareto"])
     plot_stages(tables, paths["stages"])
-    paths["markdown"].write_text(render_markdown(tables, problems, failed), encoding="utf-8")
+    paths["markdown"].write_text(render_markdown(tables, problems, records), encoding="utf-8")
     images = {"accuracy vs latency": paths["pareto"].read_bytes(), "per-stage latency": paths["stages"].read_bytes()}
-    paths["html"].write_text(render_html(tables, problems, failed, images), encoding="utf-8")
+    paths["html"].write_text(render_html(tables, problems, records, images), encoding="utf-8")
     return paths

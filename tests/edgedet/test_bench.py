@@ -56,17 +56,18 @@ def test_progress_shows_variants_done_and_eta():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--models", "{tmp}/m.onnx", "--data", "{tmp}", "--out", "{tmp}/o"], "model file not found: {tmp}/m.onnx"),
-    (["--models", "{tmp}/m.txt", "--data", "{tmp}", "--out", "{tmp}/o"], "expected a .onnx, .tflite or .pt file"),
+    (["--models", "{tmp}/m.onnx", "--data", "{data}", "--out", "{tmp}/o"], "model file not found: {tmp}/m.onnx"),
+    (["--models", "{tmp}/m.txt", "--data", "{data}", "--out", "{tmp}/o"], "expected a .onnx, .tflite or .pt file"),
     (["--models", "{tmp}/m.onnx", "--data", "{tmp}/nodata", "--out", "{tmp}/o"], "data set not found"),
-    (["--sweep", "{tmp}/none.pt", "--data", "{tmp}", "--out", "{tmp}/o"], "checkpoint not found: {tmp}/none.pt"),
-    (["--models", "{tmp}/m.onnx", "--data", "{tmp}", "--frames", "0", "--out", "{tmp}/o"], "--frames must be >= 1"),
+    (["--models", "{tmp}/m.onnx", "--data", "{tmp}", "--out", "{tmp}/o"], "{tmp}"),  # a folder that is no data set
+    (["--sweep", "{tmp}/none.pt", "--data", "{data}", "--out", "{tmp}/o"], "checkpoint not found: {tmp}/none.pt"),
+    (["--models", "{tmp}/m.onnx", "--data", "{data}", "--frames", "0", "--out", "{tmp}/o"], "--frames must be >= 1"),
 ])
-def test_bad_input_is_a_one_line_error(tmp_path, capsys, argv, message):
+def test_bad_input_is_a_one_line_error(tmp_path, synth_data, capsys, argv, message):
     (tmp_path / "m.txt").write_text("not a model")
-    code = cli_main(["bench"] + [a.format(tmp=tmp_path) for a in argv])
+    code = cli_main(["bench"] + [a.format(tmp=tmp_path, data=synth_data) for a in argv])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
+    assert code == 2 and len(err) == 1, err
     assert err[0].startswith("edgedet bench: error: ") and message.format(tmp=tmp_path) in err[0]
 
 
@@ -106,7 +107,8 @@ def test_bench_exported_models_and_checkpoint(exported_models, tiny_checkpoint, 
         ("onnx", "int8", 1), ("onnx", "int8", 2), ("tflite", "fp32", 1), ("tflite", "fp32", 2),
         ("tflite", "int8", 1), ("tflite", "int8", 2), ("pytorch", "fp32", 1), ("pytorch", "fp32", 2)]
     for r in records:
-        assert r["imgsz"] == 160 and r["data"]["images"] == 3
+        assert r["imgsz"] == 160 and r["data"]["images"] == 3 and r["data"]["failed_images"] == 0
+        assert r["settings"] == {"conf": 0.001, "iou": 0.6}
         assert set(r["accuracy"]) == {"map", "map50", "mask_ap", "miou"}
         assert 0 <= r["accuracy"]["map"] <= 1 and 0 <= r["accuracy"]["miou"] <= 1  # tiny model: boxes, masks, semantic
         stages = r["latency_ms"]

@@ -121,7 +121,8 @@ def test_two_machines_merge_into_one_comparison(tmp_path):
 
 
 def test_bad_inputs_are_reported_per_file_and_the_rest_renders(tmp_path, capsys):
-    good = write_results(tmp_path / "good", PI_RECORDS[:2], extra_lines=[json.dumps(PI_RECORDS[2])[:57]])
+    partly = dict(PI_RECORDS[1], data={"path": "/data", "images": 10, "failed_images": 2})
+    good = write_results(tmp_path / "good", [PI_RECORDS[0], partly], extra_lines=[json.dumps(PI_RECORDS[2])[:57]])
     old = write_results(tmp_path / "old", [dict(PI_RECORDS[3], schema_version=SCHEMA_VERSION + 1)])
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -140,8 +141,9 @@ def test_bad_inputs_are_reported_per_file_and_the_rest_renders(tmp_path, capsys)
     problems = md.split("## Problems")[1]
     assert "truncated line" in problems and "incompatible edgedet version" in problems
     assert "failed: model file is corrupt" in problems
+    assert "m.int8 onnx int8 320px 2t on pi5 (Cortex-A76, 4 cores, aarch64): 2 of 10 images failed" in problems
     assert md.count("| m | onnx |") == 2  # the two good records of the first file still render
-    assert (tmp_path / "rep" / "report.html").read_text().count("<li>") == 5
+    assert (tmp_path / "rep" / "report.html").read_text().count("<li>") == 6
 
 
 def test_only_bad_input_is_a_one_line_error(tmp_path, capsys):
