@@ -28,7 +28,7 @@ demo: setup
 	echo "== 1/5 synthetic data set (val split of $(DEMO_VAL) images)"; \
 	.venv/bin/edgedet data synth --out $(DEMO)/data --train 64 --val $(DEMO_VAL) --imgsz 320 --seed 0; \
 	echo "== 2/5 ($$(( $$(date +%s) - start )) s) export the shipped checkpoint to ONNX and TFLite, fp32 and int8"; \
-	.venv/bin/edgedet export $(DEMO_CKPT) --format onnx,onnx-int8,tflite,tflite-int8 --calib $(DEMO)/data --out $(DEMO)/models; \
+	.venv/bin/edgedet export $(DEMO_CKPT) --format onnx,onnx-int8,tflite,tflite-int8 --calib $(DEMO)/data --val-limit 50 --out $(DEMO)/models; \
 	int8=$$(ls $(DEMO)/models/*.tflite | grep -i int8 | head -n 1); \
 	echo "== 3/5 ($$(( $$(date +%s) - start )) s) edgedet run: $$int8 on the synthetic source, $(DEMO_FRAMES) frames"; \
 	.venv/bin/edgedet run --model "$$int8" --source synthetic --max-frames $(DEMO_FRAMES) --threads $(DEMO_THREADS) \
