@@ -114,3 +114,15 @@ def test_empty_and_single(n):
 def test_mismatched_lengths_raise():
     with pytest.raises(ValueError):
         nms(np.zeros((2, 4)), np.zeros(3))
+
+
+@pytest.mark.parametrize("n", [7, 399, 401, 1500])
+def test_small_and_large_candidate_sets_match_opencv(n):
+    """Both block strategies (few candidates: one pass per block; many: block first, then its kept boxes)."""
+    rng = np.random.default_rng(n)
+    xyxy, scores = clustered_boxes(rng, n)
+    for limit in (None, 5):
+        ours = nms(xyxy, scores, 0.5, max_det=limit)
+        theirs = opencv_keep(xyxy, scores, 0.5)
+        theirs = theirs[np.argsort(-scores[theirs], kind="stable")][:limit]
+        np.testing.assert_array_equal(ours, theirs)
