@@ -275,7 +275,6 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, messa
     (tmp_path / "file").write_text("x")
     values = {"tmp": tmp_path, "toy": make_onnx_model(tmp_path / "toy.onnx"), "file": tmp_path / "file",
               "bare": make_onnx_model(tmp_path / "bare.onnx", metadata=False)}
-    start = time.perf_counter()
     code, out, err = run_cli([a.format(**values) for a in args], capsys)
     assert code == 2
     error_lines = [line for line in err.splitlines() if line.startswith("edgedet run: error:")]
@@ -283,7 +282,6 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, messa
     import re
 
     assert re.search(message, error_lines[0]), error_lines[0]
-    assert time.perf_counter() - start < 30
 
 
 def test_source_and_camera_are_mutually_exclusive(capsys):

@@ -208,12 +208,24 @@ def test_undecodable_video_is_named(tmp_path):
         open_source(str(tmp_path / "clip.mp4"))
 
 
-def test_missing_camera_fails_fast_listing_video_devices():
-    start = time.perf_counter()
+def test_missing_camera_fails_listing_video_devices():
     with pytest.raises(EdgedetError, match=r"cannot open camera 57 .*video devices present: ") as info:
         open_source("57", open_timeout=3.0)
-    assert time.perf_counter() - start < 10
     assert "\n" not in str(info.value)
+
+
+def test_a_source_that_hangs_while_opening_is_given_up_after_the_open_timeout():
+    release = threading.Event()
+
+    def hanging_opener():
+        release.wait(30)  # a driver that never answers
+        return None
+
+    try:
+        with pytest.raises(EdgedetError, match="cannot open source stuck-camera: no answer within 0.3 s"):
+            LiveSource("stuck-camera", hanging_opener, open_timeout=0.3)
+    finally:
+        release.set()
 
 
 def test_unreachable_url_fails_naming_it():
