@@ -84,14 +84,12 @@ def linear_taps(in_size: int, out_size: int, align_corners: bool = False):
 def bilinear(x: np.ndarray, size_hw: Tuple[int, int], align_corners: bool = False) -> np.ndarray:
     """torch 'bilinear' resize of (..., h, w) float32 to (..., H, W), separable.
 
-    The column pass runs first on the small input (transposed, through the same row resize); the row pass, which
-    writes the large output, is a batched product of small mixing matrices with windows of whole source rows.
+    The column pass runs first, on the small input; the row pass, which writes the large output, is a batched
+    product of small mixing matrices with windows of whole source rows.
     """
     x = np.asarray(x, dtype=np.float32)
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
-    planes = x.reshape(-1, h, w)
-    wide = np.ascontiguousarray(_resize_rows(np.ascontiguousarray(planes.transpose(0, 2, 1)), size_hw[1],
-                                             align_corners).transpose(0, 2, 1))
+    wide = interpolate_cols(x.reshape(-1, h, w), linear_taps(w, size_hw[1], align_corners))
     return _resize_rows(wide, size_hw[0], align_corners).reshape(*lead, size_hw[0], size_hw[1])
 
 
@@ -119,6 +117,25 @@ def interpolate_rows(planes: np.ndarray, taps) -> np.ndarray:
     out = np.empty((n, tiles, tile, width), dtype=np.float32)  # given as out=, matmul writes it contiguously
     np.matmul(mix, windows, out=out)
     return out.reshape(n, tiles * tile, width)[:, :len(taps[0])]
+
+
+def interpolate_cols(planes: np.ndarray, taps) -> np.ndarray:
+    """Columns of (n, h, w) float32 mixed by linear taps (i0, i1, w1), each (out,) -> (n, h, out) float32.
+
+    Per tile of output columns one product (rows, window) @ (window, tile) writes straight into the output
+    (no transposes); rows go in chunks that keep each product single-threaded in OpenBLAS.
+    """
+    n, h, w = planes.shape
+    flat = planes.reshape(n * h, w)
+    starts, window, mix = _mixing_tiles(taps, w, MAX_TILE)
+    mix_t = np.ascontiguousarray(mix.transpose(0, 2, 1))  # (tiles, window, tile)
+    tile = mix.shape[1]
+    out = np.empty((n * h, len(starts) * tile), dtype=np.float32)
+    chunk = max(1, _SINGLE_THREAD_GEMM // (tile * window))
+    for t, start in enumerate(starts):
+        for r in range(0, n * h, chunk):
+            np.matmul(flat[r:r + chunk, start:start + window], mix_t[t], out=out[r:r + chunk, t * tile:(t + 1) * tile])
+    return out[:, :len(taps[0])].reshape(n, h, len(taps[0]))
 
 
 MAX_TILE = 32  # output rows per mixing matrix
