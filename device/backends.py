@@ -52,9 +52,6 @@ class SpecOverrides:
     layout: Optional[str] = None  # --layout: one of device.spec.LAYOUTS
     imgsz: Optional[Tuple[int, int]] = None  # --imgsz: network input (height, width)
 
-    def any(self) -> bool:
-        return self.names is not None or self.layout is not None or self.imgsz is not None
-
 
 def load_backend(path, backend: Optional[str] = None, threads: Optional[int] = None, *,
                  names: Optional[Sequence[str]] = None, layout: Optional[str] = None,

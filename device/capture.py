@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob as globlib
 import logging
-import os
 import queue
 import threading
 import time
