@@ -299,3 +299,26 @@ def test_run_help_lists_every_flag(capsys):
                  "--backend", "--threads", "--show", "--save", "--json", "--stream", "--latency-log",
                  "--max-frames", "--names", "--layout"):
         assert flag in text
+
+
+def test_status_page_lists_the_last_detections_and_stop_event_ends_the_run(tmp_path):
+    from device.app import RunOptions, Runner
+
+    options = RunOptions(model=str(make_onnx_model(tmp_path / "toy.onnx")), source="synthetic", conf=0.3,
+                         stream="127.0.0.1:0", json=str(tmp_path / "d.jsonl"))
+    runner = Runner(options)
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(code=runner.run()), daemon=True)
+    thread.start()
+    try:
+        assert wait_for(lambda: runner.server is not None and runner.frames_done >= 3, 60)
+        status = _get_json(runner.server.url + "status.json")
+        assert status["frames"] >= 3 and status["model"] == "toy.onnx" and status["source"] == "synthetic"
+        assert status["detections"], "the random toy head fires at conf 0.3"
+        first = status["detections"][0]
+        assert first["class_name"] in ("circle", "square") and len(first["xyxy"]) == 4 and "segmentation" not in first
+    finally:
+        options.stop_event.set()
+        thread.join(30)
+    assert result["code"] == 0 and runner.server.hub.closed
+    assert len(read_jsonl(tmp_path / "d.jsonl")) == runner.frames_done
