@@ -94,9 +94,9 @@ def _greedy(rows: np.ndarray, index: np.ndarray, limit: int) -> np.ndarray:
             local = _resolve_block(_suppression(head, head), limit - len(kept))
             later = _suppression(np.take(head, local, axis=1), rows[:, size:])
         kept.extend(index[local].tolist())
-        if len(kept) >= limit:
+        if len(kept) >= limit or index.size == size:
             break
-        survive = ~later.any(axis=0)
+        survive = ~np.logical_or.reduce(later, axis=0)
         rows, index = np.compress(survive, rows[:, size:], axis=1), index[size:][survive]
     return np.asarray(kept, dtype=np.int64)
 
