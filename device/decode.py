@@ -237,17 +237,20 @@ def decode_yolov5(pred: np.ndarray, spec: ModelSpec) -> Candidates:
     return Candidates(_scale_normalized(xyxy, spec), rows[:, 4] * best, ids)
 
 
-def decode_yolov8(pred: np.ndarray, spec: ModelSpec, num_mask_coefs: int = 0) -> Candidates:
+def decode_yolov8(pred: np.ndarray, spec: ModelSpec, num_mask_coefs: int = 0,
+                  min_score: Optional[float] = None) -> Candidates:
     """YOLOv8 / YOLO11 export (1, 4+C(+M), N) or (1, N, 4+C(+M)): cx, cy, w, h, class scores[, mask coefs].
 
     No objectness: score = best class score. Boxes in input pixels (or 0..1 if spec.boxes_normalized).
+    min_score: if given, candidates scoring <= min_score may be left out early (a speed-up, not a filter
+    contract: the caller still applies its threshold).
     """
     c = spec.num_classes or None
     pred = np.asarray(pred, dtype=np.float32)
     features = None if c is None else 4 + c + num_mask_coefs
     if pred.ndim == 3 and pred.shape[0] == 1 and (pred.shape[1] == features or
                                                   (features is None and pred.shape[1] < pred.shape[2])):
-        return _decode_yolov8_channels_first(pred[0], spec, num_mask_coefs)
+        return _decode_yolov8_channels_first(pred[0], spec, num_mask_coefs, min_score)
     rows = _rows_by_feature(pred, features)
     num_classes = rows.shape[1] - 4 - num_mask_coefs
     best, ids = _best_class(rows[:, 4:4 + num_classes])
@@ -256,15 +259,19 @@ def decode_yolov8(pred: np.ndarray, spec: ModelSpec, num_mask_coefs: int = 0) ->
     return Candidates(_scale_normalized(xyxy, spec), best, ids, coefs)
 
 
-def _decode_yolov8_channels_first(pred: np.ndarray, spec: ModelSpec, num_mask_coefs: int) -> Candidates:
-    """(4+C+M, N) -> Candidates without transposing the whole array (reductions run along the channel axis)."""
+def _decode_yolov8_channels_first(pred: np.ndarray, spec: ModelSpec, num_mask_coefs: int,
+                                  min_score: Optional[float] = None) -> Candidates:
+    """(4+C+M, N) -> Candidates without transposing the whole array: the best score is a reduction along the
+    channel axis; with `min_score`, only columns scoring above it are gathered and get their class and box."""
     num_classes = pred.shape[0] - 4 - num_mask_coefs
-    class_scores = pred[4:4 + num_classes]
     if num_classes:
-        ids = class_scores.argmax(axis=0).astype(np.int32)
-        best = class_scores.max(axis=0)
+        best = pred[4:4 + num_classes].max(axis=0)
     else:
-        ids, best = np.zeros(pred.shape[1], np.int32), np.ones(pred.shape[1], np.float32)
+        best = np.ones(pred.shape[1], np.float32)
+    if min_score is not None:
+        keep = np.flatnonzero(best > np.float32(min_score))
+        pred, best = pred[:, keep], best[keep]
+    ids = pred[4:4 + num_classes].argmax(axis=0).astype(np.int32) if num_classes else np.zeros(len(best), np.int32)
     xyxy = _cxcywh_columns_to_xyxy(pred[0], pred[1], pred[2], pred[3])
     coefs = np.ascontiguousarray(pred[4 + num_classes:].T) if num_mask_coefs else None
     return Candidates(_scale_normalized(xyxy, spec), best, ids, coefs)
@@ -296,10 +303,11 @@ def protos_chw(protos: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(p.transpose(2, 0, 1)) if spec.output_layout == "NHWC" else p
 
 
-def decode_yolov8_seg(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Tuple[Candidates, np.ndarray]:
+def decode_yolov8_seg(outputs: Mapping[str, np.ndarray], spec: ModelSpec,
+                      min_score: Optional[float] = None) -> Tuple[Candidates, np.ndarray]:
     """YOLOv8/YOLO11-seg: (Candidates with mask_coefs (N, M), prototypes float32 (M, h, w))."""
     pred, protos = split_seg_outputs(outputs, spec)
-    return decode_yolov8(pred, spec, num_mask_coefs=len(protos)), protos
+    return decode_yolov8(pred, spec, num_mask_coefs=len(protos), min_score=min_score), protos
 
 
 # ---------------------------------------------------------------- selection, dequantization, metadata
@@ -367,22 +375,26 @@ def select_layout(outputs: Mapping[str, np.ndarray], spec: ModelSpec, override: 
     return infer_layout([np.shape(a) for a in outputs.values()], spec.num_classes)
 
 
-def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec,
-           layout: Optional[str] = None) -> Tuple[Candidates, Optional[np.ndarray]]:
-    """Float outputs (already dequantized) -> (Candidates in input pixels, prototypes (M, h, w) or None)."""
+def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, layout: Optional[str] = None,
+           min_score: Optional[float] = None) -> Tuple[Candidates, Optional[np.ndarray]]:
+    """Float outputs (already dequantized) -> (Candidates in input pixels, prototypes (M, h, w) or None).
+
+    min_score: a decoder may leave out candidates scoring <= min_score early (YOLOv8 layouts do); without it
+    every candidate is returned.
+    """
     layout = select_layout(outputs, spec, layout)
     if layout == "edgedet":
         protos = outputs.get(spec.proto_output) if spec.proto_output else None
         protos = None if protos is None or not spec.num_mask_coefs else protos_chw(protos, spec)
         return decode_edgedet(outputs, spec), protos
     if layout == "yolov8-seg":
-        return decode_yolov8_seg(outputs, spec)
+        return decode_yolov8_seg(outputs, spec, min_score)
     single = _single_output(outputs, layout)
     if layout == "grid":
         return decode_grid(single, spec), None
     if layout == "yolov5":
         return decode_yolov5(single, spec), None
-    return decode_yolov8(single, spec), None
+    return decode_yolov8(single, spec, min_score=min_score), None
 
 
 def _single_output(outputs: Mapping[str, np.ndarray], layout: str) -> np.ndarray:

@@ -45,7 +45,7 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
         raise EdgedetError(f"conf and iou must be in 0..1, got conf={conf} iou={iou}")
     with _stage(timer, "decode"):
         floats = dequantize_outputs(outputs, spec)
-        candidates, protos = decode(floats, spec, layout)
+        candidates, protos = decode(floats, spec, layout, min_score=conf)
         candidates = filter_candidates(candidates, conf, classes)
     with _stage(timer, "nms"):
         kept = nms(candidates.xyxy, candidates.scores, iou, class_ids=candidates.class_ids, agnostic=agnostic,

@@ -325,3 +325,18 @@ def test_bad_ultralytics_metadata_raises(metadata):
 def test_unrecognisable_outputs_raise():
     with pytest.raises(EdgedetError):
         decode({"a": np.zeros((2, 3, 4, 5, 6, 7), np.float32)}, plain_spec(2))
+
+
+@pytest.mark.parametrize("seg", [False, True])
+def test_yolov8_min_score_leaves_out_only_low_scores(seg):
+    outs, _ = seg_outputs()
+    spec = plain_spec(2, "yolov8-seg" if seg else "yolov8", num_mask_coefs=32 if seg else 0)
+    if not seg:
+        outs = {"output0": outs["output0"][:, :6]}
+    full, _ = decode(outs, spec)
+    early, _ = decode(outs, spec, min_score=0.5)
+    keep = full.scores > 0.5
+    np.testing.assert_array_equal(early.xyxy, full.xyxy[keep])
+    np.testing.assert_array_equal(early.class_ids, full.class_ids[keep])
+    if seg:
+        np.testing.assert_array_equal(early.mask_coefs, full.mask_coefs[keep])
