@@ -6,7 +6,7 @@
 Each epoch: augmented batches (flip, scale jitter, colour), AdamW with warm-up and a cosine schedule, an EMA
 of the weights, a progress bar with running losses and ETA, then validation of the EMA model (COCO box/mask
 AP and mIoU) and OUT/last.pt (resumable with --resume) plus OUT/best.pt (best validation fitness).
-Ctrl-C saves OUT/last.pt before exiting.
+Ctrl-C (or SIGTERM) saves OUT/last.pt before exiting.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -231,6 +232,10 @@ class Progress:
         self.stream.flush()
 
 
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cpu_seconds() -> float:
     """CPU time of this process plus its finished children (data loader workers), in seconds."""
     import resource
@@ -267,6 +272,7 @@ class Trainer:
         import torch
 
         self._setup_torch(torch)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill` saves like Ctrl-C does
         try:
             self._build()
             self._train_epochs()
