@@ -13,7 +13,7 @@ import numpy as np
 
 from device.errors import EdgedetError
 from device.letterbox import Letterbox
-from device.upsample import interpolate_rows, linear_taps_at
+from device.upsample import interpolate_cols, interpolate_rows, linear_taps_at
 
 
 def frame_to_map_coords(pixels: np.ndarray, axis: int, map_size: int, letterbox: Letterbox) -> np.ndarray:
@@ -26,8 +26,14 @@ def frame_to_map_coords(pixels: np.ndarray, axis: int, map_size: int, letterbox:
     return input_coord * np.float32(map_size / input_size) - np.float32(0.5)
 
 
-def _sample(maps: np.ndarray, rows: Tuple[np.ndarray, ...], cols: Tuple[np.ndarray, ...]) -> np.ndarray:
-    """Bilinear sample (C, h, w) at taps rows = (i0, i1, w1) and cols = (j0, j1, w1) -> float32 (C, len(rows), len(cols))."""
+def _resample(maps: np.ndarray, rows, cols) -> np.ndarray:
+    """Bilinear resample of (C, h, w) at row taps and column taps (i0, i1, w1) -> float32 (C, len(rows), len(cols)),
+    as tiled matrix products (for large outputs such as whole frames)."""
+    return interpolate_rows(interpolate_cols(maps, cols), rows)
+
+
+def _sample(maps: np.ndarray, rows, cols) -> np.ndarray:
+    """The same as `_resample` by direct gathers: cheaper for small outputs such as one box."""
     r0, r1, rw = rows
     c0, c1, cw = cols
     low = maps[:, r0]
@@ -83,8 +89,7 @@ def semantic_logits_in_frame(logits: np.ndarray, letterbox: Letterbox) -> np.nda
     frame_h, frame_w = letterbox.src_hw
     rows = linear_taps_at(frame_to_map_coords(np.arange(frame_h), 0, logits.shape[1], letterbox), logits.shape[1])
     cols = linear_taps_at(frame_to_map_coords(np.arange(frame_w), 1, logits.shape[2], letterbox), logits.shape[2])
-    wide = interpolate_rows(np.ascontiguousarray(logits.transpose(0, 2, 1)), cols)  # (S, W, h): columns first
-    return interpolate_rows(np.ascontiguousarray(wide.transpose(0, 2, 1)), rows)
+    return _resample(logits, rows, cols)
 
 
 def semantic_map(logits: np.ndarray, letterbox: Letterbox) -> np.ndarray:
