@@ -155,3 +155,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_data_shapes_generates_the_synthetic_set_once(tmp_path, monkeypatch):
+    from edgedet.train import TrainConfig, synthetic_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--data", "shapes", "--synth-train", "6", "--synth-val", "2", "--imgsz", "64", "--epochs", "1",
+            "--batch", "4", "--max-steps", "1", "--workers", "0", "--threads", "1", "--out", "run"]
+    assert cli_main(args) == 0
+    folder = tmp_path / synthetic_data_dir(TrainConfig(imgsz=64, synth_train=6, synth_val=2))
+    assert len(list((folder / "train" / "images").iterdir())) == 6
+    stamp = (folder / "dataset.yaml").stat().st_mtime_ns
+    assert cli_main(args[:-1] + ["run2"]) == 0
+    assert (folder / "dataset.yaml").stat().st_mtime_ns == stamp
+    assert (tmp_path / "run2" / "best.pt").is_file()
