@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `edgedet run` flags (kept import-light: nothing heavy is imported to build the parser)."""
     parser.add_argument("--model", required=True, help="model file: .onnx or .tflite (edgedet or Ultralytics export)")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", help="camera index (0 = /dev/video0) or 'picam' (Raspberry Pi camera via picamera2)")
+    src.add_argument("--camera", help="camera index (0 = /dev/video0), a /dev/video* device, or 'picam' "
+                                      "(Raspberry Pi camera via picamera2)")
     src.add_argument("--source", help="video file, image, folder, glob ('imgs/*.jpg'), RTSP/HTTP URL, or 'synthetic'")
     parser.add_argument("--conf", type=float, default=0.25, help="minimum detection score (default 0.25)")
     parser.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
@@ -116,9 +117,10 @@ class RunOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "RunOptions":
         source = args.camera if args.camera is not None else args.source
-        if args.camera is not None and not (str(args.camera).isdigit() or args.camera == "picam"):
-            raise EdgedetError(f"--camera expects an index (0, 1, ...) or 'picam', got {args.camera!r}; "
-                               f"use --source for files and URLs")
+        camera = args.camera
+        if camera is not None and not (camera.isdigit() or camera == "picam" or camera.startswith("/dev/video")):
+            raise EdgedetError(f"--camera expects an index (0, 1, ...), a /dev/video* device or 'picam', "
+                               f"got {camera!r}; use --source for files and URLs")
         if args.max_frames is not None and args.max_frames < 1:
             raise EdgedetError(f"--max-frames must be >= 1, got {args.max_frames}")
         if args.log_every <= 0:

@@ -94,6 +94,8 @@ def open_source(text, *, imgsz: Optional[Tuple[int, int]] = None, open_timeout: 
     if text.isdigit():
         return LiveSource(f"camera {text}", _camera_opener(int(text)), policy, open_timeout,
                           on_fail=lambda: _camera_failure(int(text)))
+    if text.startswith("/dev/video"):  # a V4L2 device node is a camera, not a file to read in order
+        return LiveSource(text, _camera_opener(text), policy, open_timeout, on_fail=lambda: _camera_failure(text))
     if text == "picam":
         return LiveSource("picam", _picam_opener(imgsz or (size_wh[1], size_wh[0])), policy, open_timeout)
     if text == "synthetic":
@@ -133,10 +135,12 @@ def video_devices() -> List[str]:
     return sorted(globlib.glob("/dev/video*"))
 
 
-def _camera_failure(index: int) -> str:
+def _camera_failure(camera) -> str:
+    """The error for a camera index or /dev/video* path that cannot be opened, listing the devices present."""
     devices = video_devices()
     present = ", ".join(devices) if devices else "none"
-    return f"cannot open camera {index} (/dev/video{index}); video devices present: {present}"
+    name = f"camera {camera} (/dev/video{camera})" if isinstance(camera, int) else f"camera {camera}"
+    return f"cannot open {name}; video devices present: {present}"
 
 
 # ------------------------------------------------------------------------------------------ file sources
@@ -280,9 +284,10 @@ class SyntheticSource(Source):
 # ------------------------------------------------------------------------------------------ live sources
 
 
-def _camera_opener(index: int) -> Callable[[], object]:
+def _camera_opener(camera) -> Callable[[], object]:
+    """camera: an index (0 = /dev/video0) or a device path."""
     def open_camera():
-        capture = cv2.VideoCapture(index)
+        capture = cv2.VideoCapture(camera)
         if not capture.isOpened():
             capture.release()
             return None

@@ -214,6 +214,11 @@ def test_missing_camera_fails_listing_video_devices():
     assert "\n" not in str(info.value)
 
 
+def test_missing_camera_device_path_is_treated_as_a_camera():
+    with pytest.raises(EdgedetError, match=r"cannot open camera /dev/video57; video devices present: "):
+        open_source("/dev/video57", open_timeout=3.0)
+
+
 def test_a_source_that_hangs_while_opening_is_given_up_after_the_open_timeout():
     release = threading.Event()
 
