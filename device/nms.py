@@ -42,20 +42,23 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, class
 
 def _box_rows(boxes: np.ndarray, scores: np.ndarray):
     """(N, 4) xyxy -> (float64 (5, N) rows (x1, y1, -x2, -y2, area), the layout `_greedy` works on; bool (N,)
-    valid: finite score and coordinates, positive width and height)."""
+    valid: finite score and coordinates, positive width and height, or None when every box is valid)."""
     rows = np.empty((5, len(boxes)), dtype=np.float64)
     rows[0:2] = boxes[:, 0:2].T
     np.negative(boxes[:, 2:4].T, out=rows[2:4])
     with np.errstate(invalid="ignore", over="ignore"):
         neg_wh = rows[0:2] + rows[2:4]  # (-w, -h); NaN fails every comparison and inf - inf is NaN
         np.multiply(neg_wh[0], neg_wh[1], out=rows[4])
+        if len(boxes) and neg_wh.max() < 0 and np.isfinite(np.dot(rows[4], scores)):  # the common case, two passes
+            return rows, None
         valid = (np.maximum(neg_wh[0], neg_wh[1]) < 0) & np.isfinite(rows[4] * scores)
     return rows, valid
 
 
-def _by_score(valid: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Indices of the valid boxes by descending score, ties by index (a stable sort, as OpenCV's)."""
-    if valid.all():
+def _by_score(valid: Optional[np.ndarray], scores: np.ndarray) -> np.ndarray:
+    """Indices of the valid boxes (all if `valid` is None) by descending score, ties by index (a stable sort,
+    as OpenCV's)."""
+    if valid is None:
         return np.argsort(np.negative(scores), kind="stable")
     candidates = np.flatnonzero(valid)
     return candidates[np.argsort(np.negative(scores[candidates]), kind="stable")]
