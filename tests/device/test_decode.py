@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from device.decode import (Candidates, decode, decode_edgedet, decode_edgedet_level, decode_grid, decode_yolov5,
+from device.decode import (decode, decode_edgedet, decode_edgedet_level, decode_grid, decode_yolov5,
                            decode_yolov8, dequantize_outputs, infer_layout, select_layout,
                            spec_from_ultralytics_metadata)
 from device.errors import EdgedetError
