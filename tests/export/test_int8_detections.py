@@ -1,0 +1,59 @@
+"""Golden int8 test on the trained shipped model: int8 detections match fp32 ones by IoU, not equality.
+
+Needs edgedet/weights/edgedet-n-320.pt (trained by `make train-shipped`); skipped without it, since an
+untrained model has no confident detections to compare.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+FP32_SCORE = 0.4  # fp32 detections at least this confident must be found again in int8
+INT8_CONF = 0.2  # int8 detector threshold (a little lower: scores move by a few hundredths)
+MIN_IOU = 0.9  # same class and IoU >= this counts as the same detection
+
+
+@pytest.fixture(scope="module")
+def shipped_exports(tmp_path_factory):
+    """{"onnx", "onnx-int8", "tflite", "tflite-int8": path} of the shipped model at 320, and the val images."""
+    from edgedet.cli import main
+    from edgedet.models import SHIPPED_CHECKPOINT
+
+    if not SHIPPED_CHECKPOINT.is_file():
+        pytest.skip(f"shipped checkpoint {SHIPPED_CHECKPOINT} not trained yet")
+    from export.exporter import ExportConfig, export_artifacts
+
+    data = tmp_path_factory.mktemp("synth320")
+    assert main(["data", "synth", "--out", str(data), "--train", "24", "--val", "4", "--imgsz", "320",
+                 "--seed", "1", "--workers", "1"]) == 0
+    config = ExportConfig(checkpoint="shipped", formats=["onnx", "onnx-int8", "tflite", "tflite-int8"],
+                          out=tmp_path_factory.mktemp("shipped"), calib=str(data), calib_size=24)
+    _, _, written = export_artifacts(config)
+    return written, sorted((data / "val" / "images").iterdir())
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "tflite"])
+def test_int8_detections_match_fp32_by_iou(runtime, shipped_exports):
+    import cv2
+
+    from device.boxes import box_iou
+    from device.pipeline import Detector
+
+    paths, images = shipped_exports
+    fp32 = Detector(paths[runtime], conf=FP32_SCORE, threads=1)
+    int8 = Detector(paths[f"{runtime}-int8"], conf=INT8_CONF, threads=1)
+    compared = 0
+    for image_path in images:
+        image = cv2.imread(str(image_path))
+        reference, quantized = fp32.predict(image), int8.predict(image)
+        if len(reference) == 0:
+            continue
+        assert len(quantized) > 0, image_path.name
+        iou = box_iou(reference.xyxy, quantized.xyxy)
+        same_class = reference.class_ids[:, None] == quantized.class_ids[None, :]
+        best = np.where(same_class, iou, 0.0).max(axis=1)
+        assert (best >= MIN_IOU).all(), f"{image_path.name}: unmatched fp32 detections, best IoU {best.round(3)}"
+        compared += len(reference)
+    assert compared >= 3, "too few confident fp32 detections to compare"
