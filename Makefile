@@ -47,3 +47,15 @@ demo: setup
 .PHONY: pi-check
 pi-check: setup
 	scripts/pi_check.sh
+
+# ---- train-shipped (H3): retrain the shipped checkpoint edgedet/weights/edgedet-n-320.pt from scratch, then
+# evaluate it afresh on the synthetic val split. Two DDP processes (gloo) of one thread each; per-epoch
+# validation in runs/shipped-n320/metrics.jsonl, log on stderr. --time-limit ends the cosine schedule on time.
+SHIPPED_RUN := runs/shipped-n320
+.PHONY: train-shipped
+train-shipped: setup
+	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
+	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
+	  --model n --imgsz 320 --epochs 6 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 66 --out $(SHIPPED_RUN)
+	cp $(SHIPPED_RUN)/best.pt edgedet/weights/edgedet-n-320.pt
+	.venv/bin/edgedet eval --model edgedet/weights/edgedet-n-320.pt --data runs/shapes320
