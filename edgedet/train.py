@@ -277,7 +277,7 @@ class Trainer:
             self._build()
             self._train_epochs()
         except KeyboardInterrupt:
-            if self.is_main and hasattr(self, "optimizer"):
+            if self.is_main and hasattr(self, "started"):  # the loop had begun: there is state to save
                 path = self._save_last(self.epoch, {})
                 print(f"\ninterrupted: saved {path} (resume with --resume {path})", file=sys.stderr)
             raise
