@@ -176,7 +176,8 @@ class Runner:
         self.last_detections: List[dict] = []  # the latest frame's detections for the status page
         self._times: deque = deque(maxlen=120)  # perf_counter of recent outputs, for the rolling FPS
         self._lock = threading.Lock()
-        self._worker_error: Optional[BaseException] = None
+        self._worker_error: Optional[BaseException] = None  # an output failed for good: stop now
+        self._capture_error: Optional[BaseException] = None  # the source broke: finish the frames read, then fail
         self._consecutive_failures = 0  # frames in a row that failed
         self._reading_done = threading.Event()  # set when the inference loop ends: the capture thread stops
         self._display_frame = None
@@ -257,8 +258,9 @@ class Runner:
             self._close()
         if self.detector is not None:
             self._print_summary()
-        if self._worker_error is not None:
-            raise self._worker_error
+        error = self._worker_error or self._capture_error
+        if error is not None:
+            raise error
         return 0
 
     def _loop(self) -> None:
@@ -301,7 +303,7 @@ class Runner:
 
     def _prepare_worker(self, ready: queue.Queue) -> None:
         """Capture thread side: read frames in order (or the newest, live) and preprocess them."""
-        stop, timer = self.options.stop_event, self.detector.timer
+        timer = self.detector.timer
         frames_read = 0
         try:
             while not self._stopping():
@@ -324,9 +326,10 @@ class Runner:
                     continue
                 if not self._offer(ready, (frame, prepared, timer.take_record(), started)):
                     break
-        except EdgedetError as error:  # too many failures in a row
-            self._worker_error = error
-            stop.set()
+        except Exception as error:  # too many failures in a row, or a source that broke: like the end of the
+            # stream, the frames already read are still processed and written; then the run ends with this error
+            log.error("capture thread stopped: %s: %s", type(error).__name__, error)
+            self._capture_error = error
         finally:
             self._offer(ready, None)
 

@@ -322,3 +322,19 @@ def test_status_page_lists_the_last_detections_and_stop_event_ends_the_run(tmp_p
         thread.join(30)
     assert result["code"] == 0 and runner.server.hub.closed
     assert len(read_jsonl(tmp_path / "d.jsonl")) == runner.frames_done
+
+
+def test_a_source_that_breaks_ends_the_run_with_its_message_and_keeps_the_output(tmp_path, capsys, monkeypatch):
+    real_read = SyntheticSource.read
+
+    def breaking_read(self, timeout=1.0):
+        if self._index == 3:
+            raise OSError("camera cable pulled")
+        return real_read(self, timeout)
+
+    monkeypatch.setattr(SyntheticSource, "read", breaking_read)
+    with pytest.raises(OSError, match="camera cable pulled"):
+        main(["run", "--model", str(make_onnx_model(tmp_path / "toy.onnx")), "--source", "synthetic",
+              "--json", str(tmp_path / "d.jsonl")])
+    assert [line["frame"] for line in read_jsonl(tmp_path / "d.jsonl")] == [0, 1, 2]
+    assert "capture thread stopped: OSError: camera cable pulled" in capsys.readouterr().err
