@@ -195,6 +195,8 @@ def _parse_ground_truth(gt: dict, images: _Images, category_ids: List, iou_type:
 def _gt_rle(ann: dict, shape_hw) -> dict:
     if "segmentation" not in ann:
         raise EdgedetError(f"ground-truth annotation id {ann.get('id')} has no 'segmentation' (needed for segm)")
+    if min(int(shape_hw[0]), int(shape_hw[1])) <= 0:
+        raise EdgedetError(f"image {ann.get('image_id')} has no 'height'/'width' in the ground truth (needed for segm)")
     return segmentation_to_rle(ann["segmentation"], int(shape_hw[0]), int(shape_hw[1]))
 
 

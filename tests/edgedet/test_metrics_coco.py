@@ -260,3 +260,11 @@ def test_bad_inputs_are_edgedet_errors(gt, results, message):
 def test_unknown_iou_type_is_an_edgedet_error():
     with pytest.raises(EdgedetError, match="unknown iou type"):
         coco_evaluate({"images": [{"id": 1}], "categories": [{"id": 1}]}, [], "keypoints")
+
+
+def test_segm_needs_image_sizes():
+    gt = {"images": [{"id": 1}], "categories": [{"id": 1}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4, "iscrowd": 0,
+                           "segmentation": [[0, 0, 2, 0, 2, 2]]}]}
+    with pytest.raises(EdgedetError, match="height"):
+        coco_evaluate(gt, [], "segm")
