@@ -93,15 +93,21 @@ def strings_to_counts(texts: Sequence[Union[str, bytes]]):
 
 
 def _undo_deltas_many(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """counts[m] = values[m] + counts[m-2] for m > 2 inside each string: segmented cumulative sums per parity."""
+    """counts[m] = values[m] + counts[m-2] for m > 2 inside each string.
+
+    Every stride-2 chain of a string is a stretch of a global stride-2 running sum G, so
+    counts = G[i] - G[chain start - 2], with G padded by two zeros in front.
+    """
+    running = np.empty(len(values) + 2, dtype=np.int64)
+    running[:2] = 0
+    running[2::2] = np.cumsum(values[0::2])
+    running[3::2] = np.cumsum(values[1::2])
     owner = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    m = np.arange(len(values)) - offsets[owner]
-    counts = values.copy()
-    for parity, first in ((1, 1), (0, 2)):
-        member = (m % 2 == parity) & (m >= first)
-        running = np.cumsum(np.where(member, values, 0))
-        before = np.concatenate([[0], running])[offsets[:-1]]  # running sum before each string
-        counts = np.where(member, running - before[owner], counts)
+    start = offsets[:-1][owner]
+    m = np.arange(len(values)) - start
+    base = start + 2 - (m % 2)  # padded index (+2) of the element two before the chain start
+    counts = running[2:] - running[base]
+    counts[offsets[:-1][np.diff(offsets) > 0]] = values[offsets[:-1][np.diff(offsets) > 0]]  # m = 0
     if (counts < 0).any():
         raise EdgedetError("RLE counts string decodes to negative run lengths")
     return counts
