@@ -7,6 +7,7 @@ align_corners=True maps the corner pixels onto each other, src = dst * (in - 1) 
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import numpy as np
@@ -89,8 +90,105 @@ def bilinear(x: np.ndarray, size_hw: Tuple[int, int], align_corners: bool = Fals
     """
     x = np.asarray(x, dtype=np.float32)
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    factor_y, factor_x = _power_of_two_factor(h, size_hw[0]), _power_of_two_factor(w, size_hw[1])
+    if factor_y and factor_x and not align_corners:
+        return _bilinear_power_of_two(x.reshape(-1, h, w), factor_y, factor_x).reshape(*lead, *size_hw)
     wide = interpolate_cols(x.reshape(-1, h, w), linear_taps(w, size_hw[1], align_corners))
     return _resize_rows(wide, size_hw[0], align_corners).reshape(*lead, size_hw[0], size_hw[1])
+
+
+def _power_of_two_factor(in_size: int, out_size: int) -> int:
+    """out / in when it is an exact power of two (1, 2, 4, ...), else 0. Only then are torch's float32 source
+    coordinates (dst + 0.5) / factor - 0.5 exact, so the periodic taps below equal torch's weights exactly."""
+    factor, rest = divmod(out_size, in_size)
+    return factor if rest == 0 and factor & (factor - 1) == 0 else 0
+
+
+def _bilinear_power_of_two(planes: np.ndarray, factor_y: int, factor_x: int) -> np.ndarray:
+    """(n, h, w) float32 -> (n, h * factor_y, w * factor_x), align_corners=False, for power-of-two factors.
+
+    With an integer factor the taps repeat every `factor` outputs: output i * f + p mixes source i with its
+    neighbour i - 1 or i + 1 (weight |(p + 0.5) / f - 0.5|), clamped at the borders. So one small mixing matrix
+    serves every tile of source pixels; windows of the edge-padded source are strided views (no gathers), and
+    each pass is one batched matrix product writing its output once. Channels go in blocks whose row-padded
+    column-pass result stays in cache until the row pass reads it.
+    """
+    n, h, w = planes.shape
+    out_h, out_w = h * factor_y, w * factor_x
+    padded = np.empty((n, h, w + 2), dtype=np.float32)  # columns -1 and w repeat the border columns
+    padded[:, :, 1:-1] = planes
+    padded[:, :, 0], padded[:, :, -1] = planes[:, :, 0], planes[:, :, -1]
+    out = np.empty((n, out_h, out_w), dtype=np.float32)
+    block = max(1, min(n, _BLOCK_BYTES // ((h + 2) * out_w * 4)))
+    wide = np.empty((block, h + 2, out_w), dtype=np.float32)  # column-pass result with rows -1 and h repeated
+    col_tile, row_tile = min(_COL_TILE, w), min(_ROW_TILE, h)
+    col_mix = _periodic_mix(factor_x, col_tile).T  # matmul takes the transposed view as it is
+    row_mix = _periodic_mix(factor_y, row_tile)
+    for start in range(0, n, block):
+        count = min(block, n - start)
+        _cols_periodic(padded[start:start + count], factor_x, col_tile, col_mix, wide[:count])
+        wide[:count, 0], wide[:count, -1] = wide[:count, 1], wide[:count, -2]
+        _rows_periodic(wide[:count], factor_y, row_tile, row_mix, out[start:start + count])
+    return out
+
+
+_BLOCK_BYTES = 2 << 20  # channels per block: their column-pass results (h + 2, W) float32 fit in this many bytes (L2)
+_COL_TILE = 8  # source columns per mixing matrix in the column pass (K = tile + 2 per product)
+_ROW_TILE = 4  # source rows per mixing matrix in the row pass
+
+
+@functools.lru_cache(maxsize=64)
+def _periodic_mix(factor: int, tile: int) -> np.ndarray:
+    """float32 (tile * factor, tile + 2), read-only and cached: output i * factor + p of a tile from its
+    edge-padded sources (column j of the matrix is source j - 1), weights of torch's align_corners=False taps."""
+    mix = np.zeros((tile * factor, tile + 2), dtype=np.float32)
+    for phase in range(factor):
+        offset = (phase + 0.5) / factor - 0.5  # source position minus i, in (-0.5, 0.5), exact in float32
+        rows = np.arange(tile) * factor + phase
+        near = np.arange(tile) + 1
+        other = near + (1 if offset >= 0 else -1)
+        mix[rows, near] = 1 - abs(offset)
+        mix[rows, other] = abs(offset)
+    mix.setflags(write=False)
+    return mix
+
+
+def _strided(base: np.ndarray, shape, strides) -> np.ndarray:
+    """A view of `base` (whose memory it shares) with the given shape and byte strides, windows may overlap."""
+    return np.ndarray(shape, dtype=base.dtype, buffer=base.base if base.base is not None else base,
+                      offset=_offset(base), strides=strides)
+
+
+def _offset(view: np.ndarray) -> int:
+    root = view.base if view.base is not None else view
+    return view.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+
+
+def _cols_periodic(padded: np.ndarray, factor: int, tile: int, mix_t: np.ndarray, wide: np.ndarray) -> None:
+    """Column pass: padded (b, h, w + 2) -> rows 1..h of wide (b, h + 2, w * factor); mix_t (tile + 2, tile * factor)."""
+    b, h, w = padded.shape[0], padded.shape[1], padded.shape[2] - 2
+    tiles, rest = divmod(w, tile)
+    sp, sw = padded.strides, wide.strides
+    body = wide[:, 1:-1]
+    if tiles:
+        src = _strided(padded, (tiles, b, h, tile + 2), (tile * sp[2], sp[0], sp[1], sp[2]))
+        dst = _strided(body, (tiles, b, h, tile * factor), (tile * factor * sw[2], sw[0], sw[1], sw[2]))
+        np.matmul(src, mix_t, out=dst)
+    if rest:
+        np.matmul(padded[:, :, tiles * tile:], _periodic_mix(factor, rest).T, out=body[:, :, tiles * tile * factor:])
+
+
+def _rows_periodic(wide: np.ndarray, factor: int, tile: int, mix: np.ndarray, out: np.ndarray) -> None:
+    """Row pass: wide (b, h + 2, W) (rows -1 and h repeated) -> out (b, h * factor, W); mix (tile * factor, tile + 2)."""
+    b, h, width = wide.shape[0], wide.shape[1] - 2, wide.shape[2]
+    tiles, rest = divmod(h, tile)
+    sw, so = wide.strides, out.strides
+    if tiles:
+        src = _strided(wide, (b, tiles, tile + 2, width), (sw[0], tile * sw[1], sw[1], sw[2]))
+        dst = _strided(out, (b, tiles, tile * factor, width), (so[0], tile * factor * so[1], so[1], so[2]))
+        np.matmul(mix, src, out=dst)
+    if rest:
+        np.matmul(_periodic_mix(factor, rest), wide[:, tiles * tile:], out=out[:, tiles * tile * factor:])
 
 
 def _resize_rows(planes: np.ndarray, out_h: int, align_corners: bool) -> np.ndarray:

@@ -95,3 +95,16 @@ def test_bad_arguments_raise():
         upsample(np.zeros((2, 2)), (0, 4))
     with pytest.raises(EdgedetError):
         conv_transpose2d(np.zeros((1, 2, 2, 2)), np.zeros((3, 1, 3, 3)))
+
+
+@pytest.mark.parametrize("h, w, out_h, out_w", [(5, 11, 40, 22), (8, 16, 32, 128), (3, 9, 3, 36), (13, 4, 52, 4)])
+def test_power_of_two_bilinear_equals_torch(h, w, out_h, out_w, monkeypatch):
+    """The periodic-tap path (exact 1x/2x/4x/8x factors): tiles with remainders, several channel blocks."""
+    import device.upsample as upsample_module
+    monkeypatch.setattr(upsample_module, "_BLOCK_BYTES", 1)  # one channel per block
+    x = np.random.default_rng(h * w).normal(size=(2, 3, h, w)).astype(np.float32)
+    ref = F.interpolate(torch.from_numpy(x), size=(out_h, out_w), mode="bilinear", align_corners=False).numpy()
+    got = upsample(x, (out_h, out_w), "bilinear")
+    assert got.shape == ref.shape and got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(upsample(x[0, 0], (out_h, out_w), "bilinear"), ref[0, 0], atol=1e-5, rtol=0)
