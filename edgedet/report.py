@@ -259,6 +259,7 @@ COLUMNS: List[Tuple[str, Callable[[Row], str]]] = [
     ("p50 ms", lambda r: _latency(r, "end_to_end", "p50")),
     ("p90 ms", lambda r: _latency(r, "end_to_end", "p90")),
     ("p99 ms", lambda r: _latency(r, "end_to_end", "p99")),
+    ("infer p50", lambda r: _latency(r, "inference", "p50")),
     ("speedup", lambda r: "–" if r.speedup is None else f"{r.speedup:.2f}x"),
     ("FPS", lambda r: _fmt(r.record.get("fps"))),
     ("size MB", lambda r: _fmt(r.record["model"].get("size_mb"), ".2f")),
@@ -267,7 +268,8 @@ COLUMNS: List[Tuple[str, Callable[[Row], str]]] = [
 TABLE_NOTE = ("★ = Pareto-optimal on this machine (no variant is both faster and more accurate; accuracies within "
               f"{ACCURACY_TIE} points count as equal). mAP = box "
               "mAP@0.5:0.95 in %; ΔmAP (points) and speedup (end-to-end p50) against the fp32 variant of the same "
-              "format, input size and threads (else the PyTorch or ONNX fp32 one). Latency is end to end, in ms.")
+              "format, input size and threads (else the PyTorch or ONNX fp32 one). Latency in ms: p50/p90/p99 end to end (one "
+              "frame through preprocess, inference, decode, NMS, masks, semantic map); infer p50 = the model alone.")
 
 
 def markdown_tables(tables: Sequence[MachineTable]) -> str:
@@ -416,31 +418,39 @@ def plot_pareto(tables: Sequence[MachineTable], path: Path) -> None:
 
 
 def _pareto_panel(ax, table: MachineTable) -> None:
-    families = {model_family(row.record) for row in table.rows}
+    rows = [row for row in table.rows if accuracy_of(row.record) is not None]  # sorted by latency
+    families = {model_family(row.record) for row in rows}
     plotted = set()
-    for row in table.rows:
-        accuracy = accuracy_of(row.record)
-        if accuracy is None:
-            continue
+    for rank, row in enumerate(rows):
+        x, y = latency_of(row.record), accuracy_of(row.record)
         fmt, precision = row.record["model"]["format"], row.record["model"]["precision"]
         label = f"{fmt} {precision}"
-        ax.scatter(latency_of(row.record), accuracy, marker=MARKER_OF_FORMAT.get(fmt, "D"), s=60,
-                   color=COLOR_OF_PRECISION.get(precision, "tab:gray"), edgecolors="black",
-                   label=None if label in plotted else label, zorder=3)
+        ax.scatter(x, y, marker=MARKER_OF_FORMAT.get(fmt, "D"), s=60, color=COLOR_OF_PRECISION.get(precision, "tab:gray"),
+                   edgecolors="black", label=None if label in plotted else label, zorder=3)
         plotted.add(label)
         text = f"{row.record['imgsz']}px {row.record['threads']}t"
         text = f"{model_family(row.record)} {text}" if len(families) > 1 else text
-        ax.annotate(text, (latency_of(row.record), accuracy), textcoords="offset points", xytext=(5, 4), fontsize=7)
-    front = [(latency_of(r.record), accuracy_of(r.record)) for r in table.rows if r.pareto]
-    if front:
-        xs, ys = zip(*sorted(front))
-        ax.step(xs, ys, where="post", linestyle="--", color="black", linewidth=1, label="Pareto front", zorder=2)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(6, 5 if rank % 2 == 0 else -11), fontsize=7)
+    _draw_front(ax, [(latency_of(r.record), accuracy_of(r.record)) for r in rows if r.pareto],
+                max((latency_of(r.record) for r in rows), default=0.0))
     ax.margins(x=0.15, y=0.12)
     ax.set_title(table.machine, fontsize=9)
     ax.set_xlabel("end-to-end latency p50 (ms)")
     ax.set_ylabel("box mAP@0.5:0.95 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+def _draw_front(ax, front: List[Tuple[float, float]], x_end: float) -> None:
+    """The front as a dashed staircase (best accuracy within a latency budget), carried on to the slowest
+    variant's latency, with each Pareto-optimal point ringed."""
+    if not front:
+        return
+    xs, ys = (list(v) for v in zip(*sorted(front)))
+    ax.scatter(xs, ys, s=220, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
+    xs.append(max(x_end, xs[-1]))
+    ys.append(ys[-1])
+    ax.step(xs, ys, where="post", linestyle="--", color="black", linewidth=1, label="Pareto front (ringed)", zorder=2)
 
 
 def plot_stages(tables: Sequence[MachineTable], path: Path) -> None:
