@@ -140,3 +140,25 @@ def test_tiny_sweep_exports_then_measures_and_reports(tiny_checkpoint, synth_dat
     md = (tmp_path / "rep" / "report.md").read_text()
     assert md.count("| tiny") == 4 and "★" in md
     assert (tmp_path / "rep" / "pareto.png").stat().st_size > 1000
+
+
+def test_interrupted_run_keeps_every_finished_variant(tmp_path, monkeypatch):
+    """Ctrl-C during the second variant: the first one's record is already in results.jsonl and results.csv."""
+    variants = [bench.Variant(f"/m/{p}.onnx", 320, 1, "onnx", p) for p in ("fp32", "int8")]
+    monkeypatch.setattr(bench, "plan_variants", lambda models, imgsz, threads: variants)
+    calls = []
+
+    def fake_run_variant(variant, config, workdir):
+        calls.append(variant.label)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return record("onnx", variant.precision, 10.0, 0.4)
+
+    monkeypatch.setattr(bench, "run_variant", fake_run_variant)
+    config = bench.BenchConfig(data=str(tmp_path), out=tmp_path / "out", models=["/m/fp32.onnx", "/m/int8.onnx"])
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_bench(config)
+    assert len(calls) == 2
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and bench.validate_record(json.loads(lines[0])) is None
+    assert len(list(csv.DictReader(open(tmp_path / "out" / "results.csv")))) == 1
