@@ -25,7 +25,10 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, class
     scores = np.asarray(scores).reshape(-1)
     if len(scores) != len(boxes):
         raise ValueError(f"nms: {len(boxes)} boxes but {len(scores)} scores")
-    rows, valid = _box_rows(boxes, scores)
+    class_aware = class_ids is not None and not agnostic
+    rows, valid = _box_rows(boxes, scores, _work_dtype(boxes, class_aware))
+    if valid is not None and rows.dtype != np.float64:  # invalid (or float32-overflowing) boxes: the float64 rules
+        rows, valid = _box_rows(boxes, scores, np.float64)
     order = _by_score(valid, scores)
     if top_k is not None:
         order = order[:max(int(top_k), 0)]
@@ -33,17 +36,25 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, class
     if limit == 0:
         return np.zeros(0, np.int64)
     rows = np.take(rows, order, axis=1)
-    if class_ids is not None and not agnostic:
+    if class_aware:
         _offset_by_class(rows, np.asarray(class_ids).reshape(-1), order, len(boxes))
     t = float(np.float32(iou_threshold))  # OpenCV compares against a float32 threshold
     rows[4] *= t / (1.0 + t)
     return _greedy(rows, order, limit)
 
 
-def _box_rows(boxes: np.ndarray, scores: np.ndarray):
-    """(N, 4) xyxy -> (float64 (5, N) rows (x1, y1, -x2, -y2, area), the layout `_greedy` works on; bool (N,)
+def _work_dtype(boxes: np.ndarray, class_aware: bool):
+    """float32 for small sets of float32 boxes (half the memory traffic of the (block, N) passes, where NumPy call
+    overhead dominates); float64 otherwise: float64 inputs keep their precision, and class offsets push
+    coordinates to magnitudes where float32 steps are coarse."""
+    small = len(boxes) <= _SMALL
+    return np.float32 if small and boxes.dtype == np.float32 and not class_aware else np.float64
+
+
+def _box_rows(boxes: np.ndarray, scores: np.ndarray, dtype=np.float64):
+    """(N, 4) xyxy -> (`dtype` (5, N) rows (x1, y1, -x2, -y2, area), the layout `_greedy` works on; bool (N,)
     valid: finite score and coordinates, positive width and height, or None when every box is valid)."""
-    rows = np.empty((5, len(boxes)), dtype=np.float64)
+    rows = np.empty((5, len(boxes)), dtype=dtype)
     rows[0:2] = boxes[:, 0:2].T
     np.negative(boxes[:, 2:4].T, out=rows[2:4])
     with np.errstate(invalid="ignore", over="ignore"):
@@ -86,8 +97,11 @@ def _greedy(rows: np.ndarray, index: np.ndarray, limit: int) -> np.ndarray:
     """
     kept, small = [], index.size <= _SMALL
     while index.size:
+        if small and index.size <= len(_BITS):  # what is left fits one block: resolve it all, no survivor pass
+            kept.extend(index[_resolve_block(_suppression(rows, rows), limit - len(kept))].tolist())
+            break
         if small:  # few boxes: one (block, remaining) pass serves both steps
-            size = min(_SMALL_BLOCK, index.size)
+            size = _SMALL_BLOCK
             suppress = _suppression(rows[:, :size], rows)
             local = _resolve_block(suppress[:, :size], limit - len(kept))
             later = suppress[local, size:]
@@ -109,14 +123,17 @@ def _suppression(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     corner = np.maximum(a[0:4, :, None], b[0:4, None, :])  # (max x1, max y1, -min x2, -min y2)
     neg_wh = corner[0:2]
     neg_wh += corner[2:4]
-    np.minimum(neg_wh, 0, out=neg_wh)
+    np.minimum(neg_wh[0], 0, out=neg_wh[0])  # no overlap in x: product 0; in y only: product <= 0, never > area
     return neg_wh[0] * neg_wh[1] > a[4][:, None] + b[4][None, :]
 
 
 def _resolve_block(suppress: np.ndarray, limit: int) -> list:
-    """Greedy NMS inside one block: suppress (B, B) bool, B <= 62, only row i < column j counts. Kept rows."""
+    """Greedy NMS inside one block: suppress (B, B) bool, B <= 62, only row i < column j counts. Kept rows.
+
+    Row i's bits for columns j <= i (itself, earlier rows) are ORed into `dead` only after row i was decided,
+    and only later rows are tested, so they need no masking."""
     size = len(suppress)
-    row_bits = np.dot(suppress & _UPPER[:size, :size], _BITS[:size]).tolist()  # row i: bitmask of rows it kills
+    row_bits = np.dot(suppress, _BITS[:size]).tolist()  # row i: bitmask of the rows it overlaps
     dead, kept = 0, []
     for row in range(size):
         if not dead >> row & 1:
@@ -130,5 +147,4 @@ def _resolve_block(suppress: np.ndarray, limit: int) -> list:
 _SMALL = 400  # at most this many candidates: small blocks tested against everything left in one pass
 _SMALL_BLOCK = 8  # block size then
 _LARGE_BLOCK = 32  # block size for more candidates
-_UPPER = np.triu(np.ones((62, 62), dtype=bool), 1)  # strictly upper triangle: a box only suppresses later boxes
 _BITS = np.left_shift(1, np.arange(62, dtype=np.int64))  # 1 << j
