@@ -131,7 +131,6 @@ def test_importing_models_package_loads_no_torch():
     assert result.stdout.strip() == "False", result.stderr
 
 
-@pytest.mark.skipif(not SHIPPED_CHECKPOINT.is_file(), reason="shipped checkpoint not trained yet")
 def test_shipped_checkpoint_loads_with_its_spec():
     model, spec = load_checkpoint(SHIPPED_CHECKPOINT)
     assert spec.input_size_hw == (320, 320) and spec.layout == "edgedet"
