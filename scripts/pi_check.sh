@@ -16,7 +16,7 @@
 #   PI_CHECK_CONF     score threshold of the `edgedet run` comparison (default 0.25, run's default)
 #   PI_CHECK_MIRROR   Debian mirror (default: the one apt on this machine uses)
 #   PI_CHECK_ONLY     "setup" stops after the root, venvs and import checks (no models needed)
-set -euo pipefail
+set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=$REPO/.cache
@@ -90,6 +90,16 @@ enable_binfmt() {
 # ---------------------------------------------------------------------------------------------- root
 mounted_under() { findmnt -rn -o TARGET | grep -qF "$1"; }
 
+# Unmount whatever an interrupted earlier run left under the root or its half-built copy (debootstrap's
+# second stage mounts /proc and /sys there). Safe because the lock in main() excludes a concurrent run.
+unmount_stale() {
+    local target
+    for target in $(findmnt -rn -o TARGET | grep -E "^$CACHE/pi-root(\.tmp)?/" | sort -r || true); do
+        log "unmounting leftover $target"
+        umount "$target" 2>/dev/null || umount -l "$target"
+    done
+}
+
 build_root() {
     if [ -f "$ROOT_MARK" ]; then
         log "reusing the arm64 root $ROOT ($(cat "$ROOT_MARK"))"
@@ -97,6 +107,7 @@ build_root() {
     fi
     local tmp=$ROOT.tmp mirror
     mirror=$(debian_mirror)
+    unmount_stale
     mounted_under "$CACHE/pi-root" && die "something is still mounted under $CACHE/pi-root*; unmount it first"
     rm -rf "$tmp" "$ROOT"
     log "debootstrap bookworm arm64 from $mirror (first stage; the whole build takes ~5-10 min)"
@@ -126,6 +137,7 @@ cleanup() {
         umount "${MOUNTS[$i]}" 2>/dev/null || umount -l "${MOUNTS[$i]}" 2>/dev/null || true
     done
     MOUNTS=()
+    [ "${LOCKED:-0}" = 1 ] && unmount_stale 2>/dev/null || true
 }
 
 mount_into_root() {  # mount_into_root TARGET mount-args...
@@ -136,7 +148,8 @@ mount_into_root() {  # mount_into_root TARGET mount-args...
 
 mount_root() {
     mkdir -p "$ROOT/proc" "$ROOT/dev/shm" "$ROOT$INNER" "$WORK"
-    mounted_under "$ROOT/" && die "something is already mounted under $ROOT (another pi-check running?)"
+    unmount_stale
+    mounted_under "$ROOT/" && die "something is still mounted under $ROOT"
     mount_into_root "$ROOT/proc" -t proc proc
     mount_into_root "$ROOT/dev/shm" -t tmpfs -o size=256m tmpfs
     mount_into_root "$ROOT$INNER" --bind "$WORK"
@@ -342,7 +355,9 @@ main() {
     mkdir -p "$CACHE"
     exec 9>"$CACHE/pi-check.lock"
     flock -n 9 || die "another pi-check is running (lock $CACHE/pi-check.lock)"
+    LOCKED=1
     trap cleanup EXIT
+    trap 'printf "pi-check: error: line %s failed: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
     trap 'cleanup; exit 130' INT TERM
     case "$CPUS" in *max*) die "QEMU_CPU=max gives wrong XNNPACK int8 results; use real Pi cores";; esac
     install_host_packages
@@ -373,3 +388,4 @@ main() {
 }
 
 main "$@"
+exit $?
