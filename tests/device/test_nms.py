@@ -126,3 +126,26 @@ def test_small_and_large_candidate_sets_match_opencv(n):
         theirs = opencv_keep(xyxy, scores, 0.5)
         theirs = theirs[np.argsort(-scores[theirs], kind="stable")][:limit]
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_small_float32_sets_match_opencv_over_many_draws():
+    """Few float32 boxes run in float32: the kept sets still equal OpenCV's (double precision) on many draws."""
+    for seed in range(150):
+        rng = np.random.default_rng(1000 + seed)
+        xyxy, scores = clustered_boxes(rng, int(rng.integers(2, 401)))
+        iou = float(rng.choice([0.3, 0.45, 0.5, 0.6, 0.7]))
+        np.testing.assert_array_equal(np.sort(nms(xyxy, scores, iou)), np.sort(opencv_keep(xyxy, scores, iou)),
+                                      err_msg=f"seed {seed}")
+
+
+def test_iou_exactly_at_threshold_keeps_both_like_opencv():
+    """IoU == threshold is not > threshold: OpenCV keeps both boxes, so does the float32 path (small float32 sets)."""
+    rng = np.random.default_rng(7)
+    for t, dtype in [(0.5, np.float32), (0.25, np.float32), (0.75, np.float32), (0.6, np.float32)]:
+        for _ in range(40):
+            w = 4 * int(rng.integers(1, 100)) * 5
+            h, (x, y) = int(rng.integers(1, 300)), rng.integers(0, 600, 2)
+            xyxy = np.array([[x, y, x + w, y + h], [x, y, x + t * w, y + h]], dtype)  # IoU = t exactly
+            scores = np.array([0.9, 0.8], np.float32)
+            assert sorted(opencv_keep(xyxy, scores, t).tolist()) == [0, 1]
+            assert nms(xyxy, scores, t).tolist() == [0, 1]
