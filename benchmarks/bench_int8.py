@@ -33,7 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=50, help="timed runs per model and thread count (>= 50)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed runs first")
     parser.add_argument("--calib-size", type=int, default=200)
-    parser.add_argument("--calib-method", default="entropy", choices=("minmax", "entropy", "percentile"))
+    parser.add_argument("--calib-method", default="percentile", choices=("minmax", "entropy", "percentile"))
     parser.add_argument("--val-limit", type=int, default=None, help="evaluate on the first N val images only")
     parser.add_argument("--reuse", action="store_true", help="reuse models already exported into --out")
     return parser.parse_args(argv)

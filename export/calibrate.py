@@ -30,7 +30,7 @@ class CalibrateConfig:
     out: Path = Path("calibration")  # output folder: sensitivity.json and the keep-float int8 model
     imgsz: Optional[str] = None  # input size; None = the checkpoint's
     calib_size: int = 100  # calibration images
-    calib_method: str = "entropy"  # "minmax", "entropy" or "percentile"
+    calib_method: str = "percentile"  # "minmax", "entropy" or "percentile"
     sensitivity_images: int = 8  # calibration images whose outputs score each layer
     int8_scheme: str = "auto"  # "auto" or a name of calibration.onnx_quant.SCHEMES
     auto_keep_float: Optional[int] = None  # keep the N most sensitive layers in float
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="calibration", help="output folder (default: %(default)s)")
     parser.add_argument("--imgsz", help="input size N or H,W, divisible by 32 (default: the checkpoint's)")
     parser.add_argument("--calib-size", type=int, default=100, help="calibration images (default: %(default)s)")
-    parser.add_argument("--calib-method", choices=METHODS, default="entropy", help="default: %(default)s")
+    parser.add_argument("--calib-method", choices=METHODS, default="percentile", help="default: %(default)s")
     parser.add_argument("--sensitivity-images", type=int, default=8, help="images scoring each layer (default: %(default)s)")
     parser.add_argument("--int8-scheme", default="auto", choices=("auto", *SCHEMES), help="ONNX int8 scheme (default: from the CPU)")
     parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed")

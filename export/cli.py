@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", metavar="DATA", help="calibration images for int8: a data set (folder, dataset.yaml, "
                         "COCO json; its train split) or a folder of images")
     parser.add_argument("--calib-size", type=int, default=200, help="calibration images (default: %(default)s)")
-    parser.add_argument("--calib-method", choices=METHODS, default="entropy", help="activation range method (default: %(default)s)")
+    parser.add_argument("--calib-method", choices=METHODS, default="percentile", help="activation range method (default: %(default)s)")
     parser.add_argument("--calib-sampling", choices=STRATEGIES, default="balanced",
                         help="random, or class-balanced over a labelled data set (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default: %(default)s)")

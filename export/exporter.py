@@ -35,7 +35,7 @@ class ExportConfig:
     imgsz: Optional[str] = None  # export input size "320" or "320,256"; None = the checkpoint's
     calib: Optional[str] = None  # calibration data: data set (folder/yaml/json) or image folder
     calib_size: int = 200  # number of calibration images
-    calib_method: str = "entropy"  # "minmax", "entropy" or "percentile"
+    calib_method: str = "percentile"  # "minmax", "entropy" or "percentile"
     calib_sampling: str = "balanced"  # "random" or "balanced" (class-balanced; needs a labelled data set)
     seed: int = 0  # calibration sampling seed
     int8_scheme: str = "auto"  # ONNX int8: "auto" (from the CPU), "S8S8", "U8S8-reduce-range" or "U8U8"

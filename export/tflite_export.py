@@ -45,7 +45,7 @@ def nhwc_module(model, output_names: Sequence[str]):
 
 
 def export_tflite(model, spec: ModelSpec, path, output_names: Sequence[str], precision: str = "fp32",
-                  calib: Optional[CalibrationSet] = None, method: str = "entropy") -> ModelSpec:
+                  calib: Optional[CalibrationSet] = None, method: str = "percentile") -> ModelSpec:
     """Write `path` (.tflite) and its sidecar JSON; returns the sidecar's spec.
 
     precision "int8" needs `calib` (calibration images); `method` "minmax" observes activation min/max,
@@ -89,7 +89,7 @@ def _weights_to_fp16(tflite_path: Path) -> None:
         tflite_path.write_bytes(half.read_bytes())
 
 
-def pt2e_quantizer(method: str = "entropy"):
+def pt2e_quantizer(method: str = "percentile"):
     """litert_torch's PT2E quantizer: int8 per-channel symmetric weights, int8 per-tensor activations.
 
     "minmax" swaps the activation observer for MinMaxObserver; otherwise the HistogramObserver default.
