@@ -86,7 +86,8 @@ def bilinear(x: np.ndarray, size_hw: Tuple[int, int], align_corners: bool = Fals
     """torch 'bilinear' resize of (..., h, w) float32 to (..., H, W), separable.
 
     The column pass runs first, on the small input; the row pass, which writes the large output, is a batched
-    product of small mixing matrices with windows of whole source rows.
+    product of small mixing matrices with windows of whole source rows. Exact power-of-two factors
+    (align_corners=False, the usual logits-to-input case) take `_bilinear_power_of_two`: periodic taps, no gathers.
     """
     x = np.asarray(x, dtype=np.float32)
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
@@ -154,7 +155,8 @@ def _periodic_mix(factor: int, tile: int) -> np.ndarray:
 
 
 def _strided(base: np.ndarray, shape, strides) -> np.ndarray:
-    """A view of `base` (whose memory it shares) with the given shape and byte strides, windows may overlap."""
+    """A view of `base` (whose memory it shares) with the given shape and byte strides, windows may overlap.
+    `base` must be a C-contiguous array allocated here or a view of one (its owner backs the new view)."""
     return np.ndarray(shape, dtype=base.dtype, buffer=base.base if base.base is not None else base,
                       offset=_offset(base), strides=strides)
 
