@@ -101,6 +101,8 @@ def bilinear(x: np.ndarray, size_hw: Tuple[int, int], align_corners: bool = Fals
 def _power_of_two_factor(in_size: int, out_size: int) -> int:
     """out / in when it is an exact power of two (1, 2, 4, ...), else 0. Only then are torch's float32 source
     coordinates (dst + 0.5) / factor - 0.5 exact, so the periodic taps below equal torch's weights exactly."""
+    if in_size <= 0:
+        return 0
     factor, rest = divmod(out_size, in_size)
     return factor if rest == 0 and factor & (factor - 1) == 0 else 0
 
