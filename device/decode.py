@@ -141,22 +141,98 @@ def _edgedet_levels(outputs: Mapping[str, np.ndarray], spec: ModelSpec):
     return levels
 
 
-def decode_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Candidates:
+def decode_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec,
+                   min_score: Optional[float] = None) -> Candidates:
     """All edgedet candidates of one image: level (finest first), then anchor, row, column.
 
     score = objectness x best class probability; xyxy in network-input pixels; mask_coefs (N, M) or None.
+    Outputs may be float or integer (dequantized with spec.output_quant, only the values that are used).
+    min_score: if given, only candidates with objectness > min_score are decoded (score <= objectness, so every
+    candidate scoring > min_score is kept, with exactly the values of the full decode); the caller still
+    applies its threshold.
     """
     if not spec.anchors or len(spec.anchors) != len(spec.strides):
         raise EdgedetError(f"edgedet model spec needs one anchor list per stride {spec.strides}, "
                            f"got {len(spec.anchors)}")
+    if min_score is None:
+        return _decode_edgedet_full(outputs, spec)
+    levels = _edgedet_levels(outputs, spec)
+    names = _level_names(outputs, levels)
+    parts = [_decode_edgedet_level_above(raw, spec, spec.output_quant.get(name), stride, anchors, min_score)
+             for raw, name, stride, anchors in zip(levels, names, spec.strides, spec.anchors)]
+    return Candidates.concatenate(parts)
+
+
+def _decode_edgedet_full(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Candidates:
+    """Every candidate through the reference `decode_edgedet_level` (integer outputs dequantized first)."""
     parts = []
-    for raw, stride, anchors in zip(_edgedet_levels(outputs, spec), spec.strides, spec.anchors):
+    levels = _edgedet_levels(outputs, spec)
+    for raw, name, stride, anchors in zip(levels, _level_names(outputs, levels), spec.strides, spec.anchors):
+        raw = _dequantize(raw, spec.output_quant.get(name), name)
         level = edgedet_level_chw(raw, spec.output_layout)
         xyxy, objectness, class_probs, coefs = decode_edgedet_level(
             level, stride, np.asarray(anchors), spec.num_classes, spec.num_mask_coefs)
         best, ids = _best_class(class_probs)
         parts.append(Candidates(xyxy, objectness * best, ids, coefs if spec.num_mask_coefs else None))
     return Candidates.concatenate(parts)
+
+
+def _level_names(outputs: Mapping[str, np.ndarray], levels) -> list:
+    """The output name of each level array (for its quantization parameters)."""
+    by_id = {id(array): name for name, array in outputs.items()}
+    return [by_id.get(id(array), "") for array in levels]
+
+
+def _decode_edgedet_level_above(raw: np.ndarray, spec: ModelSpec, quant, stride: int, anchors,
+                                min_score: float) -> Candidates:
+    """One level, only candidates with objectness > min_score, computed with the reference's float32 operations
+    on the gathered values (so each kept candidate equals its row of `decode_edgedet_level`).
+
+    raw: (1, K*D, H, W) NCHW or (1, H, W, K*D) NHWC, float or integer (`quant` = its QuantParams).
+    """
+    anchors_wh = np.asarray(anchors, dtype=np.float32).reshape(-1, 2)
+    k, c, m = len(anchors_wh), spec.num_classes, spec.num_mask_coefs
+    depth = 5 + c + m
+    array = np.asarray(raw)
+    array = array[0] if array.ndim == 4 else array
+    nhwc = spec.output_layout == "NHWC"
+    channels = array.shape[2] if nhwc and array.ndim == 3 else (array.shape[0] if array.ndim == 3 else -1)
+    if channels != k * depth:
+        raise EdgedetError(f"edgedet level output has shape {np.shape(raw)}, expected {k}*{depth} channels "
+                           f"for {k} anchors, {c} classes, {m} mask coefficients")
+    h, w = array.shape[:2] if nhwc else array.shape[1:]
+    if nhwc:
+        cells = array.reshape(h * w, k, depth)  # view: (cell, anchor, channel)
+        raw_objectness = cells[:, :, 0].T  # (K, H*W)
+    else:
+        cells = array.reshape(k, depth, h * w)  # view: (anchor, channel, cell)
+        raw_objectness = cells[:, 0, :]
+    objectness = sigmoid(_dequantize(raw_objectness, quant)).reshape(-1)  # candidate order: anchor, row, column
+    index = np.flatnonzero(objectness > np.float32(min_score))
+    anchor, cell = np.divmod(index, h * w)
+    rows = cells[cell, anchor, :] if nhwc else cells[anchor, :, cell]  # (n, depth), reference channel order
+    values = _dequantize(rows, quant)
+    act = sigmoid(values[:, 1:5 + c])  # tx, ty, tw, th, class logits
+    s = np.float32(stride)
+    row, col = np.divmod(cell, w)
+    cx = (col.astype(np.float32) + 2 * act[:, 0] - np.float32(0.5)) * s
+    cy = (row.astype(np.float32) + 2 * act[:, 1] - np.float32(0.5)) * s
+    bw = anchors_wh[anchor, 0] * (2 * act[:, 2]) ** 2
+    bh = anchors_wh[anchor, 1] * (2 * act[:, 3]) ** 2
+    best, ids = _best_class(act[:, 4:])
+    coefs = np.ascontiguousarray(values[:, 5 + c:]) if m else None
+    return Candidates(_cxcywh_columns_to_xyxy(cx, cy, bw, bh), objectness[index] * best, ids, coefs)
+
+
+def _dequantize(array: np.ndarray, quant, name: str = "") -> np.ndarray:
+    """Integer values -> float32 scale * (q - zero_point) (the formula of `dequantize_outputs`); float -> float32."""
+    array = np.asarray(array)
+    if np.issubdtype(array.dtype, np.integer):
+        if quant is None:
+            raise EdgedetError(f"output {name!r} is {array.dtype} but the model spec has no quantization "
+                               f"parameters for it")
+        return (array.astype(np.float32) - np.float32(quant.zero_point)) * np.float32(quant.scale)
+    return array.astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------- the lecture's single-scale grid
@@ -377,16 +453,15 @@ def select_layout(outputs: Mapping[str, np.ndarray], spec: ModelSpec, override: 
 
 def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, layout: Optional[str] = None,
            min_score: Optional[float] = None) -> Tuple[Candidates, Optional[np.ndarray]]:
-    """Float outputs (already dequantized) -> (Candidates in input pixels, prototypes (M, h, w) or None).
+    """Float outputs (already dequantized; the edgedet layout also takes integer outputs) -> (Candidates in
+    input pixels, prototypes (M, h, w) or None).
 
-    min_score: a decoder may leave out candidates scoring <= min_score early (YOLOv8 layouts do); without it
+    min_score: a decoder may leave out candidates scoring <= min_score early (edgedet and YOLOv8 do); without it
     every candidate is returned.
     """
     layout = select_layout(outputs, spec, layout)
     if layout == "edgedet":
-        protos = outputs.get(spec.proto_output) if spec.proto_output else None
-        protos = None if protos is None or not spec.num_mask_coefs else protos_chw(protos, spec)
-        return decode_edgedet(outputs, spec), protos
+        return decode_edgedet(outputs, spec, min_score), edgedet_protos(outputs, spec)
     if layout == "yolov8-seg":
         return decode_yolov8_seg(outputs, spec, min_score)
     single = _single_output(outputs, layout)
@@ -395,6 +470,14 @@ def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, layout: Optional[
     if layout == "yolov5":
         return decode_yolov5(single, spec), None
     return decode_yolov8(single, spec, min_score=min_score), None
+
+
+def edgedet_protos(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Optional[np.ndarray]:
+    """The edgedet prototypes float32 (M, h, w) (dequantized if integer), or None without a mask head."""
+    protos = outputs.get(spec.proto_output) if spec.proto_output else None
+    if protos is None or not spec.num_mask_coefs:
+        return None
+    return protos_chw(_dequantize(protos, spec.output_quant.get(spec.proto_output), spec.proto_output), spec)
 
 
 def _single_output(outputs: Mapping[str, np.ndarray], layout: str) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from device.decode import Candidates, decode, dequantize_outputs
+from device.decode import Candidates, decode, decode_edgedet, dequantize_outputs, edgedet_protos, select_layout
 from device.detections import Detections
 from device.errors import EdgedetError
 from device.letterbox import Letterbox
@@ -44,19 +44,25 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
     if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
         raise EdgedetError(f"conf and iou must be in 0..1, got conf={conf} iou={iou}")
     with _stage(timer, "decode"):
-        floats = dequantize_outputs(outputs, spec)
-        candidates, protos = decode(floats, spec, layout, min_score=conf)
+        layout = select_layout(outputs, spec, layout)
+        if layout == "edgedet":  # integer outputs stay integer: only the values used are dequantized
+            candidates, protos = decode_edgedet(outputs, spec, min_score=conf), None
+        else:
+            candidates, protos = decode(dequantize_outputs(outputs, spec), spec, layout, min_score=conf)
         candidates = filter_candidates(candidates, conf, classes)
     with _stage(timer, "nms"):
         kept = nms(candidates.xyxy, candidates.scores, iou, class_ids=candidates.class_ids, agnostic=agnostic,
                    max_det=max_det, top_k=MAX_NMS_CANDIDATES)
         candidates = candidates[kept]
     masks = None
-    if protos is not None and candidates.mask_coefs is not None:
+    if candidates.mask_coefs is not None and (protos is not None or layout == "edgedet"):
         from device.masks import instance_masks
 
         with _stage(timer, "masks"):
-            masks = instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox)
+            if layout == "edgedet":
+                protos = edgedet_protos(outputs, spec)  # prototypes dequantized only here
+            if protos is not None:
+                masks = instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox)
     return Detections(letterbox.boxes_to_original(candidates.xyxy), candidates.scores, candidates.class_ids, masks)
 
 
