@@ -59,3 +59,10 @@ train-shipped: setup
 	  --model n --imgsz 320 --epochs 6 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 66 --out $(SHIPPED_RUN)
 	cp $(SHIPPED_RUN)/best.pt edgedet/weights/edgedet-n-320.pt
 	.venv/bin/edgedet eval --model edgedet/weights/edgedet-n-320.pt --data runs/shapes320
+
+# ---- bench-int8 (H5): fp32 vs int8 on onnxruntime and TFLite, shipped model at 320: median latency (1 and 2 threads,
+# 50 runs after warm-up), file sizes, and mAP/mask AP/mIoU deltas against the PyTorch checkpoint on the synthetic val split.
+.PHONY: bench-int8
+bench-int8: setup
+	test -f runs/shapes320/dataset.yaml || .venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
+	$(PY) benchmarks/bench_int8.py --data runs/shapes320 --imgsz 320 --out runs/bench-int8
