@@ -338,3 +338,23 @@ def test_a_source_that_breaks_ends_the_run_with_its_message_and_keeps_the_output
               "--json", str(tmp_path / "d.jsonl")])
     assert [line["frame"] for line in read_jsonl(tmp_path / "d.jsonl")] == [0, 1, 2]
     assert "capture thread stopped: OSError: camera cable pulled" in capsys.readouterr().err
+
+
+def test_the_loop_runs_with_a_short_gil_switch_interval_and_restores_it(tmp_path, capsys, monkeypatch):
+    from device.app import LOOP_SWITCH_INTERVAL
+    from device.pipeline import Detector
+
+    real_infer = Detector.infer
+    seen = []
+
+    def recording_infer(self, prepared):
+        seen.append(sys.getswitchinterval())
+        return real_infer(self, prepared)
+
+    monkeypatch.setattr(Detector, "infer", recording_infer)
+    before = sys.getswitchinterval()
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--max-frames", 3], capsys)
+    assert code == 0 and len(seen) == 3
+    assert all(value <= LOOP_SWITCH_INTERVAL + 1e-9 for value in seen) and before > LOOP_SWITCH_INTERVAL
+    assert sys.getswitchinterval() == before
