@@ -162,3 +162,24 @@ def test_interrupted_run_keeps_every_finished_variant(tmp_path, monkeypatch):
     lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     assert len(lines) == 1 and bench.validate_record(json.loads(lines[0])) is None
     assert len(list(csv.DictReader(open(tmp_path / "out" / "results.csv")))) == 1
+
+
+def test_provenance_names_machine_libraries_commit_and_date(tmp_path):
+    from edgedet import provenance as prov
+
+    x86 = tmp_path / "cpuinfo-x86"
+    x86.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Gold\nflags\t\t: avx2\n\nprocessor\t: 1\n")
+    pi = tmp_path / "cpuinfo-pi"
+    pi.write_text("processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd0b\n")
+    board = tmp_path / "model"
+    board.write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\x00")
+    assert prov.cpu_model(str(x86), str(tmp_path / "absent")) == "Intel(R) Xeon(R) Gold"
+    assert prov.cpu_model(str(pi), str(board)) == "Raspberry Pi 5 Model B Rev 1.0"
+    assert prov.cpu_model(str(pi), str(tmp_path / "absent")) == "CPU part 0xd0b"
+    record = prov.provenance()
+    assert set(record) == {"machine", "python", "libraries", "commit", "date"}
+    assert record["libraries"]["numpy"] and "matplotlib" not in record["libraries"]
+    assert record["commit"] is None or len(record["commit"].split("-")[0]) == 40
+    assert record["date"].endswith("+00:00")
+    assert prov.git_commit(tmp_path) is None  # not a git checkout
+    assert prov.machine_key(record).startswith(f"{record['machine']['hostname']} (")
