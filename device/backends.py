@@ -110,6 +110,19 @@ def _parse_imgsz(imgsz) -> Optional[Tuple[int, int]]:
 # ---------------------------------------------------------------------------------------------- runtimes
 
 
+def _ort_session_options(ort, threads: int, optimization: str):
+    """CPU session options. Worker threads do not spin after `run`: spinning would steal the cores from the NumPy
+    post-processing that follows each inference (measured: masks stage 140 ms spinning vs 92 ms not, 2 cores)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = _ort_level(ort, optimization)
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxBackend:
     """onnxruntime on the CPU with a chosen thread count and graph optimisation level."""
 
@@ -119,12 +132,7 @@ class OnnxBackend:
         ort = _import_onnxruntime()
         self.path = str(path)
         self.threads = threads or os.cpu_count() or 1  # intra-op threads actually used
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = _ort_level(ort, optimization)
-        options.log_severity_level = 3
+        options = _ort_session_options(ort, self.threads, optimization)
         try:
             self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own Fail/InvalidProtobuf types

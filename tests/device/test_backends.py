@@ -348,3 +348,13 @@ def test_ultralytics_style_tflite_with_zipped_metadata(tmp_path, tflite_models):
     assert len(detections) > 0
     assert detections.xyxy[:, 2].max() <= 200 and detections.xyxy[:, 3].max() <= 100
     assert detections.xyxy[:, 2].max() > 20  # scaled from 0..1 to pixels, not left normalised
+
+
+def test_onnxruntime_threads_do_not_spin_after_run():
+    import onnxruntime as ort
+
+    from device.backends import _ort_session_options
+
+    options = _ort_session_options(ort, threads=2, optimization="all")
+    assert options.intra_op_num_threads == 2
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
