@@ -270,13 +270,18 @@ class Runner:
     def _loop(self) -> None:
         """Inference in this thread; capture + preprocess and postprocess + outputs in their own threads.
 
-        The GIL switch interval is shortened meanwhile so that inference gets the GIL back promptly."""
-        previous = sys.getswitchinterval()
+        Meanwhile the GIL switch interval is shortened so that inference gets the GIL back promptly, and OpenCV
+        calls run single-threaded (its worker pool active-waits after each call, taking cycles from inference)."""
+        import cv2
+
+        previous, cv2_threads = sys.getswitchinterval(), cv2.getNumThreads()
         sys.setswitchinterval(min(previous, LOOP_SWITCH_INTERVAL))
+        cv2.setNumThreads(1)  # stages already overlap; OpenCV's own pool would only spin beside inference
         try:
             self._pipelined_loop()
         finally:
             sys.setswitchinterval(previous)
+            cv2.setNumThreads(cv2_threads)
 
     def _pipelined_loop(self) -> None:
         ready: queue.Queue = queue.Queue(maxsize=1 if self.source.live else 2)

@@ -340,7 +340,8 @@ def test_a_source_that_breaks_ends_the_run_with_its_message_and_keeps_the_output
     assert "capture thread stopped: OSError: camera cable pulled" in capsys.readouterr().err
 
 
-def test_the_loop_runs_with_a_short_gil_switch_interval_and_restores_it(tmp_path, capsys, monkeypatch):
+def test_the_loop_runs_with_a_short_gil_switch_interval_and_single_threaded_opencv_then_restores(
+        tmp_path, capsys, monkeypatch):
     from device.app import LOOP_SWITCH_INTERVAL
     from device.pipeline import Detector
 
@@ -348,13 +349,18 @@ def test_the_loop_runs_with_a_short_gil_switch_interval_and_restores_it(tmp_path
     seen = []
 
     def recording_infer(self, prepared):
-        seen.append(sys.getswitchinterval())
+        seen.append((sys.getswitchinterval(), cv2.getNumThreads()))
         return real_infer(self, prepared)
 
     monkeypatch.setattr(Detector, "infer", recording_infer)
     before = sys.getswitchinterval()
-    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
-                              "--max-frames", 3], capsys)
-    assert code == 0 and len(seen) == 3
-    assert all(value <= LOOP_SWITCH_INTERVAL + 1e-9 for value in seen) and before > LOOP_SWITCH_INTERVAL
-    assert sys.getswitchinterval() == before
+    cv2.setNumThreads(2)
+    try:
+        code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                                  "--max-frames", 3], capsys)
+        assert code == 0 and len(seen) == 3
+        assert all(interval <= LOOP_SWITCH_INTERVAL + 1e-9 and threads == 1 for interval, threads in seen)
+        assert before > LOOP_SWITCH_INTERVAL
+        assert sys.getswitchinterval() == before and cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(-1)
