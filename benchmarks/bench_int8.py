@@ -63,6 +63,20 @@ def export_models(args, data: Path, out: Path) -> dict:
     return export_artifacts(config)[2]
 
 
+def snapshot_checkpoint(ckpt: str, out: Path) -> Path:
+    """Copy the checkpoint into `out` so exports and the PyTorch reference use the same weights
+    even if the original file is replaced (e.g. by a training run) while the benchmark runs."""
+    import shutil
+
+    from export.checkpoint import resolve_checkpoint
+
+    source = resolve_checkpoint(ckpt)
+    copy = out / source.name
+    if source.resolve() != copy.resolve():
+        shutil.copy2(source, copy)
+    return copy
+
+
 def median_latency_ms(path: Path, threads: int, x_image, runs: int, warmup: int) -> float:
     """Median wall time of backend.run over `runs` runs after `warmup`, on one preprocessed image."""
     from device.backends import load_backend
@@ -95,6 +109,7 @@ def main(argv=None) -> int:
     data = ensure_data(Path(args.data), args.imgsz)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    args.ckpt = str(snapshot_checkpoint(args.ckpt, out))
     paths = export_models(args, data, out)
     image = cv2.imread(str(sorted((data / "val" / "images").iterdir())[0]))
     latency = {name: {t: median_latency_ms(path, t, image, args.runs, args.warmup) for t in (1, 2)}
