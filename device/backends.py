@@ -99,7 +99,10 @@ def _parse_imgsz(imgsz) -> Optional[Tuple[int, int]]:
         return None
     if isinstance(imgsz, str):
         imgsz = [v for v in imgsz.replace("x", ",").split(",") if v.strip()]
-    values = [int(v) for v in np.atleast_1d(imgsz)]
+    try:
+        values = [int(v) for v in np.atleast_1d(imgsz)]
+    except (TypeError, ValueError):
+        raise EdgedetError(f"--imgsz must be one or two positive integers (height, width), got {imgsz!r}") from None
     if len(values) == 1:
         values = values * 2
     if len(values) != 2 or min(values) <= 0:

@@ -53,6 +53,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EdgedetError as error:
         print(f"edgedet {args.verb}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an unwritable --out, a vanished input: the OS names the path and the problem
+        print(f"edgedet {args.verb}: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"edgedet {args.verb}: interrupted", file=sys.stderr)
         return 130

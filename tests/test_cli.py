@@ -36,3 +36,26 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "nope.json" in lines[0]
+
+
+def test_unwritable_output_is_one_line_without_traceback():
+    result = subprocess.run(
+        [sys.executable, "-m", "edgedet", "data", "synth", "--out", "/proc/edgedet-cannot-write-here",
+         "--train", "1", "--val", "0", "--workers", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgedet data: error:") and "/proc/edgedet" in lines[0]
+
+
+def test_bad_imgsz_is_one_line_without_traceback(tmp_path):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not a model")
+    result = subprocess.run(
+        [sys.executable, "-m", "edgedet", "run", "--model", str(model), "--source", "synthetic", "--imgsz", "abc"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
