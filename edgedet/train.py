@@ -16,6 +16,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -272,7 +273,9 @@ class Trainer:
         import torch
 
         self._setup_torch(torch)
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # `kill` saves like Ctrl-C does
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread:  # `kill` saves like Ctrl-C does; the caller's handler comes back afterwards
+            previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         try:
             self._build()
             self._train_epochs()
@@ -282,6 +285,8 @@ class Trainer:
                 print(f"\ninterrupted: saved {path} (resume with --resume {path})", file=sys.stderr)
             raise
         finally:
+            if on_main_thread:
+                signal.signal(signal.SIGTERM, previous_sigterm)
             if self.world > 1 and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
         return 0
