@@ -109,15 +109,23 @@ class FastReader:
         pass
 
 
+def _wait_until(condition, deadline_s: float = 20.0) -> None:
+    """Poll `condition` until it holds; a generous deadline only guards against a hang on a loaded machine."""
+    end = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < end, "condition not reached before the deadline"
+        time.sleep(0.01)
+
+
 def test_live_source_keeps_only_the_newest_frame():
     source = LiveSource("fake", lambda: FastReader(), ReconnectPolicy(0.05, 0.2))
     try:
         first = source.read(timeout=2.0)
-        time.sleep(0.2)  # many frames arrive meanwhile
+        _wait_until(lambda: source.delivered > first.index + 10)  # many frames arrive meanwhile
         second = source.read(timeout=2.0)
         assert second.index > first.index + 5  # no backlog: the stale frames were dropped
         assert source.dropped > 0
-        time.sleep(0.05)
+        _wait_until(lambda: source.delivered > second.index + 1)
         assert source.read(timeout=2.0).index > second.index
     finally:
         source.close()
