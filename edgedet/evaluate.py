@@ -332,16 +332,23 @@ def _evaluate_one(detector, sample, plan: "_EvalPlan", state: _RunState) -> None
 
 
 def _coco_results(detections, image_id, plan: "_EvalPlan") -> List[dict]:
-    """COCO results of one image: bbox [x, y, w, h] and, with masks, compressed RLE segmentation."""
+    """COCO results of one image under an evaluation plan (its category ids, masks only where the model has them)."""
+    return detections_to_coco(detections, image_id, plan.category_of_class, with_masks=plan.with_masks)
+
+
+def detections_to_coco(detections, image_id: int, category_ids, with_masks: bool = True) -> List[dict]:
+    """`device.Detections` of one image -> COCO result dicts: bbox [x, y, w, h] (3 decimals), score (5 decimals),
+    category_ids[class_id], and with masks a compressed RLE segmentation. Training validation uses it too, so the
+    per-epoch mAP is the one `edgedet eval` reports."""
     from device.boxes import xyxy_to_xywh
     from device.rle import rle_encode
 
     xywh = xyxy_to_xywh(detections.xyxy.astype(np.float64))
     out = []
     for i in range(len(detections)):
-        result = {"image_id": image_id, "category_id": plan.category_of_class[int(detections.class_ids[i])],
+        result = {"image_id": int(image_id), "category_id": int(category_ids[int(detections.class_ids[i])]),
                   "bbox": [round(float(v), 3) for v in xywh[i]], "score": round(float(detections.scores[i]), 5)}
-        if plan.with_masks and detections.masks is not None:
+        if with_masks and detections.masks is not None:
             result["segmentation"] = rle_encode(detections.masks[i])
         out.append(result)
     return out

@@ -10,25 +10,12 @@ import torch
 
 from device.postprocess import postprocess, postprocess_semantic
 from device.preprocess import preprocess
-from device.rle import rle_encode
 from device.spec import ModelSpec
+from edgedet.evaluate import detections_to_coco
 
 VAL_CONF = 0.005  # score threshold of validation detections (low, for the whole precision-recall curve)
 VAL_IOU = 0.6  # NMS IoU threshold during validation
 VAL_MAX_DET = 100  # detections kept per image during validation
-
-
-def detections_to_coco(detections, image_id: int, category_ids: Sequence[int]) -> List[dict]:
-    """device.Detections of one image -> COCO result dicts (bbox xywh, score, category_id, RLE segmentation)."""
-    results = []
-    for i in range(len(detections.scores)):
-        x1, y1, x2, y2 = (float(v) for v in detections.xyxy[i])
-        result = {"image_id": int(image_id), "category_id": int(category_ids[int(detections.class_ids[i])]),
-                  "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(detections.scores[i])}
-        if detections.masks is not None:
-            result["segmentation"] = rle_encode(detections.masks[i])
-        results.append(result)
-    return results
 
 
 @torch.no_grad()
