@@ -15,13 +15,10 @@ import io
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from edgedet.metrics import STAT_KEYS, coco_evaluate  # noqa: E402
+from edgedet.metrics import STAT_KEYS, coco_evaluate
 
 
 def make_case(num_images: int, num_cats: int = 5, seed: int = 0):
