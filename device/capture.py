@@ -372,17 +372,26 @@ class LiveSource(Source):
 
     def _open_first(self, timeout: float, on_fail):
         result = {}
+        lock = threading.Lock()
 
         def attempt():
             try:
-                result["reader"] = self._opener()
+                reader = self._opener()
             except Exception as error:  # a driver's own error: report it with the source's name
                 result["error"] = error
+                return
+            with lock:
+                if result.get("gave_up"):
+                    _release(reader)  # answered after the deadline: nobody will read it, free the device
+                else:
+                    result["reader"] = reader
 
         thread = threading.Thread(target=attempt, daemon=True)
         thread.start()
         thread.join(timeout)
-        reader = result.get("reader")
+        with lock:
+            reader = result.get("reader")
+            result["gave_up"] = reader is None
         if reader is None:
             if thread.is_alive():
                 detail = f"no answer within {timeout:g} s"

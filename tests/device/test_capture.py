@@ -241,6 +241,28 @@ def test_a_source_that_hangs_while_opening_is_given_up_after_the_open_timeout():
         release.set()
 
 
+def test_a_reader_that_opens_after_the_timeout_is_released():
+    answer = threading.Event()
+
+    class LateReader:
+        released = threading.Event()
+
+        def read(self):
+            return False, None
+
+        def release(self):
+            self.released.set()
+
+    def late_opener():
+        answer.wait(30)  # the driver answers only after the caller gave up
+        return LateReader()
+
+    with pytest.raises(EdgedetError, match="no answer within 0.2 s"):
+        LiveSource("slow-camera", late_opener, open_timeout=0.2)
+    answer.set()
+    assert LateReader.released.wait(20), "the late reader was never released: the camera stays busy"
+
+
 def test_unreachable_url_fails_naming_it():
     with pytest.raises(EdgedetError, match="cannot open source http://127.0.0.1:9/none.mjpg"):
         open_source("http://127.0.0.1:9/none.mjpg", open_timeout=2.0)
