@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from device.errors import EdgedetError
+from device.preprocess import quantize
 from device.spec import LAYOUTS, ModelSpec, QuantParams
 
 BACKENDS = ("onnxruntime", "tflite")
@@ -268,9 +269,7 @@ def _as_input(x: np.ndarray, details: TensorDetails) -> np.ndarray:
     if np.issubdtype(want, np.integer) and np.issubdtype(x.dtype, np.floating):
         if details.quant is None:
             raise EdgedetError(f"model input {details.file_name} is {want} without quantization parameters")
-        info = np.iinfo(want)
-        q = np.round(x / details.quant.scale) + details.quant.zero_point
-        return np.clip(q, info.min, info.max).astype(want)
+        return quantize(x, replace(details.quant, dtype=want.name))
     return np.ascontiguousarray(x.astype(want))
 
 

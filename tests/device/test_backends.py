@@ -312,6 +312,11 @@ def test_integer_input_is_quantized_with_the_input_parameters(tflite_models):
     details = TensorDetails("x", (1, 2), "int8", QuantParams(1 / 255, -128, "int8"))
     q = _as_input(np.array([[0.0, 1.0]], np.float32), details)
     assert q.dtype == np.int8 and q.tolist() == [[-128, 127]]
+    from device.preprocess import quantize  # the one quantizer: the runtime's preprocess and the backend agree
+
+    real = np.random.default_rng(0).uniform(-0.2, 1.2, size=(1, 3, 8, 8)).astype(np.float32)
+    wide = TensorDetails("x", real.shape, "int8", QuantParams(1 / 255, -128, "int8"))
+    assert np.array_equal(_as_input(real, wide), quantize(real, wide.quant))
 
 
 def test_ultralytics_style_tflite_with_zipped_metadata(tmp_path, tflite_models):
