@@ -51,12 +51,3 @@ def box_iou(xyxy_a: np.ndarray, xyxy_b: np.ndarray) -> np.ndarray:
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)
-
-
-def clip_xyxy(xyxy: np.ndarray, shape_hw: tuple) -> np.ndarray:
-    """Clip (..., 4) corners to an image of `shape_hw` = (height, width)."""
-    h, w = shape_hw[:2]
-    out = np.array(xyxy, dtype=np.float32, copy=True)
-    out[..., 0::2] = np.clip(out[..., 0::2], 0, w)
-    out[..., 1::2] = np.clip(out[..., 1::2], 0, h)
-    return out

@@ -6,6 +6,8 @@ from typing import Optional
 
 import numpy as np
 
+from device.boxes import box_area
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -59,5 +61,4 @@ class Detections:
     @property
     def area(self) -> np.ndarray:
         """float32 (N,): box areas in pixels squared (continuous, no +1)."""
-        wh = np.clip(self.xyxy[:, 2:] - self.xyxy[:, :2], 0, None)
-        return wh[:, 0] * wh[:, 1]
+        return box_area(self.xyxy)
