@@ -241,7 +241,7 @@ def measure_variant(variant: Variant, config: BenchConfig) -> dict:
 
     start = time.perf_counter()
     result = evaluate_model(variant.model, config.data, imgsz=variant.imgsz, threads=variant.threads,
-                            conf=config.conf, iou=config.iou, max_images=config.frames, progress=False)
+                            conf=config.conf, iou=config.iou, limit=config.frames, progress=False)
     latency = latency_from_eval(result.get("latency_ms") or {})
     return {
         **_record_head(variant, config),

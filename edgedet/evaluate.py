@@ -147,18 +147,18 @@ def _main_model(args: argparse.Namespace) -> int:
 
 def evaluate_model(model_path_or_backend, dataset, conf: float = 0.001, iou: float = 0.6, max_det: int = 300,
                    threads: Optional[int] = None, progress: bool = True, imgsz=None, split: str = "val",
-                   limit: Optional[int] = None, max_images: Optional[int] = None, save_pred=None) -> dict:
+                   limit: Optional[int] = None, save_pred=None) -> dict:
     """Run a model over a data set through `device.Detector` and measure accuracy and latency in the same run.
 
     model_path_or_backend: .pt checkpoint (or "shipped"), .onnx, .tflite, or a backend object (`.spec`, `.run`).
     dataset: an `edgedet.data.Dataset` or anything `load_dataset` reads (its `split`).
-    limit / max_images: evaluate only the first N images (same meaning; bench passes max_images).
+    limit: evaluate only the first N images (None: all).
     Returns a JSON-ready dict: "bbox" (12 COCO stats), "segm" (when the model has instance masks), "semantic"
     (mIoU, pixel_accuracy, per_class_iou, when the model has a semantic head), "panoptic" (PQ/SQ/RQ, with both),
     "latency_ms" ({stage: p50/p90/p99/mean/count}, including "end_to_end"), "provenance", "images", "errors".
     """
     dataset = _as_dataset(dataset, split)
-    count = _image_count(len(dataset.samples), limit if limit is not None else max_images)
+    count = _image_count(len(dataset.samples), limit)
     samples = dataset.samples[:count]
     detector, provenance = _build_detector(model_path_or_backend, conf, iou, max_det, threads, imgsz)
     labelled = any(sample.semantic_path is not None for sample in samples)  # semantic ground truth exists

@@ -150,12 +150,12 @@ def test_eval_model_checkpoint_over_synth_data(tmp_path, tiny_checkpoint, synth_
     assert "COCO bbox:" in out and "latency ms" in out
 
 
-def test_evaluate_model_takes_a_backend_object_and_max_images(tiny_checkpoint, synth_data):
+def test_evaluate_model_takes_a_backend_object_and_an_image_limit(tiny_checkpoint, synth_data):
     from edgedet.evaluate import evaluate_model
     from export.torch_backend import TorchBackend
 
     backend = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1)
-    report = evaluate_model(backend, synth_data, max_images=1, progress=False)
+    report = evaluate_model(backend, synth_data, limit=1, progress=False)
     assert report["images"] == 1 and report["provenance"]["format"] == "torch"
     assert report["latency_ms"]["end_to_end"]["count"] == 1
 
