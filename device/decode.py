@@ -20,6 +20,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from device.errors import EdgedetError
+from device.preprocess import dequantize
 from device.spec import LAYOUTS, ModelSpec
 
 
@@ -231,7 +232,7 @@ def _dequantize(array: np.ndarray, quant, name: str = "") -> np.ndarray:
         if quant is None:
             raise EdgedetError(f"output {name!r} is {array.dtype} but the model spec has no quantization "
                                f"parameters for it")
-        return (array.astype(np.float32) - np.float32(quant.zero_point)) * np.float32(quant.scale)
+        return dequantize(array, quant)
     return array.astype(np.float32, copy=False)
 
 
@@ -393,19 +394,7 @@ def dequantize_outputs(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Di
 
     float16 outputs are widened to float32; float32 outputs pass through.
     """
-    result = {}
-    for name, array in outputs.items():
-        array = np.asarray(array)
-        if np.issubdtype(array.dtype, np.integer):
-            quant = spec.output_quant.get(name)
-            if quant is None:
-                raise EdgedetError(f"output {name!r} is {array.dtype} but the model spec has no quantization "
-                                   f"parameters for it")
-            array = (array.astype(np.float32) - np.float32(quant.zero_point)) * np.float32(quant.scale)
-        elif array.dtype != np.float32:
-            array = array.astype(np.float32)
-        result[name] = array
-    return result
+    return {name: _dequantize(array, spec.output_quant.get(name), name) for name, array in outputs.items()}
 
 
 def _looks_like_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> bool:
