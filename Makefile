@@ -56,7 +56,7 @@ SHIPPED_RUN := runs/shipped-n320
 train-shipped: setup
 	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
 	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
-	  --model n --imgsz 320 --epochs 6 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 66 --out $(SHIPPED_RUN)
+	  --model n --imgsz 320 --epochs 8 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 --out $(SHIPPED_RUN)
 	cp $(SHIPPED_RUN)/best.pt edgedet/weights/edgedet-n-320.pt
 	.venv/bin/edgedet eval --model edgedet/weights/edgedet-n-320.pt --data runs/shapes320
 

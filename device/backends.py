@@ -8,7 +8,7 @@ A backend has
   a .tflite, or Ultralytics metadata), completed from user flags for foreign models, and reconciled with the
   file's real input/output tensors (input name, layout, dtype and quantization; output quantization);
 - `.input_details` / `.output_details`: `TensorDetails` (name, shape, dtype, quant);
-- `.run(x) -> {role name: raw array}`: outputs keyed by the spec's role names ("p3", "seg", "proto", ...),
+- `.run(x) -> {role name: raw array}`: outputs keyed by the spec's role names ("p3_box", "seg", "proto", ...),
   matched to the file's tensors by name, else by shape, never by position. Integer outputs are returned
   raw (postprocess dequantizes with `spec.output_quant`); a float input given to an integer model is
   quantized with the input's quantization parameters.
@@ -38,7 +38,7 @@ ORT_OPTIMIZATION = ("disable", "basic", "extended", "all")
 class TensorDetails:
     """One input or output tensor of a model."""
 
-    name: str  # role name for outputs ("p3", "seg", ...), tensor name for the input
+    name: str  # role name for outputs ("p3_box", "seg", ...), tensor name for the input
     shape: Tuple[Optional[int], ...]  # static dims; None where the file leaves a dim dynamic
     dtype: str  # numpy dtype name: "float32", "int8", "uint8", ...
     quant: Optional[QuantParams] = None  # affine quantization of integer tensors, None for float
@@ -466,24 +466,6 @@ def _layout_of_shape(shape, default: str) -> str:
     return default
 
 
-def _expected_shapes(spec: ModelSpec, layout: str) -> Dict[str, Tuple[int, ...]]:
-    """Role name -> expected output shape for the "edgedet" layout."""
-    h, w = spec.input_size_hw
-    per_anchor = 5 + spec.num_classes + spec.num_mask_coefs
-    shapes = {}
-
-    def shape(channels, stride):
-        return (1, channels, h // stride, w // stride) if layout == "NCHW" else (1, h // stride, w // stride, channels)
-
-    for name, stride in zip(spec.level_outputs, spec.strides):
-        shapes[name] = shape(spec.num_anchors * per_anchor, stride)
-    if spec.seg_output:
-        shapes[spec.seg_output] = shape(len(spec.semantic_names), 8)
-    if spec.proto_output:
-        shapes[spec.proto_output] = shape(spec.num_mask_coefs, 4)
-    return shapes
-
-
 def _map_outputs(spec: ModelSpec, outputs: List[TensorDetails], path: Path):
     """[(role, details)] and the output layout; by name first, then by unique shape (never by position)."""
     if spec.layout != "edgedet":
@@ -491,7 +473,7 @@ def _map_outputs(spec: ModelSpec, outputs: List[TensorDetails], path: Path):
     errors = []
     for layout in (spec.output_layout, "NHWC" if spec.output_layout == "NCHW" else "NCHW"):
         try:
-            return _map_edgedet(_expected_shapes(spec, layout), outputs), layout
+            return _map_edgedet(spec.edgedet_output_shapes(layout), outputs), layout
         except ValueError as error:
             errors.append(str(error))
     shapes = ", ".join(f"{o.file_name} {list(o.shape)}" for o in outputs)

@@ -2,7 +2,8 @@
 
 Every decoder is a pure function of NumPy arrays. `decode` picks one from the spec and the output shapes
 (`select_layout`), with an explicit override. Layouts (see device/spec.py):
-- "edgedet"    this project's multi-scale anchor head; `decode_edgedet_level` is THE decode that training,
+- "edgedet"    this project's multi-scale anchor head (per level "<level>_box", "<level>_score" and
+               "<level>_mask" outputs, found by name); `decode_edgedet_level` is THE decode that training,
                evaluation and the device share (edgedet/models mirrors it in torch and tests the two equal).
 - "grid"       the lecture's single-scale YOLO grid (S, S, A*(5+C)) or (S, S, A, 5+C).
 - "yolov5"     (1, N, 5+C) or (1, 5+C, N).
@@ -21,7 +22,7 @@ import numpy as np
 
 from device.errors import EdgedetError
 from device.preprocess import dequantize
-from device.spec import LAYOUTS, ModelSpec
+from device.spec import LAYOUTS, ModelSpec, level_part_name
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,14 @@ def _cxcywh_columns_to_xyxy(cx, cy, w, h) -> np.ndarray:
 
 # ---------------------------------------------------------------- edgedet: the project's own head
 
-def decode_edgedet_level(raw_level: np.ndarray, stride: int, anchors_wh: np.ndarray, num_classes: int,
-                         num_mask_coefs: int = 0):
+def decode_edgedet_level(raw_box: np.ndarray, raw_score: np.ndarray, raw_mask: Optional[np.ndarray], stride: int,
+                         anchors_wh: np.ndarray):
     """Decode one FPN level of the edgedet head. THE reference decode (training and evaluation use it too).
 
-    raw_level:  float32 (K*(5+C+M), H, W) raw head output of one image (NCHW without the batch axis); per
-                anchor k the channels k*(5+C+M) + (to, tx, ty, tw, th, tc_1..tc_C, m_1..m_M).
+    raw_box:    float32 (K*4, H, W) one image's "<level>_box" output (NCHW without the batch axis); per anchor k
+                the channels 4k + (tx, ty, tw, th).
+    raw_score:  float32 (K*(1+C), H, W) "<level>_score"; per anchor k the channels k*(1+C) + (to, tc_1..tc_C).
+    raw_mask:   float32 (K*M, H, W) "<level>_mask", per anchor k the channels k*M + (m_1..m_M); None if M = 0.
     stride:     s, input pixels per cell.  anchors_wh: (K, 2) anchor (w, h) in input pixels.
     For anchor k at cell (row i, column j):
         cx = (j + 2*sigmoid(tx) - 0.5) * s          cy = (i + 2*sigmoid(ty) - 0.5) * s
@@ -92,29 +95,42 @@ def decode_edgedet_level(raw_level: np.ndarray, stride: int, anchors_wh: np.ndar
         objectness = sigmoid(to), class probability = sigmoid(tc), mask coefficients = m (linear).
     Returns, with candidates ordered by anchor k, then row i, then column j (N = K*H*W):
         xyxy float32 (N, 4) input pixels, objectness float32 (N,), class_probs float32 (N, C),
-        mask_coefs float32 (N, M).
+        mask_coefs float32 (N, M) (M = 0 without raw_mask).
     """
     anchors_wh = np.asarray(anchors_wh, dtype=np.float32).reshape(-1, 2)
-    k, depth = len(anchors_wh), 5 + num_classes + num_mask_coefs
-    if raw_level.ndim != 3 or raw_level.shape[0] != k * depth:
-        raise EdgedetError(f"edgedet level output has shape {raw_level.shape}, expected ({k}*{depth}, H, W) "
-                           f"for {k} anchors, {num_classes} classes, {num_mask_coefs} mask coefficients")
-    h, w = raw_level.shape[1:]
-    per_anchor = np.asarray(raw_level, dtype=np.float32).reshape(k, depth, h * w)
-    act = sigmoid(per_anchor[:, :5 + num_classes])  # (K, 5+C, H*W)
+    k = len(anchors_wh)
+    box = _per_anchor(raw_box, k, "box")  # (K, 4, H*W)
+    score = _per_anchor(raw_score, k, "score")  # (K, 1+C, H*W)
+    h, w = raw_box.shape[1:]
+    if box.shape[1] != 4:
+        raise EdgedetError(f"edgedet box output has shape {raw_box.shape}, expected ({k}*4, H, W)")
+    if raw_score.shape[1:] != (h, w) or score.shape[1] < 1:
+        raise EdgedetError(f"edgedet score output has shape {raw_score.shape}, expected ({k}*(1+C), {h}, {w})")
+    n, num_classes = k * h * w, score.shape[1] - 1
+    act = sigmoid(box)
     s = np.float32(stride)
     cols = np.arange(w, dtype=np.float32)[None, None, :]
     rows = np.arange(h, dtype=np.float32)[None, :, None]
-    cx = ((cols + 2 * act[:, 1].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
-    cy = ((rows + 2 * act[:, 2].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
-    bw = (anchors_wh[:, 0:1] * (2 * act[:, 3]) ** 2).reshape(-1)
-    bh = (anchors_wh[:, 1:2] * (2 * act[:, 4]) ** 2).reshape(-1)
-    xyxy = _cxcywh_columns_to_xyxy(cx, cy, bw, bh)
-    objectness = act[:, 0].reshape(-1)
-    n = k * h * w
-    class_probs = act[:, 5:].transpose(0, 2, 1).reshape(n, num_classes)
-    mask_coefs = per_anchor[:, 5 + num_classes:].transpose(0, 2, 1).reshape(n, num_mask_coefs)
-    return xyxy, objectness, class_probs, mask_coefs
+    cx = ((cols + 2 * act[:, 0].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
+    cy = ((rows + 2 * act[:, 1].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
+    bw = (anchors_wh[:, 0:1] * (2 * act[:, 2]) ** 2).reshape(-1)
+    bh = (anchors_wh[:, 1:2] * (2 * act[:, 3]) ** 2).reshape(-1)
+    probs = sigmoid(score)
+    objectness = probs[:, 0].reshape(-1)
+    class_probs = probs[:, 1:].transpose(0, 2, 1).reshape(n, num_classes)
+    if raw_mask is None:
+        mask_coefs = np.zeros((n, 0), np.float32)
+    else:
+        mask = _per_anchor(raw_mask, k, "mask")
+        mask_coefs = mask.transpose(0, 2, 1).reshape(n, mask.shape[1])
+    return _cxcywh_columns_to_xyxy(cx, cy, bw, bh), objectness, class_probs, mask_coefs
+
+
+def _per_anchor(raw_part: np.ndarray, k: int, part: str) -> np.ndarray:
+    """(K*D, H, W) -> float32 (K, D, H*W), checking that the channels split into K anchors."""
+    if raw_part.ndim != 3 or raw_part.shape[0] % k:
+        raise EdgedetError(f"edgedet {part} output has shape {raw_part.shape}, expected ({k}*D, H, W) for {k} anchors")
+    return np.asarray(raw_part, dtype=np.float32).reshape(k, raw_part.shape[0] // k, -1)
 
 
 def edgedet_level_chw(array: np.ndarray, output_layout: str) -> np.ndarray:
@@ -127,18 +143,12 @@ def edgedet_level_chw(array: np.ndarray, output_layout: str) -> np.ndarray:
     return array.transpose(2, 0, 1) if output_layout == "NHWC" else array
 
 
-def _edgedet_levels(outputs: Mapping[str, np.ndarray], spec: ModelSpec):
-    """The level arrays finest first: by spec.level_outputs names, else by shape (4-D, K*(5+C+M) channels)."""
-    if all(name in outputs for name in spec.level_outputs):
-        return [outputs[name] for name in spec.level_outputs]
-    depth = spec.num_anchors * (5 + spec.num_classes + spec.num_mask_coefs)
-    channel_axis = 3 if spec.output_layout == "NHWC" else 1
-    levels = [a for a in outputs.values() if np.ndim(a) == 4 and a.shape[channel_axis] == depth]
-    spatial = (1, 2) if channel_axis == 3 else (2, 3)
-    levels.sort(key=lambda a: -a.shape[spatial[0]] * a.shape[spatial[1]])
-    if len(levels) != len(spec.strides):
-        raise EdgedetError(f"model outputs {sorted(outputs)} do not contain the {len(spec.strides)} edgedet "
-                           f"levels {spec.level_outputs}")
+def _edgedet_level_parts(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> list:
+    """Per level (finest first) {part: output name} for the parts of spec.head_parts, all present in `outputs`."""
+    levels = [{part: level_part_name(level, part) for part in spec.head_parts} for level in spec.level_outputs]
+    missing = [name for parts in levels for name in parts.values() if name not in outputs]
+    if missing:
+        raise EdgedetError(f"model outputs {sorted(outputs)} lack the edgedet head outputs {missing}")
     return levels
 
 
@@ -155,74 +165,74 @@ def decode_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec,
     if not spec.anchors or len(spec.anchors) != len(spec.strides):
         raise EdgedetError(f"edgedet model spec needs one anchor list per stride {spec.strides}, "
                            f"got {len(spec.anchors)}")
-    if min_score is None:
-        return _decode_edgedet_full(outputs, spec)
-    levels = _edgedet_levels(outputs, spec)
-    names = _level_names(outputs, levels)
-    parts = [_decode_edgedet_level_above(raw, spec, spec.output_quant.get(name), stride, anchors, min_score)
-             for raw, name, stride, anchors in zip(levels, names, spec.strides, spec.anchors)]
+    levels = _edgedet_level_parts(outputs, spec)
+    decode_level = _decode_edgedet_level_full if min_score is None else _decode_edgedet_level_above
+    parts = [decode_level(outputs, names, spec, stride, anchors, min_score)
+             for names, stride, anchors in zip(levels, spec.strides, spec.anchors)]
     return Candidates.concatenate(parts)
 
 
-def _decode_edgedet_full(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Candidates:
-    """Every candidate through the reference `decode_edgedet_level` (integer outputs dequantized first)."""
-    parts = []
-    levels = _edgedet_levels(outputs, spec)
-    for raw, name, stride, anchors in zip(levels, _level_names(outputs, levels), spec.strides, spec.anchors):
-        raw = _dequantize(raw, spec.output_quant.get(name), name)
-        level = edgedet_level_chw(raw, spec.output_layout)
-        xyxy, objectness, class_probs, coefs = decode_edgedet_level(
-            level, stride, np.asarray(anchors), spec.num_classes, spec.num_mask_coefs)
-        best, ids = _best_class(class_probs)
-        parts.append(Candidates(xyxy, objectness * best, ids, coefs if spec.num_mask_coefs else None))
-    return Candidates.concatenate(parts)
+def _decode_edgedet_level_full(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], spec: ModelSpec,
+                               stride: int, anchors, min_score=None) -> Candidates:
+    """Every candidate of one level through the reference `decode_edgedet_level` (integer outputs dequantized)."""
+    chw = {part: edgedet_level_chw(_dequantize(outputs[name], spec.output_quant.get(name), name), spec.output_layout)
+           for part, name in names.items()}
+    for part, name in names.items():
+        if chw[part].shape[0] != spec.part_channels(part):
+            raise EdgedetError(f"edgedet output {name!r} has shape {np.shape(outputs[name])}, expected "
+                               f"{spec.part_channels(part)} channels ({spec.num_anchors} anchors)")
+    xyxy, objectness, class_probs, coefs = decode_edgedet_level(
+        chw["box"], chw["score"], chw.get("mask"), stride, np.asarray(anchors))
+    best, ids = _best_class(class_probs)
+    return Candidates(xyxy, objectness * best, ids, coefs if "mask" in chw else None)
 
 
-def _level_names(outputs: Mapping[str, np.ndarray], levels) -> list:
-    """The output name of each level array (for its quantization parameters)."""
-    by_id = {id(array): name for name, array in outputs.items()}
-    return [by_id.get(id(array), "") for array in levels]
-
-
-def _decode_edgedet_level_above(raw: np.ndarray, spec: ModelSpec, quant, stride: int, anchors,
-                                min_score: float) -> Candidates:
+def _decode_edgedet_level_above(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], spec: ModelSpec,
+                                stride: int, anchors, min_score: float) -> Candidates:
     """One level, only candidates with objectness > min_score, computed with the reference's float32 operations
     on the gathered values (so each kept candidate equals its row of `decode_edgedet_level`).
 
-    raw: (1, K*D, H, W) NCHW or (1, H, W, K*D) NHWC, float or integer (`quant` = its QuantParams).
+    Each part is (1, K*D, H, W) NCHW or (1, H, W, K*D) NHWC, float or integer (with spec.output_quant[name]).
+    Only the objectness channel is read in full; the other values are gathered for the kept candidates.
     """
     anchors_wh = np.asarray(anchors, dtype=np.float32).reshape(-1, 2)
-    k, c, m = len(anchors_wh), spec.num_classes, spec.num_mask_coefs
-    depth = 5 + c + m
-    array = np.asarray(raw)
-    array = array[0] if array.ndim == 4 else array
-    nhwc = spec.output_layout == "NHWC"
-    channels = array.shape[2] if nhwc and array.ndim == 3 else (array.shape[0] if array.ndim == 3 else -1)
-    if channels != k * depth:
-        raise EdgedetError(f"edgedet level output has shape {np.shape(raw)}, expected {k}*{depth} channels "
-                           f"for {k} anchors, {c} classes, {m} mask coefficients")
-    h, w = array.shape[:2] if nhwc else array.shape[1:]
-    if nhwc:
-        cells = array.reshape(h * w, k, depth)  # view: (cell, anchor, channel)
-        raw_objectness = cells[:, :, 0].T  # (K, H*W)
-    else:
-        cells = array.reshape(k, depth, h * w)  # view: (anchor, channel, cell)
-        raw_objectness = cells[:, 0, :]
-    objectness = sigmoid(_dequantize(raw_objectness, quant)).reshape(-1)  # candidate order: anchor, row, column
+    k, nhwc = len(anchors_wh), spec.output_layout == "NHWC"
+    views = {part: _anchor_view(outputs[name], k, nhwc, spec.part_channels(part), name) for part, name in names.items()}
+    score_view, (h, w) = views["score"]
+    raw_objectness = score_view[:, :, 0].T if nhwc else score_view[:, 0, :]  # (K, H*W): candidate order
+    quant = {part: spec.output_quant.get(name) for part, name in names.items()}
+    objectness = sigmoid(_dequantize(raw_objectness, quant["score"])).reshape(-1)
     index = np.flatnonzero(objectness > np.float32(min_score))
     anchor, cell = np.divmod(index, h * w)
-    rows = cells[cell, anchor, :] if nhwc else cells[anchor, :, cell]  # (n, depth), reference channel order
-    values = _dequantize(rows, quant)
-    act = sigmoid(values[:, 1:5 + c])  # tx, ty, tw, th, class logits
+
+    def gather(part: str) -> np.ndarray:
+        view = views[part][0]
+        rows = view[cell, anchor, :] if nhwc else view[anchor, :, cell]  # (n, D), reference channel order
+        return _dequantize(rows, quant[part])
+
+    box = sigmoid(gather("box"))  # (n, 4): tx, ty, tw, th
     s = np.float32(stride)
     row, col = np.divmod(cell, w)
-    cx = (col.astype(np.float32) + 2 * act[:, 0] - np.float32(0.5)) * s
-    cy = (row.astype(np.float32) + 2 * act[:, 1] - np.float32(0.5)) * s
-    bw = anchors_wh[anchor, 0] * (2 * act[:, 2]) ** 2
-    bh = anchors_wh[anchor, 1] * (2 * act[:, 3]) ** 2
-    best, ids = _best_class(act[:, 4:])
-    coefs = np.ascontiguousarray(values[:, 5 + c:]) if m else None
+    cx = (col.astype(np.float32) + 2 * box[:, 0] - np.float32(0.5)) * s
+    cy = (row.astype(np.float32) + 2 * box[:, 1] - np.float32(0.5)) * s
+    bw = anchors_wh[anchor, 0] * (2 * box[:, 2]) ** 2
+    bh = anchors_wh[anchor, 1] * (2 * box[:, 3]) ** 2
+    best, ids = _best_class(sigmoid(gather("score")[:, 1:]))
+    coefs = np.ascontiguousarray(gather("mask")) if "mask" in views else None
     return Candidates(_cxcywh_columns_to_xyxy(cx, cy, bw, bh), objectness[index] * best, ids, coefs)
+
+
+def _anchor_view(raw: np.ndarray, k: int, nhwc: bool, channels: int, name: str):
+    """(1, K*D, H, W) NCHW -> view (K, D, H*W); (1, H, W, K*D) NHWC -> view (H*W, K, D). Returns (view, (H, W))."""
+    array = np.asarray(raw)
+    array = array[0] if array.ndim == 4 else array
+    actual = array.shape[2] if nhwc else array.shape[0]
+    if array.ndim != 3 or actual != channels:
+        raise EdgedetError(f"edgedet output {name!r} has shape {np.shape(raw)}, expected {channels} channels "
+                           f"({k} anchors)")
+    h, w = array.shape[:2] if nhwc else array.shape[1:]
+    view = array.reshape(h * w, k, channels // k) if nhwc else array.reshape(k, channels // k, h * w)
+    return view, (h, w)
 
 
 def _dequantize(array: np.ndarray, quant, name: str = "") -> np.ndarray:
@@ -398,10 +408,8 @@ def dequantize_outputs(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Di
 
 
 def _looks_like_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> bool:
-    if all(name in outputs for name in spec.level_outputs):
-        return True
     try:
-        _edgedet_levels(outputs, spec)
+        _edgedet_level_parts(outputs, spec)
     except EdgedetError:
         return False
     return bool(spec.anchors)

@@ -7,9 +7,13 @@ Where it comes from:
   `device.decode` recognises the layout from the shapes.
 
 Layouts (`layout` field):
-- "edgedet":    this project's raw multi-scale anchor head. One output per FPN level, named by `level_outputs`,
-                NCHW (1, K*(5+C+M), H/s, W/s), per anchor the channels (obj, tx, ty, tw, th, cls_1..cls_C,
-                mcoef_1..mcoef_M), all raw logits / raw regressions. Optional "seg" output (1, S, H/8, W/8)
+- "edgedet":    this project's raw multi-scale anchor head. Per FPN level (named by `level_outputs`, e.g. "p3")
+                two or three outputs, NCHW (1, K*D, H/s, W/s) with, per anchor k, D channels:
+                  "<level>_box"   D=4    (tx, ty, tw, th) raw regressions
+                  "<level>_score" D=1+C  (obj, cls_1..cls_C) raw logits
+                  "<level>_mask"  D=M    mask coefficients (only with an instance-mask head)
+                Each is its own tensor so that an int8 export gives each its own scale: box offsets and
+                logits of very different ranges never share one. Optional "seg" output (1, S, H/8, W/8)
                 semantic logits and "proto" output (1, M, H/4, W/4) mask prototypes.
 - "grid":       the lecture's single-scale YOLO grid (S, S, A*(5+C)) or (S, S, A, 5+C), per anchor
                 (p_c, b_x, b_y, b_h, b_w, c_1..c_C).
@@ -23,8 +27,25 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: the edgedet head's box, score and mask outputs are separate tensors
 LAYOUTS = ("edgedet", "grid", "yolov5", "yolov8", "yolov8-seg")
+HEAD_PARTS = ("box", "score", "mask")  # the outputs of one edgedet level, named "<level>_<part>"
+
+
+def level_part_name(level: str, part: str) -> str:
+    """Output name of one part of an edgedet level: ("p3", "box") -> "p3_box"."""
+    return f"{level}_{part}"
+
+
+def head_parts(num_mask_coefs: int) -> Tuple[str, ...]:
+    """The parts of each edgedet level: ("box", "score"), plus "mask" with mask coefficients (M > 0)."""
+    return HEAD_PARTS if num_mask_coefs else HEAD_PARTS[:2]
+
+
+def head_part_channels(part: str, num_anchors: int, num_classes: int, num_mask_coefs: int) -> int:
+    """Channels of one edgedet level part: box K*4, score K*(1+C), mask K*M."""
+    per_anchor = {"box": 4, "score": 1 + num_classes, "mask": num_mask_coefs}[part]
+    return num_anchors * per_anchor
 
 
 @dataclass
@@ -48,7 +69,7 @@ class ModelSpec:
     anchors: List[List[Tuple[float, float]]] = field(default_factory=list)  # per level, K (w, h) anchor sizes in input pixels
     num_mask_coefs: int = 0  # M: mask coefficients per anchor (0 = no instance masks)
     semantic_names: List[str] = field(default_factory=list)  # semantic classes of the "seg" output (stuff and things), index = label
-    level_outputs: List[str] = field(default_factory=lambda: ["p3", "p4", "p5"])  # output names of the FPN levels, finest first
+    level_outputs: List[str] = field(default_factory=lambda: ["p3", "p4", "p5"])  # FPN level names, finest first (edgedet: prefixes of "<level>_<part>" outputs; others: output names)
     seg_output: Optional[str] = None  # output name of the semantic logits, None if absent
     proto_output: Optional[str] = None  # output name of the mask prototypes, None if absent
     input_name: str = "images"  # name of the single input tensor
@@ -85,6 +106,33 @@ class ModelSpec:
         """K: anchors per cell per level (0 for anchor-free layouts)."""
         return len(self.anchors[0]) if self.anchors else 0
 
+    @property
+    def head_parts(self) -> Tuple[str, ...]:
+        """The parts of each edgedet level (see `head_parts`)."""
+        return head_parts(self.num_mask_coefs)
+
+    def part_channels(self, part: str) -> int:
+        """Channels of one edgedet level part (see `head_part_channels`)."""
+        return head_part_channels(part, self.num_anchors, self.num_classes, self.num_mask_coefs)
+
+    def edgedet_output_shapes(self, layout: str = "NCHW") -> Dict[str, Tuple[int, ...]]:
+        """Output name -> shape of every output of the edgedet head at `input_size_hw`, in forward order:
+        each level's parts (finest level first), then "seg" and "proto" when present. layout: "NCHW" or "NHWC"."""
+        h, w = self.input_size_hw
+
+        def shape(channels: int, stride: int) -> Tuple[int, ...]:
+            if layout == "NCHW":
+                return (1, channels, h // stride, w // stride)
+            return (1, h // stride, w // stride, channels)
+
+        shapes = {level_part_name(level, part): shape(self.part_channels(part), stride)
+                  for level, stride in zip(self.level_outputs, self.strides) for part in self.head_parts}
+        if self.seg_output:
+            shapes[self.seg_output] = shape(len(self.semantic_names), 8)
+        if self.proto_output:
+            shapes[self.proto_output] = shape(self.num_mask_coefs, 4)
+        return shapes
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -97,6 +145,9 @@ class ModelSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"model spec has unknown fields {unknown}: written by a newer edgedet?")
+        if data.get("layout", "edgedet") == "edgedet" and data.get("version", SPEC_VERSION) < SPEC_VERSION:
+            raise ValueError(f"model spec version {data.get('version')} (one combined output per level) was written "
+                             f"by an older edgedet; re-export the model from its checkpoint")
         return cls(**data)
 
     @classmethod

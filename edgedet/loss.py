@@ -13,8 +13,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from edgedet.models.decode import split_anchor_channels
-from edgedet.models.model import STRIDES, ModelConfig
+from edgedet.models.decode import level_values
+from edgedet.models.model import STRIDES, ModelConfig, group_outputs
 
 PROTO_STRIDE = 4  # prototypes are at 1/4 of the input resolution
 LEVEL_BALANCE = (4.0, 1.0, 0.4)  # objectness weight of p3, p4, p5 (fine levels have many more negatives)
@@ -117,15 +117,13 @@ class EdgeDetLoss:
 
     def __call__(self, outputs: Sequence[torch.Tensor], targets: Targets) -> Tuple[torch.Tensor, Dict[str, float]]:
         config, gains = self.config, self.gains
-        levels = outputs[:len(STRIDES)]
-        extra = list(outputs[len(STRIDES):])
-        seg_logits = extra.pop(0) if config.num_semantic else None
-        protos = extra.pop(0) if config.num_mask_coefs else None
-        batch_size = levels[0].shape[0]
-        zero = levels[0].new_zeros(())
+        heads = group_outputs(outputs, config)
+        seg_logits, protos = heads.seg, heads.proto
+        batch_size = outputs[0].shape[0]
+        zero = outputs[0].new_zeros(())
         terms = {"box": zero, "obj": zero, "cls": zero, "mask": zero, "seg": zero}
-        for raw, anchors, stride, balance in zip(levels, config.anchors, STRIDES, LEVEL_BALANCE):
-            level_terms = self._level_loss(raw, anchors, stride, targets, protos)
+        for level, anchors, stride, balance in zip(heads.levels, config.anchors, STRIDES, LEVEL_BALANCE):
+            level_terms = self._level_loss(level, anchors, stride, targets, protos)
             terms["box"] = terms["box"] + level_terms["box"]
             terms["obj"] = terms["obj"] + level_terms["obj"] * balance
             terms["cls"] = terms["cls"] + level_terms["cls"]
@@ -136,10 +134,10 @@ class EdgeDetLoss:
         total = sum(weighted.values()) * batch_size
         return total, {name: float(value.detach()) for name, value in terms.items()}
 
-    def _level_loss(self, raw, anchors, stride, targets: Targets, protos) -> Dict[str, torch.Tensor]:
-        """Loss terms of one level: raw (B, K*(5+C+M), H, W)."""
+    def _level_loss(self, level, anchors, stride, targets: Targets, protos) -> Dict[str, torch.Tensor]:
+        """Loss terms of one level: {"box", "score"[, "mask"]: (B, K*D, H, W)} raw outputs."""
         config = self.config
-        values = split_anchor_channels(raw, config.num_anchors)  # (B, K, H, W, 5+C+M)
+        values = level_values(level, config.num_anchors)  # (B, K, H, W, 5+C+M)
         anchors_wh = torch.tensor(anchors, dtype=values.dtype, device=values.device)
         grid_hw = tuple(values.shape[2:4])
         obj_target = torch.zeros_like(values[..., 0])

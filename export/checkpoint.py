@@ -62,7 +62,7 @@ def load_for_export(ckpt, imgsz=None):
 def output_roles(model, spec: ModelSpec) -> Sequence[str]:
     """The model's output names, in forward order; they must be the spec's roles."""
     names = tuple(model.output_names)
-    expected = set(spec.level_outputs) | {n for n in (spec.seg_output, spec.proto_output) if n}
-    if set(names) != expected:
-        raise EdgedetError(f"checkpoint outputs {names} do not match its spec's roles {sorted(expected)}")
+    expected = tuple(spec.edgedet_output_shapes())
+    if names != expected:
+        raise EdgedetError(f"checkpoint outputs {names} do not match its spec's roles {expected}")
     return names

@@ -31,7 +31,8 @@ class TorchBackend:
         self._roles = tuple(output_roles(model, self.spec))
         height, width = self.spec.input_size_hw
         self.input_details = [TensorDetails(self.spec.input_name, (1, 3, height, width), "float32")]
-        self.output_details = [TensorDetails(role, _output_shape(self.spec, role), "float32", file_name=role)
+        shapes = self.spec.edgedet_output_shapes("NCHW")
+        self.output_details = [TensorDetails(role, shapes[role], "float32", file_name=role)
                                for role in self._roles]
         self.version = torch.__version__
 
@@ -60,15 +61,3 @@ def _float_nchw(spec: ModelSpec) -> ModelSpec:
 
     return dataclasses.replace(spec, input_layout="NCHW", output_layout="NCHW", input_dtype="float32",
                                input_quant=None, output_quant={}, precision="fp32", quantization="")
-
-
-def _output_shape(spec: ModelSpec, role: str) -> tuple:
-    """NCHW shape of one raw output of the edgedet head at spec.input_size_hw."""
-    height, width = spec.input_size_hw
-    if role in spec.level_outputs:
-        stride = spec.strides[spec.level_outputs.index(role)]
-        channels = spec.num_anchors * (5 + spec.num_classes + spec.num_mask_coefs)
-        return (1, channels, height // stride, width // stride)
-    if role == spec.seg_output:
-        return (1, len(spec.semantic_names), height // 8, width // 8)
-    return (1, spec.num_mask_coefs, height // 4, width // 4)

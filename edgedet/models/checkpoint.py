@@ -22,7 +22,7 @@ from device.spec import ModelSpec
 from edgedet.models.model import LEVEL_OUTPUTS, STRIDES, EdgeDet, ModelConfig, build_model
 
 CHECKPOINT_FORMAT = "edgedet-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: separate box / score / mask convs per detection level
 
 
 def model_spec(config: ModelConfig, names: Sequence[str], semantic_names: Sequence[str], source: str = "") -> ModelSpec:
@@ -102,6 +102,9 @@ def read_checkpoint(path) -> dict:
         raise EdgedetError(f"checkpoint {path} cannot be read: {reason}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise EdgedetError(f"{path} is not an edgedet checkpoint (no format {CHECKPOINT_FORMAT!r})")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise EdgedetError(f"checkpoint {path} has format version {checkpoint.get('version')}, this edgedet reads "
+                           f"version {CHECKPOINT_VERSION} (its detection head differs); retrain it")
     return checkpoint
 
 

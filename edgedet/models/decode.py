@@ -1,6 +1,7 @@
 """Torch twin of the device runtime's edgedet-head decode (device/decode.py), for the loss and training validation.
 
-Per anchor k at cell (row i, col j) of a level with stride s, raw (to, tx, ty, tw, th, tc_1..tc_C, m_1..m_M):
+A level is the model's {"box", "score"[, "mask"]} outputs; `level_values` joins them per anchor into
+raw (to, tx, ty, tw, th, tc_1..tc_C, m_1..m_M), and for anchor k at cell (row i, col j) of a level with stride s:
     cx = (j + 2*sigmoid(tx) - 0.5) * s        cy = (i + 2*sigmoid(ty) - 0.5) * s
     w  = anchor_w[k] * (2*sigmoid(tw))**2     h  = anchor_h[k] * (2*sigmoid(th))**2
     objectness = sigmoid(to), class prob = sigmoid(tc), score = objectness * class prob; mask coefs raw.
@@ -10,7 +11,7 @@ A test checks this module against the NumPy decode within 1e-5.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Mapping, Sequence, Tuple
 
 import torch
 
@@ -31,9 +32,20 @@ class DecodedHead:
 
 
 def split_anchor_channels(raw: torch.Tensor, num_anchors: int) -> torch.Tensor:
-    """(B, K*(5+C+M), H, W) -> (B, K, H, W, 5+C+M)."""
+    """(B, K*D, H, W) -> (B, K, H, W, D)."""
     b, channels, h, w = raw.shape
     return raw.view(b, num_anchors, channels // num_anchors, h, w).permute(0, 1, 3, 4, 2)
+
+
+def level_values(parts: Mapping[str, torch.Tensor], num_anchors: int) -> torch.Tensor:
+    """One level's {"box": (B, K*4, H, W), "score": (B, K*(1+C), H, W)[, "mask": (B, K*M, H, W)]} ->
+    (B, K, H, W, 5+C+M) per-anchor raw values (to, tx, ty, tw, th, tc_1..tc_C, m_1..m_M)."""
+    box = split_anchor_channels(parts["box"], num_anchors)
+    score = split_anchor_channels(parts["score"], num_anchors)
+    pieces = [score[..., :1], box, score[..., 1:]]
+    if "mask" in parts:
+        pieces.append(split_anchor_channels(parts["mask"], num_anchors))
+    return torch.cat(pieces, dim=-1)
 
 
 def cell_grid(h: int, w: int, device=None, dtype=torch.float32) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -67,15 +79,16 @@ def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def decode_head(
-    levels: Sequence[torch.Tensor],
+    levels: Sequence[Mapping[str, torch.Tensor]],
     anchors: Sequence[Sequence[Tuple[float, float]]],
     strides: Sequence[int],
     num_classes: int,
 ) -> DecodedHead:
-    """Raw NCHW level outputs (B, K*(5+C+M), H/s, W/s), finest first -> all candidates, in the runtime's order."""
+    """Raw NCHW level outputs {"box", "score"[, "mask"]: (B, K*D, H/s, W/s)}, finest first -> all candidates,
+    in the runtime's order."""
     parts: List[Tuple[torch.Tensor, ...]] = []
-    for raw, level_anchors, stride in zip(levels, anchors, strides):
-        values = split_anchor_channels(raw, len(level_anchors)).float()
+    for level, level_anchors, stride in zip(levels, anchors, strides):
+        values = level_values(level, len(level_anchors)).float()
         anchors_wh = torch.tensor(level_anchors, dtype=values.dtype, device=values.device)
         boxes = cxcywh_to_xyxy(decode_boxes_cxcywh(values[..., 1:5], anchors_wh, float(stride)))
         b, n = values.shape[0], values.shape[1] * values.shape[2] * values.shape[3]

@@ -1,8 +1,11 @@
 """The edgedet model family: a conv-BN-ReLU6 backbone, an FPN neck over strides 8/16/32 and three heads.
 
-Heads (see ARCHITECTURE.md, "THE EDGEDET HEAD"):
-- detection, one 1x1 conv per FPN level: (B, K*(5+C+M), H/s, W/s) raw values, per anchor
-  (obj, tx, ty, tw, th, cls_1..cls_C, mcoef_1..mcoef_M);
+Heads (see ARCHITECTURE.md, "Models exported by this project", and device/spec.py):
+- detection, per FPN level a shared 3x3 conv then three 1x1 convs, each its own output so that int8 exports
+  give box offsets, logits and mask coefficients separate scales:
+    "<level>_box"   (B, K*4, H/s, W/s)      per anchor (tx, ty, tw, th)
+    "<level>_score" (B, K*(1+C), H/s, W/s)  per anchor (obj, cls_1..cls_C) logits
+    "<level>_mask"  (B, K*M, H/s, W/s)      per anchor mask coefficients (only when M > 0);
 - semantic (FCN) on the stride-8 level: (B, S, H/8, W/8) logits;
 - prototypes for instance masks at stride 4: (B, M, H/4, W/4), linear.
 
@@ -12,13 +15,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from device.errors import EdgedetError
+from device.spec import head_part_channels, head_parts, level_part_name
 
 STRIDES = (8, 16, 32)  # pixel stride of the detection levels p3, p4, p5
 LEVEL_OUTPUTS = ("p3", "p4", "p5")  # output names of the detection levels, finest first
@@ -62,9 +66,13 @@ class ModelConfig:
         return len(self.anchors[0])
 
     @property
-    def channels_per_anchor(self) -> int:
-        """5 + C + M raw values per anchor."""
-        return 5 + self.num_classes + self.num_mask_coefs
+    def head_parts(self) -> Tuple[str, ...]:
+        """The outputs of each detection level: ("box", "score"), plus "mask" when M > 0."""
+        return head_parts(self.num_mask_coefs)
+
+    def part_channels(self, part: str) -> int:
+        """Output channels of one detection-level part: box K*4, score K*(1+C), mask K*M."""
+        return head_part_channels(part, self.num_anchors, self.num_classes, self.num_mask_coefs)
 
 
 def check_input_size(size_hw) -> None:
@@ -154,9 +162,11 @@ class EdgeDet(nn.Module):
         self.config = config
         self.backbone = Backbone(widths, depths)
         self.neck = Neck(widths[2:], neck_width, config.bottom_up)
-        out_per_level = config.num_anchors * config.channels_per_anchor
         self.det_convs = nn.ModuleList(conv_bn_act(neck_width, neck_width) for _ in STRIDES)
-        self.det_heads = nn.ModuleList(nn.Conv2d(neck_width, out_per_level, 1) for _ in STRIDES)
+        self.det_heads = nn.ModuleList(
+            nn.ModuleDict({part: nn.Conv2d(neck_width, config.part_channels(part), 1) for part in config.head_parts})
+            for _ in STRIDES
+        )
         self.seg_head = self._semantic_head(neck_width) if config.num_semantic else None
         self.proto_head = self._proto_head(widths[1], neck_width, proto_width) if config.num_mask_coefs else None
         self._init_detection_biases()
@@ -164,7 +174,7 @@ class EdgeDet(nn.Module):
     @property
     def output_names(self) -> Tuple[str, ...]:
         """Names of the tensors `forward` returns, in order."""
-        names = list(LEVEL_OUTPUTS)
+        names = [level_part_name(level, part) for level in LEVEL_OUTPUTS for part in self.config.head_parts]
         if self.seg_head is not None:
             names.append("seg")
         if self.proto_head is not None:
@@ -186,17 +196,21 @@ class EdgeDet(nn.Module):
     def _init_detection_biases(self) -> None:
         """Objectness starts near a few objects per 640x640 image, classes near 1/C (the YOLOv5 prior)."""
         config = self.config
-        for head, stride in zip(self.det_heads, STRIDES):
-            bias = head.bias.detach().view(config.num_anchors, config.channels_per_anchor)
+        for heads, stride in zip(self.det_heads, STRIDES):
+            bias = heads["score"].bias.detach().view(config.num_anchors, 1 + config.num_classes)
             bias[:, 0] = math.log(8.0 / (640.0 / stride) ** 2)
-            bias[:, 5:5 + config.num_classes] = math.log(0.6 / max(config.num_classes - 0.99, 0.01))
-            head.bias.data.copy_(bias.view(-1))
+            bias[:, 1:] = math.log(0.6 / max(config.num_classes - 0.99, 0.01))
+            heads["score"].bias.data.copy_(bias.view(-1))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """(B, 3, H, W) -> raw (p3, p4, p5[, seg][, proto]); see the module docstring for shapes."""
+        """(B, 3, H, W) -> raw tensors in `output_names` order (p3_box, p3_score[, p3_mask], p4_..., p5_...[, seg]
+        [, proto]); see the module docstring for shapes."""
         c2, c3, c4, c5 = self.backbone(x)
         levels = self.neck(c3, c4, c5)
-        outputs = [head(conv(p)) for conv, head, p in zip(self.det_convs, self.det_heads, levels)]
+        outputs = []
+        for conv, heads, p in zip(self.det_convs, self.det_heads, levels):
+            features = conv(p)
+            outputs += [heads[part](features) for part in self.config.head_parts]
         if self.seg_head is not None:
             outputs.append(self.seg_head(levels[0]))
         if self.proto_head is not None:
@@ -208,6 +222,26 @@ class EdgeDet(nn.Module):
         head = self.proto_head
         up = F.interpolate(head["reduce"](p3), scale_factor=2.0, mode="nearest")
         return head["out"](head["body"](head["lateral"](c2) + up))
+
+
+@dataclass
+class HeadOutputs:
+    """The raw outputs of `EdgeDet.forward`, grouped by head."""
+
+    levels: List[Dict[str, torch.Tensor]]  # per level (finest first) {"box", "score"[, "mask"]: (B, K*D, H/s, W/s)}
+    seg: Optional[torch.Tensor]  # (B, S, H/8, W/8) semantic logits, or None
+    proto: Optional[torch.Tensor]  # (B, M, H/4, W/4) prototypes, or None
+
+
+def group_outputs(outputs: Sequence[torch.Tensor], config: ModelConfig) -> HeadOutputs:
+    """The flat tuple of `EdgeDet.forward` (in `output_names` order) -> `HeadOutputs`."""
+    parts = config.head_parts
+    flat = list(outputs)
+    levels = [dict(zip(parts, flat[i * len(parts):(i + 1) * len(parts)])) for i in range(len(STRIDES))]
+    extra = flat[len(STRIDES) * len(parts):]
+    seg = extra.pop(0) if config.num_semantic else None
+    proto = extra.pop(0) if config.num_mask_coefs else None
+    return HeadOutputs(levels, seg, proto)
 
 
 def build_model(config: ModelConfig) -> EdgeDet:

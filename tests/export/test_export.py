@@ -8,6 +8,7 @@ import pytest
 
 from device.spec import ModelSpec
 
+HEAD_ROLES = [f"{level}_{part}" for level in ("p3", "p4", "p5") for part in ("box", "score", "mask")] + ["seg", "proto"]
 TOLERANCE = 1e-4  # max |fp32 artifact - PyTorch| on raw head outputs
 
 
@@ -37,7 +38,7 @@ def test_onnx_is_one_checked_file_with_named_outputs_and_spec(exported_models):
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    assert [o.name for o in model.graph.output] == ["p3", "p4", "p5", "seg", "proto"]
+    assert [o.name for o in model.graph.output] == HEAD_ROLES
     assert not any(init.data_location == onnx.TensorProto.EXTERNAL for init in model.graph.initializer)
     assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith("tiny.onnx")) == ["tiny.onnx"]
     spec = ModelSpec.from_json({p.key: p.value for p in model.metadata_props}["edgedet_spec"])
@@ -51,7 +52,7 @@ def test_onnx_fp32_matches_pytorch(exported_models, torch_reference):
 
     _, _, x, reference = torch_reference
     diffs = max_abs_diff(reference, onnx_outputs(exported_models["onnx"], x))
-    assert set(diffs) == {"p3", "p4", "p5", "seg", "proto"}
+    assert set(diffs) == set(HEAD_ROLES)
     assert max(diffs.values()) < TOLERANCE, diffs
 
 
@@ -76,7 +77,7 @@ def test_tflite_sidecar_spec_round_trips_and_names_outputs(exported_models):
     assert json.loads(sidecar_path(path).read_text())["precision"] == "fp32"
     assert ModelSpec.from_json(spec.to_json()) == spec
     _, outputs = signature_details(path)
-    assert set(outputs) == {"p3", "p4", "p5", "seg", "proto"}
+    assert set(outputs) == set(HEAD_ROLES)
     assert tuple(outputs["proto"]["shape"]) == (1, 40, 40, 8)
     assert spec.input_dtype == "float32" and spec.input_quant is None and spec.output_quant == {}
 
@@ -114,7 +115,7 @@ def test_tflite_int8_is_full_integer_with_quant_params_by_role(exported_models):
     assert np.dtype(input_detail["dtype"]) == np.int8 and spec.input_dtype == "int8"
     assert spec.input_quant is not None and spec.input_quant.dtype == "int8"
     assert abs(spec.input_quant.scale - 1 / 255) < 1e-3  # calibration images span 0..1
-    assert set(spec.output_quant) == {"p3", "p4", "p5", "seg", "proto"}
+    assert set(spec.output_quant) == set(HEAD_ROLES)
     for role, detail in outputs.items():
         assert np.dtype(detail["dtype"]) == np.int8
         assert spec.output_quant[role].scale == pytest.approx(detail["quantization"][0])

@@ -15,8 +15,10 @@ def backend(tiny_checkpoint):
 def test_details_describe_the_raw_outputs(backend):
     assert backend.input_details[0].shape == (1, 3, 160, 160) and backend.input_details[0].dtype == "float32"
     shapes = {d.name: d.shape for d in backend.output_details}
-    assert shapes == {"p3": (1, 3 * (5 + 5 + 8), 20, 20), "p4": (1, 54, 10, 10), "p5": (1, 54, 5, 5),
-                      "seg": (1, 9, 20, 20), "proto": (1, 8, 40, 40)}
+    level_parts = {"box": 3 * 4, "score": 3 * (1 + 5), "mask": 3 * 8}  # K=3 anchors, C=5 classes, M=8
+    expected = {f"{level}_{part}": (1, channels, 160 // stride, 160 // stride)
+                for level, stride in (("p3", 8), ("p4", 16), ("p5", 32)) for part, channels in level_parts.items()}
+    assert shapes == {**expected, "seg": (1, 9, 20, 20), "proto": (1, 8, 40, 40)}
     assert backend.spec.input_layout == "NCHW" and backend.spec.precision == "fp32"
     assert "torch" in backend.describe()
 
@@ -33,7 +35,7 @@ def test_imgsz_override_changes_the_input_and_output_shapes(tiny_checkpoint):
 
     wide = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1, imgsz="128,192")
     outputs = wide.run(np.zeros((1, 3, 128, 192), np.float32))
-    assert outputs["p3"].shape == (1, 54, 16, 24) and wide.spec.input_size_hw == (128, 192)
+    assert outputs["p3_score"].shape == (1, 18, 16, 24) and wide.spec.input_size_hw == (128, 192)
 
 
 def test_detector_runs_a_checkpoint_like_its_onnx_export(backend, exported_models, synth_data):
