@@ -35,14 +35,6 @@ class TorchBackend:
                                for role in self._roles]
         self.version = torch.__version__
 
-    @classmethod
-    def from_checkpoint(cls, path, threads: Optional[int] = None, imgsz=None) -> "TorchBackend":
-        """Load a checkpoint file (or `shipped`); `imgsz` overrides the input size (divisible by 32)."""
-        from export.checkpoint import load_for_export
-
-        model, spec = load_for_export(path, imgsz)
-        return cls(model, spec, threads)
-
     def run(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         """x: float32 (1, 3, H, W) RGB 0..1 -> {role name: raw float32 output, NCHW}."""
         import torch

@@ -22,7 +22,8 @@ def _synth_image(synth_data):
 def torch_reference(tiny_checkpoint, synth_data):
     """(model, spec, NCHW float input of a real val image preprocessed by the runtime, raw torch outputs)."""
     from device.preprocess import preprocess
-    from export.checkpoint import load_for_export, output_roles
+    from edgedet.export_inputs import load_for_export
+    from export.checkpoint import output_roles
     from export.onnx_export import torch_outputs
 
     model, spec = load_for_export(tiny_checkpoint)
@@ -165,7 +166,7 @@ def test_every_conv_runs_in_integer_after_onnxruntime_fusion(exported_models, sy
 
     from calibration.calibset import build_calibration_set
     from calibration.onnx_quant import SCHEMES
-    from export.calib_source import calibration_items
+    from edgedet.export_inputs import calibration_items
     from export.onnx_export import read_spec
     from export.onnx_int8 import export_onnx_int8
 
