@@ -121,6 +121,20 @@ def test_tflite_int8_is_full_integer_with_quant_params_by_role(exported_models):
         assert spec.output_quant[role].scale == pytest.approx(detail["quantization"][0])
         assert spec.output_quant[role].zero_point == detail["quantization"][1]
     assert spec.precision == "int8" and "per-channel" in spec.quantization
+    assert "calibration: minmax requested, PT2E MinMaxObserver used, 4 images" in spec.quantization
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_tflite_int8_quantization_names_the_observer_pt2e_runs(method):
+    """PT2E has no entropy or percentile observer: the sidecar names the one the quantizer really holds."""
+    from export.tflite_export import describe_quantization, pt2e_quantizer
+
+    config = pt2e_quantizer(method).global_config
+    observers = {type(spec.observer_or_fake_quant_ctr()).__name__
+                 for spec in (config.input_activation, config.output_activation)}
+    assert len(observers) == 1
+    text = describe_quantization(method, 200)
+    assert f"calibration: {method} requested, PT2E {observers.pop()} used, 200 images" in text
 
 
 @pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
