@@ -1,11 +1,8 @@
 """`edgedet calibrate CKPT --calib DATA --sensitivity [--auto-keep-float N | --map-budget X]`.
 
-Per-layer int8 sensitivity of the ONNX export: each Conv is quantized alone and the SQNR of the raw head
-outputs against fp32 ranks the layers (most sensitive first; JSON + table). Then, optionally, an int8 model
-that keeps the most sensitive layers in float: the top N (`--auto-keep-float N`), or as few as needed for
-the int8 model to lose at most X mAP@.5:.95 points against fp32 on the validation split (`--map-budget X`,
-trying 0, 1, 2, 4, ... kept layers). The kept layers are written to the JSON so `edgedet export
---keep-float` can reproduce the model.
+Per-layer int8 sensitivity ranking and the keep-float int8 model (what they measure: export/calibrate.py).
+This verb loads the checkpoint, the calibration set and, for --map-budget, the evaluator
+(edgedet.export_inputs) and hands them to export.calibrate.calibrate_model.
 """
 from __future__ import annotations
 

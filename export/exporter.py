@@ -77,6 +77,7 @@ def check_request(config: ExportConfig) -> None:
 
 
 def needs_calibration(config: ExportConfig) -> bool:
+    """True when an int8 format is asked for."""
     return any(name in INT8_FORMATS for name in config.formats)
 
 

@@ -1,4 +1,5 @@
-"""A Backend for PyTorch checkpoints, so Detector, eval and bench run a .pt through the device pipeline.
+"""A Backend for a loaded PyTorch model, so Detector, eval and bench run a .pt through the device pipeline
+(edgedet.export_inputs.torch_backend loads the checkpoint).
 
 Same interface as device/backends.py: `.spec`, `.input_details`, `.output_details`, `.run(x) -> {role: array}`,
 `.describe()`. The input is the runtime's float32 NCHW tensor; outputs are the raw head tensors, NCHW.
