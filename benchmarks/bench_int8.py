@@ -51,8 +51,9 @@ def ensure_data(path: Path, imgsz: int) -> Path:
 
 def export_models(args, data: Path, out: Path) -> dict:
     """format -> path for the four artifacts, exported by the same code as `edgedet export`."""
-    from export.checkpoint import resolve_checkpoint
-    from export.exporter import ExportConfig, artifact_paths, export_artifacts
+    from edgedet.export_cli import export_artifacts
+    from edgedet.export_inputs import resolve_checkpoint
+    from export.exporter import ExportConfig, artifact_paths
 
     formats = [name for pair in PAIRS for name in pair]
     paths = artifact_paths(out, resolve_checkpoint(args.ckpt).stem, formats)
@@ -68,7 +69,7 @@ def snapshot_checkpoint(ckpt: str, out: Path) -> Path:
     even if the original file is replaced (e.g. by a training run) while the benchmark runs."""
     import shutil
 
-    from export.checkpoint import resolve_checkpoint
+    from edgedet.export_inputs import resolve_checkpoint
 
     source = resolve_checkpoint(ckpt)
     copy = out / source.name
@@ -95,7 +96,7 @@ def median_latency_ms(path: Path, threads: int, x_image, runs: int, warmup: int)
 
 
 def accuracy(model, data: Path, limit) -> dict:
-    from export.accuracy import evaluate_backend
+    from edgedet.export_inputs import evaluate_backend
 
     return evaluate_backend(model, data, limit=limit)
 
@@ -125,13 +126,12 @@ def main(argv=None) -> int:
                 ratio = (f"   {sizes[int8] / sizes[fp32]:>14.2f} {latency[fp32][1] / latency[int8][1]:>10.2f}x "
                          f"{latency[fp32][2] / latency[int8][2]:>5.2f}x")
             print(f"{name:<12} {sizes[name]:>8.2f} {latency[name][1]:>9.2f} {latency[name][2]:>9.2f}{ratio}")
+    from edgedet.export_inputs import resolve_checkpoint, torch_backend
     from export.accuracy import ArtifactAccuracy, format_table
-    from export.checkpoint import resolve_checkpoint
-    from export.torch_backend import TorchBackend
 
     ckpt = resolve_checkpoint(args.ckpt)
     reference = ArtifactAccuracy("torch", str(ckpt), os.path.getsize(ckpt) / 1e6,
-                                 accuracy(TorchBackend.from_checkpoint(ckpt, imgsz=args.imgsz), data, args.val_limit))
+                                 accuracy(torch_backend(ckpt, imgsz=args.imgsz), data, args.val_limit))
     rows = [ArtifactAccuracy(name, str(path), sizes[name], accuracy(str(path), data, args.val_limit))
             for name, path in paths.items()]
     print(f"\naccuracy on {data} val split ({args.val_limit or 'all'} images), calibration {args.calib_method}, "

@@ -210,10 +210,12 @@ def plan_variants(models: Sequence[str], imgsz: Sequence[int], threads: Sequence
 def sweep_models(config: BenchConfig) -> List[str]:
     """Export `config.sweep` to every format in `config.formats` at every input size with H5's exporter (which
     also checks each artifact on the data set), into DIR/models/<imgsz>/; the model files written, in order."""
-    from export.exporter import ExportConfig, artifact_paths, parse_formats, resolve_ckpt, run_export
+    from edgedet.export_cli import run_export
+    from edgedet.export_inputs import resolve_checkpoint
+    from export.exporter import ExportConfig, artifact_paths, parse_formats
 
     formats = parse_formats(",".join(config.formats))
-    stem = resolve_ckpt(config.sweep).stem
+    stem = resolve_checkpoint(config.sweep).stem
     models: List[str] = []
     for size in config.imgsz or [None]:
         folder = config.out / "models" / (str(size) if size else "native")

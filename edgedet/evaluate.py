@@ -213,9 +213,9 @@ def _build_detector(model, conf, iou, max_det, threads, imgsz):
 
 def _torch_backend(path, threads, imgsz):
     """export's TorchBackend for a checkpoint (torch is imported only here)."""
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
-    return TorchBackend.from_checkpoint(path, threads=threads, imgsz=imgsz)
+    return torch_backend(path, threads=threads, imgsz=imgsz)
 
 
 @dataclass

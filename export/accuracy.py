@@ -1,5 +1,6 @@
 """The accuracy gate: every artifact runs through the device runtime on the validation split, beside the checkpoint.
 
+The caller supplies the evaluator (`Evaluate`); this module holds the table and the gate.
 A table gives size, mAP@.5:.95, mAP@.5, mask AP, mIoU and the mAP delta against the PyTorch model;
 an artifact whose mAP@.5:.95 drops by more than `max_map_drop` points fails the export.
 """
@@ -7,10 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence, Union
 
 METRICS = ("map", "map50", "mask_ap", "miou")  # keys of ArtifactAccuracy.metrics, in table order
 HEADERS = {"map": "mAP", "map50": "mAP50", "mask_ap": "maskAP", "miou": "mIoU"}
+
+# The evaluator the caller injects (edgedet.export_inputs.evaluator): a model file path, or a backend object
+# (`.spec`, `.run`, e.g. export.torch_backend.TorchBackend) -> {METRICS key: value in points, NaN if undefined},
+# measured on the validation split by the device runtime.
+Evaluate = Callable[[Union[str, object]], Dict[str, float]]
 
 
 @dataclass
@@ -21,27 +27,6 @@ class ArtifactAccuracy:
     path: str  # file evaluated
     size_mb: float  # file size in MB (10^6 bytes)
     metrics: Dict[str, float] = field(default_factory=dict)  # METRICS -> value in points; NaN when not applicable
-
-
-def evaluate_backend(backend, data, split: str = "val", limit: Optional[int] = None,
-                     threads: Optional[int] = None) -> Dict[str, float]:
-    """mAP@.5:.95, mAP@.5, mask AP and mIoU (points) of a backend or model path, via edgedet.evaluate.evaluate_model."""
-    from edgedet.evaluate import evaluate_model
-
-    return metrics_from_report(evaluate_model(backend, data, split=split, limit=limit, threads=threads, progress=False))
-
-
-# METRICS key -> (section, key) in evaluate_model's report
-_REPORT_KEYS = {"map": ("bbox", "AP"), "map50": ("bbox", "AP50"), "mask_ap": ("segm", "AP"), "miou": ("semantic", "mIoU")}
-
-
-def metrics_from_report(report: dict) -> Dict[str, float]:
-    """The four figures in points; NaN where the report lacks the section or marks it undefined (-1)."""
-    out = {}
-    for key, (section, name) in _REPORT_KEYS.items():
-        value = report.get(section, {}).get(name)
-        out[key] = float("nan") if value is None or value < 0 else float(value) * 100.0
-    return out
 
 
 def format_table(rows: Sequence[ArtifactAccuracy], reference: ArtifactAccuracy) -> str:

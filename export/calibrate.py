@@ -1,4 +1,4 @@
-"""`edgedet calibrate CKPT --calib DATA --sensitivity [--auto-keep-float N | --map-budget X]`.
+"""`edgedet calibrate`'s work on a loaded model and its calibration set (edgedet.calibrate_cli loads them).
 
 Per-layer int8 sensitivity of the ONNX export: each Conv is quantized alone and the SQNR of the raw head
 outputs against fp32 ranks the layers (most sensitive first; JSON + table). Then, optionally, an int8 model
@@ -9,16 +9,14 @@ trying 0, 1, 2, 4, ... kept layers). The kept layers are written to the JSON so 
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from calibration.onnx_quant import METHODS, SCHEMES
-from device.errors import EdgedetError
+from calibration.calibset import CalibrationSet
+from export.accuracy import Evaluate
 
 
 @dataclass
@@ -40,53 +38,18 @@ class CalibrateConfig:
     seed: int = 0  # calibration sampling seed
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint (.pt) or 'shipped'")
-    parser.add_argument("--calib", metavar="DATA", required=True, help="calibration data set or image folder")
-    parser.add_argument("--sensitivity", action="store_true", help="per-layer sensitivity report (JSON + table)")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--auto-keep-float", type=int, metavar="N", help="write an int8 model keeping the N most sensitive layers float")
-    budget.add_argument("--map-budget", type=float, metavar="X", help="keep the fewest layers float so int8 loses <= X mAP@.5:.95 points")
-    parser.add_argument("--data", metavar="DATA", help="validation data for --map-budget (default: --calib if a data set)")
-    parser.add_argument("--val-limit", type=int, help="evaluate on the first N validation images only")
-    parser.add_argument("--out", default="calibration", help="output folder (default: %(default)s)")
-    parser.add_argument("--imgsz", help="input size N or H,W, divisible by 32 (default: the checkpoint's)")
-    parser.add_argument("--calib-size", type=int, default=100, help="calibration images (default: %(default)s)")
-    parser.add_argument("--calib-method", choices=METHODS, default="percentile", help="default: %(default)s")
-    parser.add_argument("--sensitivity-images", type=int, default=8, help="images scoring each layer (default: %(default)s)")
-    parser.add_argument("--int8-scheme", default="auto", choices=("auto", *SCHEMES), help="ONNX int8 scheme (default: from the CPU)")
-    parser.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
-
-
-def main(args: argparse.Namespace) -> int:
-    config = CalibrateConfig(
-        checkpoint=args.checkpoint, calib=args.calib, out=Path(args.out), imgsz=args.imgsz, calib_size=args.calib_size,
-        calib_method=args.calib_method, sensitivity_images=args.sensitivity_images, int8_scheme=args.int8_scheme,
-        auto_keep_float=args.auto_keep_float, map_budget=args.map_budget, data=args.data, val_limit=args.val_limit,
-        seed=args.seed)
-    if not (args.sensitivity or config.auto_keep_float is not None or config.map_budget is not None):
-        raise EdgedetError("nothing to do: pass --sensitivity, --auto-keep-float N or --map-budget X")
-    return run_calibrate(config)
-
-
-def run_calibrate(config: CalibrateConfig) -> int:
-    """Sensitivity ranking, then the keep-float int8 model if asked. Returns the exit code."""
-    from calibration.calibset import build_calibration_set, stack_arrays
+def calibrate_model(model, spec, calib: CalibrationSet, description: str, config: CalibrateConfig,
+                    evaluate: Optional[Evaluate] = None) -> int:
+    """Sensitivity ranking of `model` (torch.nn.Module, eval mode; `spec` its device.ModelSpec) calibrated on
+    `calib` (from `description`), then the keep-float int8 model if asked. `evaluate` (model path -> metrics on
+    the validation split) is needed for --map-budget only. Returns the exit code."""
+    from calibration.calibset import stack_arrays
     from calibration.sensitivity import format_table, layer_sensitivity, write_report
-    from export.calib_source import calibration_items, is_dataset
-    from export.checkpoint import load_for_export, output_roles
+    from export.checkpoint import output_roles
     from export.exporter import choose_int8_scheme
     from export.onnx_export import export_onnx
     from export.onnx_int8 import calibrate_onnx
 
-    if config.auto_keep_float is not None and config.auto_keep_float < 0:
-        raise EdgedetError(f"--auto-keep-float must be >= 0, got {config.auto_keep_float}")
-    data = config.data or (config.calib if is_dataset(Path(config.calib)) else None)
-    if config.map_budget is not None and data is None:
-        raise EdgedetError("--map-budget needs validation data: pass --data DATA (or a data set as --calib)")
-    model, spec = load_for_export(config.checkpoint, config.imgsz)
-    items, description = calibration_items(config.calib)
-    calib = build_calibration_set(items, spec, config.calib_size, "random", config.seed)
     scheme, reason = choose_int8_scheme(config.int8_scheme)
     print(f"calibration: {len(calib)} images from {description}, {config.calib_method}; int8 {scheme.name} ({reason})")
     config.out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +63,7 @@ def run_calibrate(config: CalibrateConfig) -> int:
         print(format_table(layers, limit=20))
         report = {"checkpoint": str(config.checkpoint), "method": config.calib_method, "scheme": scheme.name,
                   "images": len(inputs), "metric": "SQNR dB of raw head outputs, one layer int8 at a time"}
-        kept = _keep_float(fp32, cache, scheme, [layer.name for layer in layers], len(calib), data, config, stem)
+        kept = _keep_float(fp32, cache, scheme, [layer.name for layer in layers], len(calib), evaluate, config, stem)
         if kept is not None:
             report["keep_float"] = kept
         write_report(config.out / "sensitivity.json", layers, report)
@@ -113,8 +76,8 @@ def _progress(index: int, total: int, node: str) -> None:
         print(f"sensitivity: layer {index + 1}/{total} {node}", file=sys.stderr, flush=True)
 
 
-def _keep_float(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int, data,
-                config: CalibrateConfig, stem: str) -> Optional[List[str]]:
+def _keep_float(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int,
+                evaluate: Optional[Evaluate], config: CalibrateConfig, stem: str) -> Optional[List[str]]:
     """Write <stem>-int8-keepfloat.onnx keeping the chosen layers float; returns their names (None if not asked)."""
     from export.onnx_int8 import quantize_onnx
 
@@ -122,7 +85,7 @@ def _keep_float(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_imag
     if config.auto_keep_float is not None:
         kept = list(ranked[: config.auto_keep_float])
     elif config.map_budget is not None:
-        kept = _search_budget(fp32, cache, scheme, ranked, num_images, data, config, out)
+        kept = _search_budget(fp32, cache, scheme, ranked, num_images, evaluate, config, out)
     else:
         return None
     quantize_onnx(fp32, out, cache, config.calib_method, scheme, num_images, nodes_to_exclude=kept)
@@ -130,19 +93,18 @@ def _keep_float(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_imag
     return kept
 
 
-def _search_budget(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int, data,
+def _search_budget(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int, evaluate: Evaluate,
                    config: CalibrateConfig, out: Path) -> List[str]:
     """Smallest count in 0, 1, 2, 4, ... of top-ranked layers kept float that meets --map-budget (else all)."""
-    from export.accuracy import evaluate_backend
     from export.onnx_int8 import quantize_onnx
 
-    reference = evaluate_backend(str(fp32), data, limit=config.val_limit)["map"]
+    reference = evaluate(str(fp32))["map"]
     print(f"fp32 mAP@.5:.95 {reference:.2f}; budget {config.map_budget} points")
     counts = [0] + [2 ** i for i in range(len(ranked).bit_length()) if 2 ** i < len(ranked)] + [len(ranked)]
     for count in counts:
         kept = list(ranked[:count])
         quantize_onnx(fp32, out, cache, config.calib_method, scheme, num_images, nodes_to_exclude=kept)
-        value = evaluate_backend(str(out), data, limit=config.val_limit)["map"]
+        value = evaluate(str(out))["map"]
         print(f"keep {count:>3} float: int8 mAP@.5:.95 {value:.2f} (drop {reference - value:.2f})")
         if reference - value <= config.map_budget:
             return kept

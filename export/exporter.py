@@ -1,7 +1,9 @@
-"""`edgedet export`'s work: one checkpoint -> the requested formats, then the accuracy gate.
+"""`edgedet export`'s work on a loaded model: the requested formats, then the accuracy gate.
 
 Formats: onnx (fp32), onnx-int8 (QDQ), tflite (fp32), tflite-fp16 (fp16 weights), tflite-int8 (full integer).
 Files are named <checkpoint stem><suffix> in the output folder and appear only when complete.
+The caller (edgedet.export_cli) loads the checkpoint and passes in the model, its spec, where calibration
+images come from (`SampleSource`) and the evaluator (`export.accuracy.Evaluate`).
 """
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from device.errors import EdgedetError
+from export.accuracy import Evaluate
 
 # format name -> file name suffix
 FORMATS = {
@@ -23,6 +26,10 @@ FORMATS = {
     "tflite-int8": "-int8.tflite",
 }
 INT8_FORMATS = ("onnx-int8", "tflite-int8")
+
+# Where calibration images come from, called once when an int8 format is asked for:
+# () -> (list of calibration.sampling.CalibrationItem, description such as "data set DIR").
+SampleSource = Callable[[], Tuple[list, str]]
 
 
 @dataclass
@@ -59,40 +66,33 @@ def artifact_paths(out: Path, stem: str, formats: Sequence[str]) -> Dict[str, Pa
     return {name: out / f"{stem}{FORMATS[name]}" for name in formats}
 
 
-def run_export(config: ExportConfig) -> int:
-    """Export, evaluate, gate. Returns the exit code (0 ok, 1 when the accuracy gate rejects an artifact)."""
-    data = config.data or (config.calib if config.calib and _is_dataset(config.calib) else None)
-    if data is None and config.max_map_drop is not None:
-        raise EdgedetError("--max-map-drop needs validation data: pass --data DATA (or a data set as --calib)")
-    model, spec, written = export_artifacts(config)
-    for name, path in written.items():
-        print(f"wrote {name:<12} {path}  ({os.path.getsize(path) / 1e6:.2f} MB)")
-    if data is None:
-        print("accuracy check skipped: no validation data (pass --data DATA or a data set as --calib)")
-        return 0
-    return _check_accuracy(model, spec, written, data, config)
-
-
-def export_artifacts(config: ExportConfig):
-    """(model, spec, {format: path written}) for config.formats; checks every input before writing anything."""
+def check_request(config: ExportConfig) -> None:
+    """EdgedetError for a request that cannot work, before anything is loaded or written."""
     from calibration.sampling import STRATEGIES
-    from export.checkpoint import load_for_export, output_roles, resolve_checkpoint
 
     if config.calib_sampling not in STRATEGIES:
         raise EdgedetError(f"unknown --calib-sampling {config.calib_sampling!r}; expected one of {', '.join(STRATEGIES)}")
-    needs_calib = any(name in INT8_FORMATS for name in config.formats)
-    if needs_calib and not config.calib:
+    if needs_calibration(config) and not config.calib:
         raise EdgedetError(f"formats {', '.join(n for n in config.formats if n in INT8_FORMATS)} need --calib DATA (a data set or image folder)")
-    ckpt_path = resolve_checkpoint(config.checkpoint)
-    model, spec = load_for_export(ckpt_path, config.imgsz)
+
+
+def needs_calibration(config: ExportConfig) -> bool:
+    """True when an int8 format is asked for."""
+    return any(name in INT8_FORMATS for name in config.formats)
+
+
+def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSource) -> Dict[str, Path]:
+    """{format: path written} for config.formats of `model` (torch.nn.Module, eval mode) described by `spec`
+    (device.ModelSpec); files are named `stem` + FORMATS suffix; `samples` is called only for int8 formats."""
+    from export.checkpoint import output_roles
+
     roles = output_roles(model, spec)
-    items = _calibration_items(config) if needs_calib else None
+    items = _calibration_items(config, samples) if needs_calibration(config) else None
     config.out.mkdir(parents=True, exist_ok=True)
-    paths = artifact_paths(config.out, ckpt_path.stem, config.formats)
+    paths = artifact_paths(config.out, stem, config.formats)
     with tempfile.TemporaryDirectory(prefix="edgedet-export-") as tmp:
         calib = _calibration_set(items, spec, config) if items else None
-        written = _export_all(model, spec, roles, paths, calib, config, Path(tmp))
-    return model, spec, written
+        return _export_all(model, spec, roles, paths, calib, config, Path(tmp))
 
 
 def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: ExportConfig, tmp: Path) -> Dict[str, Path]:
@@ -131,10 +131,8 @@ def choose_int8_scheme(choice: str):
     return SCHEMES[choice], "chosen by --int8-scheme"
 
 
-def _calibration_items(config: ExportConfig):
-    from export.calib_source import calibration_items
-
-    items, description = calibration_items(config.calib)
+def _calibration_items(config: ExportConfig, samples: SampleSource):
+    items, description = samples()
     print(f"calibration: {min(config.calib_size, len(items))} of {len(items)} images from {description}, "
           f"{config.calib_sampling} sampling, {config.calib_method}")
     return items
@@ -149,24 +147,16 @@ def _calibration_set(items, spec, config: ExportConfig):
     return build_calibration_set(items, spec, config.calib_size, sampling, config.seed)
 
 
-def _is_dataset(path) -> bool:
-    from export.calib_source import is_dataset
-
-    return is_dataset(Path(path))
-
-
-def _check_accuracy(model, spec, written: Dict[str, Path], data, config: ExportConfig) -> int:
-    """Evaluate the checkpoint and every artifact on the validation split, print the table, apply the gate."""
-    from export.accuracy import ArtifactAccuracy, evaluate_backend, format_table, gate_failures
+def check_accuracy(model, spec, checkpoint: Path, written: Dict[str, Path], evaluate: Evaluate,
+                   config: ExportConfig) -> int:
+    """Evaluate the checkpoint (`model`, `spec`, file `checkpoint`) and every artifact with `evaluate`
+    (model path or backend -> metrics), print the table, apply the gate. Returns the exit code (1: an artifact failed)."""
+    from export.accuracy import ArtifactAccuracy, format_table, gate_failures
     from export.torch_backend import TorchBackend
 
-    print(f"accuracy check on {data} (val split{f', first {config.val_limit} images' if config.val_limit else ''}):",
-          flush=True)
-    ckpt = resolve_ckpt(config.checkpoint)
-    torch_metrics = evaluate_backend(TorchBackend(model, spec, config.threads), data, limit=config.val_limit)
-    reference = ArtifactAccuracy("torch", str(ckpt), os.path.getsize(ckpt) / 1e6, torch_metrics)
-    rows = [ArtifactAccuracy(name, str(path), os.path.getsize(path) / 1e6,
-                             evaluate_backend(str(path), data, limit=config.val_limit, threads=config.threads))
+    torch_metrics = evaluate(TorchBackend(model, spec, config.threads))
+    reference = ArtifactAccuracy("torch", str(checkpoint), os.path.getsize(checkpoint) / 1e6, torch_metrics)
+    rows = [ArtifactAccuracy(name, str(path), os.path.getsize(path) / 1e6, evaluate(str(path)))
             for name, path in written.items()]
     print(format_table(rows, reference))
     if config.max_map_drop is None:
@@ -186,9 +176,3 @@ def _reject(path: Path) -> None:
         if candidate.exists():
             os.replace(candidate, candidate.with_name(candidate.name + ".rejected"))
     print(f"rejected {path} -> {path.name}.rejected", file=sys.stderr)
-
-
-def resolve_ckpt(checkpoint) -> Path:
-    from export.checkpoint import resolve_checkpoint
-
-    return resolve_checkpoint(checkpoint)

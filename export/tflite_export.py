@@ -20,6 +20,9 @@ from device.spec import ModelSpec, QuantParams
 from export.artifacts import atomic_outputs
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# calibration method -> the PT2E activation observer that implements it. torchao's PT2E has no entropy or
+# percentile observer: both get HistogramObserver, whose range search minimises the L2 quantization error.
+PT2E_OBSERVERS = {"minmax": "MinMaxObserver", "entropy": "HistogramObserver", "percentile": "HistogramObserver"}
 
 
 def sidecar_path(tflite_path) -> Path:
@@ -48,11 +51,13 @@ def export_tflite(model, spec: ModelSpec, path, output_names: Sequence[str], pre
                   calib: Optional[CalibrationSet] = None, method: str = "percentile") -> ModelSpec:
     """Write `path` (.tflite) and its sidecar JSON; returns the sidecar's spec.
 
-    precision "int8" needs `calib` (calibration images); `method` "minmax" observes activation min/max,
-    "entropy"/"percentile" use PT2E's histogram observer (range chosen to minimise quantization error).
+    precision "int8" needs `calib` (calibration images); `method` picks the activation observer by
+    PT2E_OBSERVERS, and the sidecar's `quantization` names the observer actually used.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown TFLite precision {precision!r}")
+    if precision == "int8" and method not in PT2E_OBSERVERS:
+        raise ValueError(f"unknown calibration method {method!r}")
     wrapped = nhwc_module(model, output_names)
     height, width = spec.input_size_hw
     with atomic_outputs(path, sidecar_path(path)) as (temp, temp_json):
@@ -92,13 +97,13 @@ def _weights_to_fp16(tflite_path: Path) -> None:
 def pt2e_quantizer(method: str = "percentile"):
     """litert_torch's PT2E quantizer: int8 per-channel symmetric weights, int8 per-tensor activations.
 
-    "minmax" swaps the activation observer for MinMaxObserver; otherwise the HistogramObserver default.
+    Activations get PT2E_OBSERVERS[method]: MinMaxObserver swapped in, or the config's HistogramObserver default.
     """
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.observer import MinMaxObserver
 
     config = pq.get_symmetric_quantization_config(is_per_channel=True)
-    if method == "minmax":
+    if PT2E_OBSERVERS[method] == "MinMaxObserver":
         activation = dataclasses.replace(config.input_activation,
                                          observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2 ** -12))
         config = dataclasses.replace(config, input_activation=activation, output_activation=activation)
@@ -131,16 +136,19 @@ def tflite_spec(spec: ModelSpec, tflite_path, precision: str, method: str = "", 
     """The sidecar spec: NHWC I/O, the file's input name and dtype, and quantization read from the file itself."""
     input_detail, outputs = signature_details(tflite_path)
     integer_input = np.dtype(input_detail["dtype"]) != np.float32
-    quantization = ""
-    if precision == "int8":
-        quantization = (f"litert_torch PT2E full-integer int8, per-channel symmetric weights; "
-                        f"{method} calibration, {num_images} images")
+    quantization = describe_quantization(method, num_images) if precision == "int8" else ""
     return dataclasses.replace(
         spec, input_layout="NHWC", output_layout="NHWC", input_name=input_detail["name"],
         input_dtype=np.dtype(input_detail["dtype"]).name,
         input_quant=_quant_params(input_detail) if integer_input else None,
         output_quant={role: _quant_params(d) for role, d in outputs.items() if np.dtype(d["dtype"]) != np.float32},
         precision=precision, quantization=quantization)
+
+
+def describe_quantization(method: str, num_images: int) -> str:
+    """spec.quantization of an int8 TFLite, naming the method asked for and the PT2E observer that ran."""
+    return (f"litert_torch PT2E full-integer int8, per-channel symmetric weights; calibration: {method} requested, "
+            f"PT2E {PT2E_OBSERVERS[method]} used, {num_images} images")
 
 
 def signature_details(tflite_path) -> Tuple[dict, Dict[str, dict]]:

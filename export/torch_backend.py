@@ -1,4 +1,5 @@
-"""A Backend for PyTorch checkpoints, so Detector, eval and bench run a .pt through the device pipeline.
+"""A Backend for a loaded PyTorch model, so Detector, eval and bench run a .pt through the device pipeline
+(edgedet.export_inputs.torch_backend loads the checkpoint).
 
 Same interface as device/backends.py: `.spec`, `.input_details`, `.output_details`, `.run(x) -> {role: array}`,
 `.describe()`. The input is the runtime's float32 NCHW tensor; outputs are the raw head tensors, NCHW.
@@ -35,14 +36,6 @@ class TorchBackend:
         self.output_details = [TensorDetails(role, shapes[role], "float32", file_name=role)
                                for role in self._roles]
         self.version = torch.__version__
-
-    @classmethod
-    def from_checkpoint(cls, path, threads: Optional[int] = None, imgsz=None) -> "TorchBackend":
-        """Load a checkpoint file (or `shipped`); `imgsz` overrides the input size (divisible by 32)."""
-        from export.checkpoint import load_for_export
-
-        model, spec = load_for_export(path, imgsz)
-        return cls(model, spec, threads)
 
     def run(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         """x: float32 (1, 3, H, W) RGB 0..1 -> {role name: raw float32 output, NCHW}."""

@@ -52,8 +52,8 @@ def exported_models(tiny_checkpoint, synth_data, tmp_path_factory) -> dict:
     """format -> path for onnx, onnx-int8, tflite, tflite-int8 of `tiny_checkpoint` (built once per session)."""
     from calibration.calibset import build_calibration_set
     from calibration.onnx_quant import default_int8_scheme
-    from export.calib_source import calibration_items
-    from export.checkpoint import load_for_export, output_roles
+    from edgedet.export_inputs import calibration_items, load_for_export
+    from export.checkpoint import output_roles
     from export.onnx_export import export_onnx
     from export.onnx_int8 import export_onnx_int8
     from export.tflite_export import export_tflite

@@ -137,7 +137,7 @@ def ranges_by_method(exported_models, synth_data, tmp_path_factory):
     from calibration.calibset import build_calibration_set
     from calibration.onnx_quant import METHODS, compute_ranges
     from calibration.readers import OnnxCalibrationReader
-    from export.calib_source import calibration_items
+    from edgedet.export_inputs import calibration_items
     from export.onnx_export import read_spec
 
     spec = read_spec(exported_models["onnx"])

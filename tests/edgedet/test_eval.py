@@ -152,9 +152,9 @@ def test_eval_model_checkpoint_over_synth_data(tmp_path, tiny_checkpoint, synth_
 
 def test_evaluate_model_takes_a_backend_object_and_an_image_limit(tiny_checkpoint, synth_data):
     from edgedet.evaluate import evaluate_model
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
-    backend = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1)
+    backend = torch_backend(tiny_checkpoint, threads=1)
     report = evaluate_model(backend, synth_data, limit=1, progress=False)
     assert report["images"] == 1 and report["provenance"]["format"] == "torch"
     assert report["latency_ms"]["end_to_end"]["count"] == 1
@@ -245,10 +245,10 @@ def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotoo
     pytest.importorskip("pycocotools")
     from edgedet.data import coco_gt_dict, load_dataset
     from edgedet.evaluate import evaluate_model
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
     data = load_dataset(synth_data)
-    spec = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec
+    spec = torch_backend(tiny_checkpoint, threads=1).spec
     report = evaluate_model(OracleBackend(spec, data.samples), data, progress=False)
     assert report["bbox"]["AP50"] > 0.9 and report["segm"]["AP50"] > 0.5
     assert report["semantic"]["mIoU"] > 0.5 and report["semantic"]["pixel_accuracy"] > 0.8
@@ -274,10 +274,10 @@ def test_a_failing_image_is_logged_and_skipped(tiny_checkpoint, synth_data, caps
     from device.errors import EdgedetError
     from edgedet.data import load_dataset
     from edgedet.evaluate import evaluate_model
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
     data = load_dataset(synth_data)
-    spec = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec
+    spec = torch_backend(tiny_checkpoint, threads=1).spec
     backend = _FailingOracle(spec, data.samples, fail_at=2, error=EdgedetError("corrupt frame"))
     report = evaluate_model(backend, data, progress=False)
     assert len(report["errors"]) == 1 and "corrupt frame" in report["errors"][0]
@@ -288,10 +288,10 @@ def test_a_failing_image_is_logged_and_skipped(tiny_checkpoint, synth_data, caps
 def test_ctrl_c_keeps_the_predictions_so_far(tmp_path, tiny_checkpoint, synth_data):
     from edgedet.data import load_dataset
     from edgedet.evaluate import evaluate_model
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
     data = load_dataset(synth_data)
-    spec = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec
+    spec = torch_backend(tiny_checkpoint, threads=1).spec
     backend = _FailingOracle(spec, data.samples, fail_at=3, error=KeyboardInterrupt())
     pred = tmp_path / "partial.json"
     with pytest.raises(KeyboardInterrupt):
@@ -313,7 +313,7 @@ def test_a_model_failing_on_every_image_is_an_edgedet_error(tiny_checkpoint, syn
         def run(self, x):
             raise RuntimeError("bad graph")
 
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
     with pytest.raises(EdgedetError, match="RuntimeError: bad graph"):
-        evaluate_model(Broken(TorchBackend.from_checkpoint(tiny_checkpoint, threads=1).spec), synth_data, progress=False)
+        evaluate_model(Broken(torch_backend(tiny_checkpoint, threads=1).spec), synth_data, progress=False)

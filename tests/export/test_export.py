@@ -23,7 +23,8 @@ def _synth_image(synth_data):
 def torch_reference(tiny_checkpoint, synth_data):
     """(model, spec, NCHW float input of a real val image preprocessed by the runtime, raw torch outputs)."""
     from device.preprocess import preprocess
-    from export.checkpoint import load_for_export, output_roles
+    from edgedet.export_inputs import load_for_export
+    from export.checkpoint import output_roles
     from export.onnx_export import torch_outputs
 
     model, spec = load_for_export(tiny_checkpoint)
@@ -121,6 +122,20 @@ def test_tflite_int8_is_full_integer_with_quant_params_by_role(exported_models):
         assert spec.output_quant[role].scale == pytest.approx(detail["quantization"][0])
         assert spec.output_quant[role].zero_point == detail["quantization"][1]
     assert spec.precision == "int8" and "per-channel" in spec.quantization
+    assert "calibration: minmax requested, PT2E MinMaxObserver used, 4 images" in spec.quantization
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_tflite_int8_quantization_names_the_observer_pt2e_runs(method):
+    """PT2E has no entropy or percentile observer: the sidecar names the one the quantizer really holds."""
+    from export.tflite_export import describe_quantization, pt2e_quantizer
+
+    config = pt2e_quantizer(method).global_config
+    observers = {type(spec.observer_or_fake_quant_ctr()).__name__
+                 for spec in (config.input_activation, config.output_activation)}
+    assert len(observers) == 1
+    text = describe_quantization(method, 200)
+    assert f"calibration: {method} requested, PT2E {observers.pop()} used, 200 images" in text
 
 
 @pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
@@ -166,7 +181,7 @@ def test_every_conv_runs_in_integer_after_onnxruntime_fusion(exported_models, sy
 
     from calibration.calibset import build_calibration_set
     from calibration.onnx_quant import SCHEMES
-    from export.calib_source import calibration_items
+    from edgedet.export_inputs import calibration_items
     from export.onnx_export import read_spec
     from export.onnx_int8 import export_onnx_int8
 

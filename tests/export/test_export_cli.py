@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from edgedet.cli import main
-from export.accuracy import ArtifactAccuracy, format_table, gate_failures, metrics_from_report
+from edgedet.export_inputs import metrics_from_report
+from export.accuracy import ArtifactAccuracy, format_table, gate_failures
 
 
 def _row(name, map_value):

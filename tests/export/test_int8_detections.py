@@ -24,7 +24,8 @@ def shipped_exports(tmp_path_factory):
     from edgedet.models import SHIPPED_CHECKPOINT
 
     assert SHIPPED_CHECKPOINT.is_file(), f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing from the package"
-    from export.exporter import ExportConfig, export_artifacts
+    from edgedet.export_cli import export_artifacts
+    from export.exporter import ExportConfig
 
     data = tmp_path_factory.mktemp("synth320")
     assert main(["data", "synth", "--out", str(data), "--train", "24", "--val", "8", "--imgsz", "320",

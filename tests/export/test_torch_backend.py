@@ -7,9 +7,9 @@ import pytest
 
 @pytest.fixture(scope="module")
 def backend(tiny_checkpoint):
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
-    return TorchBackend.from_checkpoint(tiny_checkpoint, threads=1)
+    return torch_backend(tiny_checkpoint, threads=1)
 
 
 def test_details_describe_the_raw_outputs(backend):
@@ -31,9 +31,9 @@ def test_run_returns_every_role_with_the_declared_shape(backend):
 
 
 def test_imgsz_override_changes_the_input_and_output_shapes(tiny_checkpoint):
-    from export.torch_backend import TorchBackend
+    from edgedet.export_inputs import torch_backend
 
-    wide = TorchBackend.from_checkpoint(tiny_checkpoint, threads=1, imgsz="128,192")
+    wide = torch_backend(tiny_checkpoint, threads=1, imgsz="128,192")
     outputs = wide.run(np.zeros((1, 3, 128, 192), np.float32))
     assert outputs["p3_score"].shape == (1, 18, 16, 24) and wide.spec.input_size_hw == (128, 192)
 

@@ -1,15 +1,20 @@
 """`edgedet export CKPT --format ...`: ONNX / TFLite in fp32, fp16 and int8, each checked on the validation split.
 
 CKPT is a checkpoint file, or `shipped` for the checkpoint bundled with edgedet (edgedet/weights/edgedet-n-320.pt).
+This verb loads the checkpoint, the calibration samples and the evaluator (edgedet.export_inputs) and hands
+them to export.exporter, which exports, quantizes and applies the accuracy gate.
 """
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+from typing import Dict
 
 from calibration.onnx_quant import METHODS, SCHEMES
 from calibration.sampling import STRATEGIES
-from export.exporter import FORMATS, ExportConfig, parse_formats, run_export
+from device.errors import EdgedetError
+from export.exporter import FORMATS, ExportConfig, parse_formats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,3 +49,42 @@ def main(args: argparse.Namespace) -> int:
         keep_float=[n.strip() for n in args.keep_float.split(",") if n.strip()],
         data=args.data, val_limit=args.val_limit, max_map_drop=args.max_map_drop, threads=args.threads)
     return run_export(config)
+
+
+def run_export(config: ExportConfig) -> int:
+    """Export, evaluate, gate. Returns the exit code (0 ok, 1 when the accuracy gate rejects an artifact)."""
+    from edgedet.export_inputs import validation_data
+
+    data = validation_data(config.data, config.calib)
+    if data is None and config.max_map_drop is not None:
+        raise EdgedetError("--max-map-drop needs validation data: pass --data DATA (or a data set as --calib)")
+    model, spec, written = export_artifacts(config)
+    for name, path in written.items():
+        print(f"wrote {name:<12} {path}  ({os.path.getsize(path) / 1e6:.2f} MB)")
+    if data is None:
+        print("accuracy check skipped: no validation data (pass --data DATA or a data set as --calib)")
+        return 0
+    return _check_accuracy(model, spec, written, data, config)
+
+
+def export_artifacts(config: ExportConfig):
+    """(model, spec, {format: path written}) for config.formats; checks every input before writing anything."""
+    from edgedet.export_inputs import calibration_items, load_for_export, resolve_checkpoint
+    from export.exporter import check_request, export_model
+
+    check_request(config)
+    ckpt_path = resolve_checkpoint(config.checkpoint)
+    model, spec = load_for_export(ckpt_path, config.imgsz)
+    written = export_model(model, spec, ckpt_path.stem, config, lambda: calibration_items(config.calib))
+    return model, spec, written
+
+
+def _check_accuracy(model, spec, written: Dict[str, Path], data, config: ExportConfig) -> int:
+    """The accuracy table and gate on `data`'s val split (export.exporter.check_accuracy with edgedet's evaluator)."""
+    from edgedet.export_inputs import evaluator, resolve_checkpoint
+    from export.exporter import check_accuracy
+
+    print(f"accuracy check on {data} (val split{f', first {config.val_limit} images' if config.val_limit else ''}):",
+          flush=True)
+    evaluate = evaluator(data, limit=config.val_limit, threads=config.threads)
+    return check_accuracy(model, spec, resolve_checkpoint(config.checkpoint), written, evaluate, config)
