@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 PAIRS = (("onnx", "onnx-int8"), ("tflite", "tflite-int8"))  # (fp32 peer, int8) per runtime
 

@@ -91,6 +91,7 @@ def test_compressed_rle_and_polygon_segmentations_are_read(coco_dir, tmp_path):
     read = dataset[0].instance_masks()
     assert np.array_equal(read[0], masks[0])
     assert np.array_equal(read[1], _fill_holes(masks[1]))  # COCO polygons carry outlines, not holes
+    assert dataset[0].instance_areas().tolist() == clean[0].instance_areas().tolist()  # the stored COCO areas
 
 
 def _fill_holes(mask):
@@ -99,7 +100,6 @@ def _fill_holes(mask):
     flood = padded.copy()
     cv2.floodFill(flood, None, (0, 0), 2)
     return (flood != 2)[1:-1, 1:-1]
-    assert dataset[0].instance_areas().tolist() == clean[0].instance_areas().tolist()  # the stored COCO areas
 
 
 def test_yaml_subset_reader():

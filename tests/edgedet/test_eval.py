@@ -241,16 +241,24 @@ class OracleBackend:
                 return
 
 
-def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotools(tiny_checkpoint, synth_data):
+def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotools(tiny_checkpoint, synth_data,
+                                                                                   tmp_path):
     pytest.importorskip("pycocotools")
     from edgedet.data import coco_gt_dict, load_dataset
     from edgedet.evaluate import evaluate_model
     from edgedet.export_inputs import torch_backend
+    from edgedet.metrics import STAT_KEYS
 
     data = load_dataset(synth_data)
     spec = torch_backend(tiny_checkpoint, threads=1).spec
-    report = evaluate_model(OracleBackend(spec, data.samples), data, progress=False)
+    predictions = tmp_path / "pred.json"
+    report = evaluate_model(OracleBackend(spec, data.samples), data, progress=False, save_pred=predictions)
     assert report["bbox"]["AP50"] > 0.9 and report["segm"]["AP50"] > 0.5
+    gt = coco_gt_dict(data)
+    results = json.loads(predictions.read_text())
+    for iou_type in ("bbox", "segm"):
+        reference = dict(zip(STAT_KEYS, _pycocotools_stats(gt, results, iou_type)))
+        assert max(abs(report[iou_type][k] - reference[k]) for k in STAT_KEYS) < 1e-9, iou_type
     assert report["semantic"]["mIoU"] > 0.5 and report["semantic"]["pixel_accuracy"] > 0.8
     assert report["panoptic"]["PQ"] > 0.3
     assert report["provenance"]["format"] == "oracle"

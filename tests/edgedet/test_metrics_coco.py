@@ -11,8 +11,6 @@ from edgedet.metrics import STAT_KEYS, coco_evaluate, evaluate_coco
 
 pytest.importorskip("pycocotools")
 
-import numpy as np
-
 from device.rle import rle_encode, mask_to_counts
 
 

@@ -5,7 +5,6 @@ import re
 
 import cv2
 import numpy as np
-import pytest
 
 from edgedet import report
 from edgedet.bench import SCHEMA_VERSION

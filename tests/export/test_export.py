@@ -59,7 +59,6 @@ def test_onnx_fp32_matches_pytorch(exported_models, torch_reference):
 
 def test_tflite_fp32_matches_pytorch_through_device_backend(exported_models, torch_reference):
     from device.backends import load_backend
-    from device.preprocess import preprocess
 
     _, spec, x, reference = torch_reference
     backend = load_backend(exported_models["tflite"], threads=1)
