@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -75,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=defaults.time_limit,
                         help="stop after this many minutes of training, the LR schedule ending on time (default: no limit)")
     parser.add_argument("--out", default=defaults.out, help="output folder (default runs/train)")
-    parser.add_argument("--resume", default=None, help="continue from a last.pt written by an earlier run")
+    parser.add_argument("--resume", default=None,
+                        help="continue from a last.pt written by an earlier run, with its settings; --epochs and "
+                             "--time-limit given with it extend the run (the cosine schedule stretches to the new end)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -89,6 +91,20 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return config
 
 
+RESUME_OVERRIDES = ("epochs", "time_limit")  # flags that may change a resumed run's settings (to extend it)
+
+
+def resumed_config(saved: TrainConfig, args: argparse.Namespace, trained_epochs: int) -> TrainConfig:
+    """A resumed run's saved settings, with RESUME_OVERRIDES taken from the flags where they differ from the
+    defaults (given on the command line). EdgedetError if --epochs would end before the epochs already trained."""
+    defaults = TrainConfig()
+    changes = {name: getattr(args, name) for name in RESUME_OVERRIDES
+               if hasattr(args, name) and getattr(args, name) != getattr(defaults, name)}
+    if "epochs" in changes and changes["epochs"] < trained_epochs:
+        raise EdgedetError(f"--epochs {changes['epochs']}: the resumed run has already trained {trained_epochs} epochs")
+    return replace(saved, **changes)
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of `edgedet train` (single process or one rank of torchrun)."""
     from edgedet.models.checkpoint import read_checkpoint
@@ -98,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
         resume = read_checkpoint(args.resume)
         if "train_state" not in resume:
             raise EdgedetError(f"{args.resume} has no training state (only last.pt files can be resumed)")
-        config = TrainConfig(**resume["config"]["train"])
+        config = resumed_config(TrainConfig(**resume["config"]["train"]), args, int(resume["epoch"]))
     else:
         config = config_from_args(args)
     trainer = Trainer(config, resume)

@@ -113,6 +113,14 @@ def test_interrupt_saves_and_resume_continues(tiny_shapes, tmp_path, monkeypatch
     resumed = torch.load(out / "last.pt", weights_only=True)
     assert resumed["epoch"] == 2 and resumed["train_state"]["step"] == 6
 
+    assert cli_main(["train", "--resume", str(out / "last.pt"), "--epochs", "3"]) == 0  # extend the finished run
+    extended = torch.load(out / "last.pt", weights_only=True)
+    assert extended["epoch"] == 3 and extended["train_state"]["step"] == 9
+    assert extended["config"]["train"]["epochs"] == 3 and extended["config"]["train"]["imgsz"] == 64
+    capsys.readouterr()
+    assert cli_main(["train", "--resume", str(out / "last.pt"), "--epochs", "2"]) == 2
+    assert "already trained 3 epochs" in capsys.readouterr().err
+
 
 def test_resume_needs_a_training_state(tiny_shapes, tmp_path, capsys):
     from edgedet.models.checkpoint import checkpoint_dict, save_checkpoint
