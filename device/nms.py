@@ -77,11 +77,15 @@ def _by_score(valid: Optional[np.ndarray], scores: np.ndarray) -> np.ndarray:
 
 
 def _offset_by_class(rows: np.ndarray, class_ids: np.ndarray, order: np.ndarray, n: int) -> None:
-    """Shift each box (in place) by class_id * (largest coordinate + 1) on both axes, as OpenCV's
-    NMSBoxesBatched does, so boxes of different classes never overlap."""
+    """Shift each box (in place) by class_id * span on both axes, so boxes of different classes never overlap.
+
+    span = largest coordinate + 1, as OpenCV's NMSBoxesBatched uses, when no coordinate is negative; with
+    negative coordinates (decoded boxes reaching past the image's top-left corner) OpenCV's offset can let
+    classes overlap, so span = largest - smallest coordinate + 1 there."""
     if len(class_ids) != n:
         raise ValueError(f"nms: {n} boxes but {len(class_ids)} class ids")
-    offset = class_ids[order].astype(np.float64) * (-rows[2:4].min() + 1.0)
+    largest, smallest = -rows[2:4].min(), rows[0:2].min()
+    offset = class_ids[order].astype(np.float64) * (largest - min(smallest, 0.0) + 1.0)
     rows[0:2] += offset
     rows[2:4] -= offset
 

@@ -59,6 +59,14 @@ def test_class_aware_never_suppresses_across_classes():
     assert kept.tolist() == [0, 1]
 
 
+def test_class_offsets_separate_classes_with_negative_coordinates():
+    # OpenCV's offset (largest coordinate + 1 = 101) would move the class-1 box to (51, 51, 106, 106), IoU 0.57
+    # with the class-0 box, and suppress it
+    boxes = np.array([[40, 40, 100, 100], [-50, -50, 5, 5]], np.float32)
+    kept = nms(boxes, np.array([0.9, 0.8], np.float32), 0.45, class_ids=np.array([0, 1]))
+    assert sorted(kept.tolist()) == [0, 1]
+
+
 def test_kept_boxes_overlap_at_most_threshold():
     rng = np.random.default_rng(5)
     xyxy, scores = clustered_boxes(rng, 400)
