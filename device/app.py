@@ -402,12 +402,11 @@ class Runner:
 
         detector, timer = self.detector, self.detector.timer
         detections = detector.finish(job.outputs, job.prepared)
-        fps = self.fps()
         if self.video_sink or self.server or self.options.show:
             # the semantic map is only drawn (the JSON lines carry instances), so it is built only for drawing
             semantic = detector.finish_semantic(job.outputs, job.prepared) if detector.has_semantic else None
             with timer.stage("draw"):
-                canvas = self._annotate(job.frame.image, detections, semantic, fps, job.record)
+                canvas = self._annotate(job.frame.image, detections, semantic, self.fps(), job.record)
         now = time.perf_counter()
         timer.add("end_to_end", (now - job.started) * 1000.0)
         timer.add("frame_age", (now - job.frame.monotonic) * 1000.0)
@@ -440,8 +439,8 @@ class Runner:
                                     "end_to_end": self._p50("end_to_end")})
 
     def _p50(self, stage: str) -> float:
-        stats = self.detector.timer.rolling().get(stage)
-        return stats["p50"] if stats else 0.0
+        p50 = self.detector.timer.recent(stage)["p50"]
+        return 0.0 if p50 != p50 else p50  # NaN before the stage's first frame
 
     def _show_latest(self) -> None:
         if not self.options.show or self._display_frame is None:
