@@ -2,12 +2,14 @@
 
 When the backend runs fewer threads than the cores this process may use, `inference_cores` pins the inference
 threads to the first `threads` cores and every other thread of the process (capture, video decoding, preprocess,
-output, HTTP) to the rest. Python work then never preempts inference, and the thread holding the GIL is never
-descheduled behind it. Measured with `edgedet run` on the bench video (2 cores, int8 TFLite, 1 inference thread):
-frame rate / bare backend loop 0.85 unpinned, 0.93 pinned (medians of 5, interleaved).
+output, HTTP) to the rest: Python work then never preempts inference, and the thread holding the GIL is never
+descheduled behind it. When inference uses every core, the other threads are confined to the last one, so at most
+one inference thread at a time is interrupted (a runtime's thread pool waits for its slowest thread at every layer).
+Measured with `edgedet run` on the bench video (2 cores, int8, frame rate / bare backend loop, medians of 5,
+interleaved): TFLite 1 thread 0.85 unpinned -> 0.93 pinned; ONNX Runtime 2 threads 0.70 -> 0.75 confined
+(TFLite 2 threads 0.53 -> 0.54, within noise).
 
-Linux only (sched_setaffinity on thread ids from /proc/self/task); elsewhere, or with no core to spare, nothing
-changes.
+Linux only (sched_setaffinity on thread ids from /proc/self/task); elsewhere, or on a single core, nothing changes.
 """
 from __future__ import annotations
 
@@ -27,21 +29,25 @@ def native_thread_ids() -> Set[int]:
 
 
 def split_cores(threads: Optional[int]) -> Optional[CoreSplit]:
-    """(inference cores, other cores) when `threads` inference threads leave at least one of this process's cores
-    free; None otherwise (all cores used, unknown thread count, or no affinity API)."""
+    """(inference cores, other cores) of this process's cores: the first `threads` cores and the rest, or, when
+    inference uses them all, all of them and the last one. None on a single core, for an unknown thread count or
+    without an affinity API."""
     if not threads or not hasattr(os, "sched_getaffinity"):
         return None
     cores = sorted(os.sched_getaffinity(0))
-    if threads >= len(cores):
+    if len(cores) < 2:
         return None
+    if threads >= len(cores):
+        return set(cores), {cores[-1]}
     return set(cores[:threads]), set(cores[threads:])
 
 
 @contextmanager
 def inference_cores(threads: Optional[int], inference_tids: Set[int]) -> Iterator[Optional[CoreSplit]]:
     """Within the block, threads `inference_tids` (kernel ids) run on the inference cores and every other thread of
-    the process on the other cores (threads started meanwhile inherit their creator's cores); afterwards all of
-    them may run on the cores the calling thread had. Yields the split, or None when nothing was pinned."""
+    the process on the other cores (`split_cores`; threads started meanwhile inherit their creator's cores);
+    afterwards all of them may run on the cores the calling thread had. Yields the split, or None when nothing
+    was pinned."""
     split = split_cores(threads)
     if split is None:
         yield None

@@ -8,7 +8,8 @@ The loop is pipelined so that inference never waits for the rest:
     output thread                                               decode, NMS, masks -> draw -> JSON / video /
                                                                 stream / latency log
 When inference runs fewer threads than the process has cores, it keeps cores of its own and every other thread
-runs on the rest (`device.affinity`), so Python work never preempts inference.
+runs on the rest, so Python work never preempts inference; when it uses every core, the other threads share only
+the last one (`device.affinity`).
 
 Every stage is timed (capture wait, preprocess, inference, decode, nms, masks, semantic, draw, output,
 end_to_end, frame_age); a rolling p50/p90/p99 line is logged every few seconds and a summary table is
@@ -281,7 +282,7 @@ class Runner:
 
         Meanwhile the GIL switch interval is shortened so that inference gets the GIL back promptly, OpenCV
         calls run single-threaded (its worker pool active-waits after each call, taking cycles from inference), and
-        when inference leaves cores free it keeps its own cores (`device.affinity`)."""
+        inference and the other threads run on separate cores where they can (`device.affinity`)."""
         import cv2
 
         previous, cv2_threads = sys.getswitchinterval(), cv2.getNumThreads()

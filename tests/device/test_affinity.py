@@ -11,11 +11,18 @@ linux_multicore = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len
 
 
 @pytest.mark.parametrize("threads, expected", [
-    (1, ({0}, {1, 2, 3})), (3, ({0, 1, 2}, {3})), (4, None), (8, None), (None, None), (0, None),
+    (1, ({0}, {1, 2, 3})), (3, ({0, 1, 2}, {3})),  # the other threads get the cores inference leaves free
+    (4, ({0, 1, 2, 3}, {3})), (8, ({0, 1, 2, 3}, {3})),  # inference takes every core: the others share the last one
+    (None, None), (0, None),
 ])
 def test_split_leaves_the_remaining_cores_to_the_other_threads(monkeypatch, threads, expected):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert split_cores(threads) == expected
+
+
+def test_a_single_core_is_not_split(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5}, raising=False)
+    assert split_cores(1) is None
 
 
 @linux_multicore
@@ -44,9 +51,10 @@ def test_inference_thread_and_the_others_are_pinned_apart_then_restored():
         helper.join(10)
 
 
-def test_nothing_is_pinned_when_inference_uses_every_core():
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    with inference_cores(cores, {threading.get_native_id()}) as split:
-        assert split is None
-        assert before is None or os.sched_getaffinity(0) == before
+@linux_multicore
+def test_inference_on_every_core_confines_the_others_to_the_last_one():
+    original = os.sched_getaffinity(0)
+    me = threading.get_native_id()
+    with inference_cores(len(original), {me}) as (mine, others):
+        assert os.sched_getaffinity(0) == mine == original and others == {max(original)}
+    assert os.sched_getaffinity(0) == original
