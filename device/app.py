@@ -3,8 +3,13 @@
 The loop is pipelined so that inference never waits for the rest:
 
     capture thread      decode / grab frames (files: in order, bounded queue; live: newest frame only)
-    main thread         read frame -> preprocess -> backend.run ------------------------> next frame
-    output thread                 decode, NMS, masks -> draw -> JSON / video / stream / latency log
+    prepare thread      read frame -> preprocess -> bounded queue
+    main thread                                     backend.run ----------------------> next prepared frame
+    output thread                                               decode, NMS, masks -> draw -> JSON / video /
+                                                                stream / latency log
+When inference runs fewer threads than the process has cores, it keeps cores of its own and every other thread
+runs on the rest, so Python work never preempts inference; when it uses every core, the other threads share only
+the last one (`device.affinity`).
 
 Every stage is timed (capture wait, preprocess, inference, decode, nms, masks, semantic, draw, output,
 end_to_end, frame_age); a rolling p50/p90/p99 line is logged every few seconds and a summary table is
@@ -22,7 +27,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 from device.errors import EdgedetError
 
@@ -185,6 +190,7 @@ class Runner:
         self._consecutive_failures = 0  # frames in a row that failed
         self._reading_done = threading.Event()  # set when the inference loop ends: the capture thread stops
         self._display_frame = None
+        self._inference_threads: Set[int] = set()  # kernel ids of the threads that run inference
         self.detector = None
         self.source = None
         self.json_sink = self.video_sink = self.latency_log = self.server = None
@@ -192,15 +198,19 @@ class Runner:
     # ---- setup
 
     def _open(self) -> None:
+        from device.affinity import native_thread_ids
         from device.capture import open_source
         from device.pipeline import Detector
 
         o = self.options
         self._check_outputs()
         t0 = time.perf_counter()
+        before = native_thread_ids()
         self.detector = Detector(o.model, conf=o.conf, iou=o.iou, max_det=o.max_det, threads=o.threads,
                                  classes=o.classes, agnostic=o.agnostic, backend=o.backend, names=o.names,
                                  layout=o.layout, imgsz=o.imgsz)
+        # this thread and the runtime's own pool (started while loading) run inference
+        self._inference_threads = (native_thread_ids() - before) | {threading.get_native_id()}
         log.info("model %s loaded in %.2f s", self.detector.describe(), time.perf_counter() - t0)
         self.source = open_source(o.source, imgsz=self.detector.spec.input_size_hw, open_timeout=o.open_timeout)
         log.info("source %s (%s)", self.source.name, "live" if self.source.live else "in order, no frame dropped")
@@ -270,8 +280,9 @@ class Runner:
     def _loop(self) -> None:
         """Inference in this thread; capture + preprocess and postprocess + outputs in their own threads.
 
-        Meanwhile the GIL switch interval is shortened so that inference gets the GIL back promptly, and OpenCV
-        calls run single-threaded (its worker pool active-waits after each call, taking cycles from inference)."""
+        Meanwhile the GIL switch interval is shortened so that inference gets the GIL back promptly, OpenCV
+        calls run single-threaded (its worker pool active-waits after each call, taking cycles from inference), and
+        inference and the other threads run on separate cores where they can (`device.affinity`)."""
         import cv2
 
         previous, cv2_threads = sys.getswitchinterval(), cv2.getNumThreads()
@@ -284,41 +295,52 @@ class Runner:
             cv2.setNumThreads(cv2_threads)
 
     def _pipelined_loop(self) -> None:
+        from device.affinity import inference_cores
+
         ready: queue.Queue = queue.Queue(maxsize=1 if self.source.live else 2)
         jobs: queue.Queue = queue.Queue(maxsize=2)
         preparer = threading.Thread(target=self._prepare_worker, args=(ready,), name="edgedet-prepare", daemon=True)
         worker = threading.Thread(target=self._output_worker, args=(jobs,), name="edgedet-output", daemon=True)
         preparer.start()
         worker.start()
-        stop, timer = self.options.stop_event, self.detector.timer
-        next_log = time.perf_counter() + self.options.log_every
         try:
-            while not stop.is_set() and self._worker_error is None:
-                try:
-                    item = ready.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                if item is None:
-                    break
-                frame, prepared, record, started = item
-                try:
-                    outputs = self.detector.infer(prepared)
-                    self._consecutive_failures = 0
-                except Exception as error:  # a bad frame must not end a long run
-                    timer.take_record()
-                    self._frame_failed(frame, error)
-                    continue
-                jobs.put(Job(frame, prepared, outputs, {**record, **timer.take_record()}, started))
-                self._show_latest()
-                if time.perf_counter() >= next_log:
-                    log.info("%s", self.rolling_line())
-                    next_log = time.perf_counter() + self.options.log_every
+            threads = getattr(self.detector.backend, "threads", None)
+            with inference_cores(threads, self._inference_threads) as split:  # the workers are running: pinned too
+                if split is not None:
+                    log.info("inference on core(s) %s; capture, preprocessing and outputs on %s",
+                             _core_list(split[0]), _core_list(split[1]))
+                self._infer_frames(ready, jobs)
         finally:
             self._reading_done.set()
             _drain(ready)
             preparer.join()
             jobs.put(None)
             worker.join()
+
+    def _infer_frames(self, ready: queue.Queue, jobs: queue.Queue) -> None:
+        """Main thread side: prepared frames from `ready` -> backend -> `Job`s into `jobs`, until the end or a stop."""
+        stop, timer = self.options.stop_event, self.detector.timer
+        next_log = time.perf_counter() + self.options.log_every
+        while not stop.is_set() and self._worker_error is None:
+            try:
+                item = ready.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            frame, prepared, record, started = item
+            try:
+                outputs = self.detector.infer(prepared)
+                self._consecutive_failures = 0
+            except Exception as error:  # a bad frame must not end a long run
+                timer.take_record()
+                self._frame_failed(frame, error)
+                continue
+            jobs.put(Job(frame, prepared, outputs, {**record, **timer.take_record()}, started))
+            self._show_latest()
+            if time.perf_counter() >= next_log:
+                log.info("%s", self.rolling_line())
+                next_log = time.perf_counter() + self.options.log_every
 
     def _prepare_worker(self, ready: queue.Queue) -> None:
         """Capture thread side: read frames in order (or the newest, live) and preprocess them."""
@@ -402,12 +424,11 @@ class Runner:
 
         detector, timer = self.detector, self.detector.timer
         detections = detector.finish(job.outputs, job.prepared)
-        fps = self.fps()
         if self.video_sink or self.server or self.options.show:
             # the semantic map is only drawn (the JSON lines carry instances), so it is built only for drawing
             semantic = detector.finish_semantic(job.outputs, job.prepared) if detector.has_semantic else None
             with timer.stage("draw"):
-                canvas = self._annotate(job.frame.image, detections, semantic, fps, job.record)
+                canvas = self._annotate(job.frame.image, detections, semantic, self.fps(), job.record)
         now = time.perf_counter()
         timer.add("end_to_end", (now - job.started) * 1000.0)
         timer.add("frame_age", (now - job.frame.monotonic) * 1000.0)
@@ -440,8 +461,8 @@ class Runner:
                                     "end_to_end": self._p50("end_to_end")})
 
     def _p50(self, stage: str) -> float:
-        stats = self.detector.timer.rolling().get(stage)
-        return stats["p50"] if stats else 0.0
+        p50 = self.detector.timer.recent(stage)["p50"]
+        return 0.0 if p50 != p50 else p50  # NaN before the stage's first frame
 
     def _show_latest(self) -> None:
         if not self.options.show or self._display_frame is None:
@@ -508,6 +529,10 @@ class Runner:
             import cv2
 
             cv2.destroyAllWindows()
+
+
+def _core_list(cores) -> str:
+    return ",".join(str(c) for c in sorted(cores))
 
 
 def _drain(q: queue.Queue) -> None:

@@ -63,7 +63,7 @@ class StageTimer:
     - `timer.add(name, ms)` records a duration measured elsewhere (capture wait, frame age).
     - `timer.take_record()` returns the calling thread's frame record {stage: ms} and starts a new one.
     - `timer.rolling()` / `timer.summary()` give per-stage {p50, p90, p99, mean, count} over the
-      recent window / the whole run.
+      recent window / the whole run; `timer.recent(name)` the same of one stage over the recent window.
     """
 
     def __init__(self, window: int = 300, reservoir: int = 20000, seed: int = 0):
@@ -111,6 +111,13 @@ class StageTimer:
         with self._lock:
             snapshot = {name: list(stats.recent) for name, stats in self._stats.items()}
         return {name: _describe(snapshot[name], len(snapshot[name])) for name in self.stages()}
+
+    def recent(self, name: str) -> Dict[str, float]:
+        """One stage's p50/p90/p99, mean and count over the recent window (NaN and 0 when not seen yet)."""
+        with self._lock:
+            stats = self._stats.get(name)
+            values = list(stats.recent) if stats is not None else []
+        return _describe(values, len(values))
 
     def summary(self) -> Dict[str, Dict[str, float]]:
         """Per stage over the whole run: p50/p90/p99 (from the reservoir), exact mean and count."""

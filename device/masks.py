@@ -6,6 +6,7 @@ letterbox) and thresholded at 0 there, never at prototype resolution.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -32,21 +33,23 @@ def _resample(maps: np.ndarray, rows, cols) -> np.ndarray:
     return interpolate_rows(interpolate_cols(maps, cols), rows)
 
 
-def _sample(maps: np.ndarray, rows, cols) -> np.ndarray:
-    """The same as `_resample` by direct gathers: cheaper for small outputs such as one box."""
-    r0, r1, rw = rows
-    c0, c1, cw = cols
-    low = maps[:, r0]
-    along_rows = low + (maps[:, r1] - low) * rw[:, None]
-    left = along_rows[:, :, c0]
-    return left + (along_rows[:, :, c1] - left) * cw
+def _pixel_spans(boxes_xyxy: np.ndarray, size_hw: Tuple[int, int]) -> List[Tuple[int, int, int, int]]:
+    """float32 (N, 4) xyxy frame boxes -> per box (row0, row1, col0, col1): the frame pixels whose centres lie in
+    the box, clipped to the frame (row1 <= row0 or col1 <= col0 when none)."""
+    h, w = size_hw
+    bounds = np.clip(np.ceil(boxes_xyxy - np.float32(0.5)), 0, np.array([w, h, w, h], dtype=np.float32))
+    return [(y1, max(y1, y2), x1, max(x1, x2)) for x1, y1, x2, y2 in bounds.astype(np.int64).tolist()]
 
 
-def _pixel_span(low: float, high: float, size: int) -> Tuple[int, int]:
-    """Frame pixels whose centres lie in [low, high): (first, end) clipped to 0..size."""
-    first = int(np.clip(np.ceil(low - 0.5), 0, size))
-    end = int(np.clip(np.ceil(high - 0.5), 0, size))
-    return first, max(first, end)
+@functools.lru_cache(maxsize=16)
+def _frame_taps(letterbox: Letterbox, axis: int, map_size: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear taps (i0, i1, w1) into a map of `map_size` cells covering the network input, for every frame pixel
+    along `axis` (0 = rows, 1 = cols); read-only, cached per letterbox (a box takes a slice)."""
+    size = letterbox.src_hw[axis]
+    taps = linear_taps_at(frame_to_map_coords(np.arange(size), axis, map_size, letterbox), map_size)
+    for array in taps:
+        array.setflags(write=False)
+    return taps
 
 
 def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray, letterbox: Letterbox) -> np.ndarray:
@@ -61,24 +64,30 @@ def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray
     coefs = np.asarray(coefs, dtype=np.float32).reshape(-1, protos.shape[0])
     frame_h, frame_w = letterbox.src_hw
     masks = np.zeros((len(coefs), frame_h, frame_w), dtype=bool)
-    boxes = letterbox.boxes_to_original(xyxy_input)
-    for n, (x1, y1, x2, y2) in enumerate(boxes):
-        rows, cols = _pixel_span(y1, y2, frame_h), _pixel_span(x1, x2, frame_w)
-        if rows[0] == rows[1] or cols[0] == cols[1]:
+    row_taps = _frame_taps(letterbox, 0, protos.shape[1])
+    col_taps = _frame_taps(letterbox, 1, protos.shape[2])
+    spans = _pixel_spans(letterbox.boxes_to_original(xyxy_input), (frame_h, frame_w))
+    for n, (y1, y2, x1, x2) in enumerate(spans):
+        if y1 == y2 or x1 == x2:
             continue
-        masks[n, rows[0]:rows[1], cols[0]:cols[1]] = _box_logits(protos, coefs[n], rows, cols, letterbox) > 0
+        rows = tuple(t[y1:y2] for t in row_taps)
+        cols = tuple(t[x1:x2] for t in col_taps)
+        masks[n, y1:y2, x1:x2] = _box_logits(protos, coefs[n], rows, cols) > 0
     return masks
 
 
-def _box_logits(protos: np.ndarray, coef: np.ndarray, rows: Tuple[int, int], cols: Tuple[int, int],
-                letterbox: Letterbox) -> np.ndarray:
-    """Mask logits (box_h, box_w) of one box: combine only the prototype cells the box samples, then resample."""
-    ph, pw = protos.shape[1:]
-    r0, r1, rw = linear_taps_at(frame_to_map_coords(np.arange(*rows), 0, ph, letterbox), ph)
-    c0, c1, cw = linear_taps_at(frame_to_map_coords(np.arange(*cols), 1, pw, letterbox), pw)
-    top, bottom, left, right = r0.min(), r1.max() + 1, c0.min(), c1.max() + 1
-    region = np.tensordot(coef, protos[:, top:bottom, left:right], axes=(0, 0))[None]
-    return _sample(region, (r0 - top, r1 - top, rw), (c0 - left, c1 - left, cw))[0]
+def _box_logits(protos: np.ndarray, coef: np.ndarray, rows, cols) -> np.ndarray:
+    """Mask logits (box_h, box_w) of one box at its row and column taps (i0, i1, w1), each non-decreasing: combine
+    only the prototype cells the box samples (coef @ protos), then interpolate rows, then columns."""
+    r0, r1, rw = rows
+    c0, c1, cw = cols
+    top, bottom, left, right = r0[0], r1[-1] + 1, c0[0], c1[-1] + 1
+    cells = protos[:, top:bottom, left:right]
+    region = np.dot(coef[None], cells.reshape(len(coef), -1)).reshape(cells.shape[1:])
+    low = region[r0 - top]
+    along_rows = low + (region[r1 - top] - low) * rw[:, None]
+    start = along_rows.take(c0 - left, axis=1)
+    return start + (along_rows.take(c1 - left, axis=1) - start) * cw
 
 
 def semantic_logits_in_frame(logits: np.ndarray, letterbox: Letterbox) -> np.ndarray:

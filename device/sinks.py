@@ -19,36 +19,16 @@ import numpy as np
 
 from device.detections import Detections
 from device.errors import EdgedetError
+from device.rle import rle_encode
 
 log = logging.getLogger("edgedet.sinks")
-
-
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """COCO compressed RLE of a bool (H, W) mask, identical to `device.rle.rle_encode`, but only the band of
-    columns the mask touches is scanned (an instance covers a small part of the frame; 5-10x faster)."""
-    from device.rle import counts_to_string, mask_to_counts
-
-    h, w = mask.shape
-    columns = np.flatnonzero(mask.any(axis=0))
-    if len(columns) == 0:
-        return {"size": [int(h), int(w)], "counts": counts_to_string(np.array([h * w], np.int64))}
-    left, right = int(columns[0]), int(columns[-1]) + 1
-    counts = mask_to_counts(mask[:, left:right]).copy()
-    counts[0] += left * h  # the empty columns before the band extend the leading run of zeros
-    trailing = (w - right) * h
-    if trailing:
-        if len(counts) % 2 == 1:  # the band ends with a run of zeros: extend it
-            counts[-1] += trailing
-        else:
-            counts = np.append(counts, trailing)
-    return {"size": [int(h), int(w)], "counts": counts_to_string(counts)}
 
 
 def detections_to_dicts(detections: Detections, names: Sequence[str], ndigits: int = 2) -> List[dict]:
     """JSON-ready list of detections; instance masks become COCO compressed RLE under "segmentation"."""
     segmentations = None
     if detections.masks is not None and len(detections):
-        segmentations = [mask_to_rle(mask) for mask in detections.masks]
+        segmentations = rle_encode(detections.masks)  # one batch over the frame's masks, each scanned in its box
     items = []
     for k in range(len(detections)):
         class_id = int(detections.class_ids[k])

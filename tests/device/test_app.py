@@ -366,3 +366,27 @@ def test_the_loop_runs_with_a_short_gil_switch_interval_and_single_threaded_open
         assert sys.getswitchinterval() == before and cv2.getNumThreads() == 2
     finally:
         cv2.setNumThreads(-1)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs sched_setaffinity and at least 2 cores")
+def test_one_inference_thread_keeps_a_core_of_its_own_during_the_loop_then_restores(tmp_path, capsys, monkeypatch):
+    from device.pipeline import Detector
+
+    real_infer = Detector.infer
+    seen = []
+
+    def recording_infer(self, prepared):
+        workers = [t for t in threading.enumerate() if t.name in ("edgedet-prepare", "edgedet-output")]
+        seen.append((os.sched_getaffinity(0), [os.sched_getaffinity(t.native_id) for t in workers]))
+        return real_infer(self, prepared)
+
+    monkeypatch.setattr(Detector, "infer", recording_infer)
+    original = os.sched_getaffinity(0)
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--threads", 1, "--max-frames", 3], capsys)
+    assert code == 0 and len(seen) == 3
+    for mine, workers in seen:
+        assert len(mine) == 1 and workers and all(cores == set(original) - mine for cores in workers)
+    assert "inference on core(s)" in err
+    assert os.sched_getaffinity(0) == original

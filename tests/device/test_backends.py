@@ -115,6 +115,8 @@ def test_stage_timer_records_per_frame_and_rolling_percentiles():
     assert timer.take_record() == {}
     rolling = timer.rolling()["inference"]
     assert rolling["count"] == 4 and rolling["p50"] == pytest.approx(np.percentile([2, 3, 4, 100], 50))
+    assert timer.recent("inference") == rolling
+    assert timer.recent("draw")["count"] == 0 and np.isnan(timer.recent("draw")["p50"])
     summary = timer.summary()
     assert summary["inference"]["count"] == 5 and summary["inference"]["mean"] == pytest.approx(22.0)
     assert list(summary) == ["preprocess", "inference"]  # display order

@@ -72,6 +72,8 @@ def test_video_file_frames_come_in_order_without_dropping(tmp_path):
     path = write_video(tmp_path / "clip.avi", frames=12)
     source = open_source(str(path))
     assert isinstance(source, VideoFileSource) and source.fps == pytest.approx(10.0)
+    if source.capture.getBackendName() == "FFMPEG":
+        assert source.capture.get(cv2.CAP_PROP_N_THREADS) == 1  # decoding stays in the reader thread
     time.sleep(0.2)  # let the decode thread run ahead: the bounded queue must not drop anything
     frames = drain(source)
     source.close()

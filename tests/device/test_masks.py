@@ -72,6 +72,33 @@ def test_masks_only_inside_boxes_and_empty_boxes():
     assert instance_masks(protos, np.zeros((0, 2), np.float32), np.zeros((0, 4)), box).shape == (0, 32, 32)
 
 
+@pytest.mark.parametrize("frame_hw", [(48, 64), (64, 48), (30, 100), (97, 61)])
+def test_box_masks_equal_the_whole_frame_formula_cropped_to_each_box(frame_hw):
+    """Each mask is the bilinear formula evaluated at every frame pixel (taps of the whole frame, all prototype
+    cells), kept inside its box; boxes cross the padding, touch the frame's borders or cover no pixel centre."""
+    from device.masks import frame_to_map_coords
+    from device.upsample import linear_taps_at
+
+    rng = np.random.default_rng(sum(frame_hw))
+    protos, _ = random_protos(rng, size=16)
+    coefs = rng.normal(size=(12, 8)).astype(np.float32)
+    box = Letterbox.fit(frame_hw, (64, 64))
+    corners = rng.uniform(-8, 72, size=(12, 2, 2)).astype(np.float32)
+    xyxy_input = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+    xyxy_input[0] = [0, 0, 64, 64]
+    xyxy_input[1] = [10.2, 10.2, 10.4, 10.4]
+    masks = instance_masks(protos, coefs, xyxy_input, box)
+    r0, r1, rw = linear_taps_at(frame_to_map_coords(np.arange(frame_hw[0]), 0, 16, box), 16)
+    c0, c1, cw = linear_taps_at(frame_to_map_coords(np.arange(frame_hw[1]), 1, 16, box), 16)
+    logits = np.tensordot(coefs, protos, axes=(1, 0))
+    along_rows = logits[:, r0] + (logits[:, r1] - logits[:, r0]) * rw[:, None]
+    frame = along_rows[:, :, c0] + (along_rows[:, :, c1] - along_rows[:, :, c0]) * cw
+    inside = np.stack([box_region(frame_hw, b) for b in box.boxes_to_original(xyxy_input)])
+    decided = np.abs(frame) > 1e-4  # summation order of coef @ protos may differ in the last bit
+    np.testing.assert_array_equal(masks[decided], ((frame > 0) & inside)[decided])
+    assert not masks[~inside].any()
+
+
 def test_semantic_map_equals_torch_upsample_argmax():
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(5, 8, 8)).astype(np.float32)

@@ -73,6 +73,75 @@ def test_uncompressed_counts_decode_and_compress_like_pycocotools():
     assert counts_to_string(np.array(counts)) == ref["counts"].decode()
 
 
+def _instance_stack(rng, n, h, w):
+    """n masks of an (h, w) frame, each zero outside a random box (some touch the border, some are empty)."""
+    masks = np.zeros((n, h, w), bool)
+    for i in range(n):
+        kind = i % 6
+        if kind == 0:
+            continue  # empty
+        y0, y1 = sorted(int(v) for v in rng.integers(0, h + 1, 2))
+        x0, x1 = sorted(int(v) for v in rng.integers(0, w + 1, 2))
+        if kind == 1:
+            y0, y1 = 0, h  # full height: runs join across columns
+        elif kind == 2:
+            y0, x0 = 0, 0  # top-left corner
+        elif kind == 3:
+            y1, x1 = h, w  # bottom-right corner: a run may end at the last pixel
+        masks[i, y0:y1, x0:x1] = rng.random((y1 - y0, x1 - x0)) < [0.5, 1.0, 0.95][i % 3]
+    return masks
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stack_encoding_in_boxes_matches_pycocotools(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        masks = _instance_stack(rng, int(rng.integers(1, 8)), h, w)
+        for mine, m in zip(rle_encode(masks), masks):
+            assert mine == {"size": [h, w], "counts": _coco(m)["counts"].decode()}
+
+
+@pytest.mark.parametrize("fill", ["empty", "full", "first_column", "last_column", "corner", "top_and_bottom_rows"])
+def test_stack_encoding_edge_masks(fill):
+    masks = np.zeros((2, 5, 7), bool)
+    if fill == "full":
+        masks[0] = True
+    elif fill == "first_column":
+        masks[0, :, 0] = True
+    elif fill == "last_column":
+        masks[0, 2:, -1] = True
+    elif fill == "corner":
+        masks[0, -1, -1] = True
+    elif fill == "top_and_bottom_rows":
+        masks[0, [0, -1]] = True  # each column's last pixel meets the next column's first
+    masks[1] = masks[0, ::-1, ::-1]
+    for mine, m in zip(rle_encode(masks), masks):
+        assert mine["counts"] == _coco(m)["counts"].decode()
+        assert np.array_equal(rle_decode(mine), m)
+
+
+def test_tight_boxes_bound_the_true_pixels():
+    from device.rle import tight_boxes
+
+    masks = _instance_stack(np.random.default_rng(7), 12, 30, 40)
+    for (r0, r1, c0, c1), m in zip(tight_boxes(masks), masks):
+        ys, xs = np.nonzero(m)
+        assert (r0, r1, c0, c1) == ((ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys) else (0, 0, 0, 0))
+
+
+def test_batch_strings_equal_one_by_one():
+    from device.rle import counts_to_strings
+
+    rng = np.random.default_rng(3)
+    groups = [rng.integers(0, 1 << int(rng.integers(1, 28)), int(rng.integers(0, 9))) for _ in range(50)]  # + and - deltas
+    offsets = np.concatenate([[0], np.cumsum([len(g) for g in groups])])
+    strings = counts_to_strings(np.concatenate(groups), offsets)
+    for g, text in zip(groups, strings):
+        assert text == counts_to_string(g)
+        assert np.array_equal(string_to_counts(text), g)
+
+
 def test_stack_encode_gives_a_list():
     masks = np.zeros((3, 4, 4), bool)
     masks[1, :2] = True

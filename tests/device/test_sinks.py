@@ -10,7 +10,7 @@ from device.detections import Detections
 from device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
 from device.errors import EdgedetError
 from device.rle import rle_decode, rle_encode
-from device.sinks import JsonLinesSink, VideoSink, detections_to_dicts, mask_to_rle
+from device.sinks import JsonLinesSink, VideoSink, detections_to_dicts
 
 NAMES = ["circle", "square"]
 
@@ -108,29 +108,3 @@ def test_boxes_semantic_and_overlay():
     assert sem[50, 50].any() and not sem[10, 10].any() and not sem[0, 0].any()
     over = draw_overlay(np.zeros((60, 300, 3), np.uint8), 12.5, {"inference": 3.0})
     assert over[:10, :40].any()
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_banded_mask_rle_equals_the_full_encoder(seed):
-    rng = np.random.default_rng(seed)
-    h, w = rng.integers(1, 40, 2)
-    mask = np.zeros((h, w), bool)
-    x1, x2 = sorted(rng.integers(0, w + 1, 2))
-    y1, y2 = sorted(rng.integers(0, h + 1, 2))
-    mask[y1:y2, x1:x2] = rng.random((y2 - y1, x2 - x1)) < [0.0, 0.5, 1.0][seed % 3]
-    assert mask_to_rle(mask) == rle_encode(mask)
-
-
-@pytest.mark.parametrize("fill", ["empty", "full", "first_column", "last_column", "corner"])
-def test_banded_mask_rle_edge_cases(fill):
-    mask = np.zeros((5, 7), bool)
-    if fill == "full":
-        mask[:] = True
-    elif fill == "first_column":
-        mask[:, 0] = True
-    elif fill == "last_column":
-        mask[2:, -1] = True
-    elif fill == "corner":
-        mask[-1, -1] = True
-    assert mask_to_rle(mask) == rle_encode(mask)
-    assert np.array_equal(rle_decode(mask_to_rle(mask)), mask)
