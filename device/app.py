@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", help="output layout of a model without metadata: yolov5, yolov8, yolov8-seg")
     parser.add_argument("--backend", choices=["onnxruntime", "tflite"], help="override the runtime chosen from the suffix")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="leave thread placement to the OS (default: inference on cores of its own, Linux)")
     parser.add_argument("--show", action="store_true", help="show an OpenCV window (needs a display)")
     parser.add_argument("--save", metavar="OUT.mp4", help="write the annotated video (.mp4, .avi, .mkv)")
     parser.add_argument("--json", metavar="OUT.jsonl", help="write one JSON object per frame (flushed per frame)")
@@ -113,6 +115,7 @@ class RunOptions:
     layout: Optional[str] = None  # output layout for foreign models
     backend: Optional[str] = None  # "onnxruntime" / "tflite", None = by suffix
     threads: Optional[int] = None  # inference threads
+    pin: bool = True  # inference threads on cores of their own, the other threads on the rest (device.affinity)
     show: bool = False  # OpenCV window
     save: Optional[str] = None  # annotated video path
     json: Optional[str] = None  # JSON lines path
@@ -137,7 +140,7 @@ class RunOptions:
         return cls(model=args.model, source=str(source), conf=args.conf, iou=args.iou, max_det=args.max_det,
                    classes=_split_list(args.classes), agnostic=args.agnostic_nms, imgsz=args.imgsz,
                    names=_read_names(args.names), layout=args.layout, backend=args.backend, threads=args.threads,
-                   show=args.show, save=args.save, json=args.json, stream=args.stream, latency_log=args.latency_log,
+                   pin=args.pin, show=args.show, save=args.save, json=args.json, stream=args.stream, latency_log=args.latency_log,
                    max_frames=args.max_frames, log_every=args.log_every, open_timeout=args.open_timeout)
 
 
@@ -304,7 +307,7 @@ class Runner:
         preparer.start()
         worker.start()
         try:
-            threads = getattr(self.detector.backend, "threads", None)
+            threads = getattr(self.detector.backend, "threads", None) if self.options.pin else None
             with inference_cores(threads, self._inference_threads) as split:  # the workers are running: pinned too
                 if split is not None:
                     log.info("inference on core(s) %s; capture, preprocessing and outputs on %s",

@@ -390,3 +390,9 @@ def test_one_inference_thread_keeps_a_core_of_its_own_during_the_loop_then_resto
         assert len(mine) == 1 and workers and all(cores == set(original) - mine for cores in workers)
     assert "inference on core(s)" in err
     assert os.sched_getaffinity(0) == original
+
+    seen.clear()
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--threads", 1, "--max-frames", 2, "--no-pin"], capsys)
+    assert code == 0 and len(seen) == 2 and "inference on core(s)" not in err
+    assert all(mine == original and all(cores == original for cores in workers) for mine, workers in seen)
