@@ -30,8 +30,8 @@ demo: setup
 	echo "== 2/5 ($$(( $$(date +%s) - start )) s) export the shipped checkpoint to ONNX and TFLite, fp32 and int8"; \
 	.venv/bin/edgedet export $(DEMO_CKPT) --format onnx,onnx-int8,tflite,tflite-int8 --calib $(DEMO)/data --val-limit 50 --out $(DEMO)/models; \
 	int8=$$(ls $(DEMO)/models/*.tflite | grep -i int8 | head -n 1); \
-	echo "== 3/5 ($$(( $$(date +%s) - start )) s) edgedet run: $$int8 on the synthetic source, $(DEMO_FRAMES) frames"; \
-	.venv/bin/edgedet run --model "$$int8" --source synthetic --max-frames $(DEMO_FRAMES) --threads $(DEMO_THREADS) \
+	echo "== 3/5 ($$(( $$(date +%s) - start )) s) edgedet run: $$int8 on a synthetic 30 fps camera, $(DEMO_FRAMES) frames"; \
+	.venv/bin/edgedet run --model "$$int8" --source synthetic:30 --max-frames $(DEMO_FRAMES) --threads $(DEMO_THREADS) \
 	  --save $(DEMO)/run.mp4 --json $(DEMO)/run.jsonl; \
 	echo "== 4/5 ($$(( $$(date +%s) - start )) s) edgedet bench over the exported variants on the val split"; \
 	.venv/bin/edgedet bench --models $(DEMO)/models/*.onnx $(DEMO)/models/*.tflite --data $(DEMO)/data \

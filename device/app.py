@@ -194,6 +194,10 @@ class Runner:
         self._reading_done = threading.Event()  # set when the inference loop ends: the capture thread stops
         self._display_frame = None
         self._inference_threads: Set[int] = set()  # kernel ids of the threads that run inference
+        # live sources are pulled just in time (`_loop`): the inference thread asks for a frame when it can start
+        # on it, and only once the output thread has taken the previous result
+        self._frame_wanted = threading.Event()
+        self._output_credit = threading.Semaphore(1)
         self.detector = None
         self.source = None
         self.json_sink = self.video_sink = self.latency_log = self.server = None
@@ -283,6 +287,13 @@ class Runner:
     def _loop(self) -> None:
         """Inference in this thread; capture + preprocess and postprocess + outputs in their own threads.
 
+        Files are read ahead through small queues, so every stage stays busy. A live source is pulled just in
+        time instead, so that no frame waits in a queue while the camera moves on: the inference thread starts a
+        frame only once the output thread has taken the previous result, and only then does the capture thread
+        read the camera's newest frame and preprocess it. A frame's age at output is then about two output-stage
+        times when drawing is the bottleneck (not one per queued frame), and inference time plus output when
+        inference is.
+
         Meanwhile the GIL switch interval is shortened so that inference gets the GIL back promptly, OpenCV
         calls run single-threaded (its worker pool active-waits after each call, taking cycles from inference), and
         inference and the other threads run on separate cores where they can (`device.affinity`)."""
@@ -324,11 +335,17 @@ class Runner:
         """Main thread side: prepared frames from `ready` -> backend -> `Job`s into `jobs`, until the end or a stop."""
         stop, timer = self.options.stop_event, self.detector.timer
         next_log = time.perf_counter() + self.options.log_every
+        pull, requested = self.source.live, False
         while not stop.is_set() and self._worker_error is None:
+            if pull and not requested:
+                requested = self._request_frame()
+                if not requested:
+                    continue
             try:
                 item = ready.get(timeout=0.2)
             except queue.Empty:
                 continue
+            requested = False
             if item is None:
                 break
             frame, prepared, record, started = item
@@ -337,6 +354,8 @@ class Runner:
                 self._consecutive_failures = 0
             except Exception as error:  # a bad frame must not end a long run
                 timer.take_record()
+                if pull:
+                    self._output_credit.release()  # no result for the output thread to take
                 self._frame_failed(frame, error)
                 continue
             jobs.put(Job(frame, prepared, outputs, {**record, **timer.take_record()}, started))
@@ -345,14 +364,24 @@ class Runner:
                 log.info("%s", self.rolling_line())
                 next_log = time.perf_counter() + self.options.log_every
 
+    def _request_frame(self) -> bool:
+        """Live sources: wait (up to 0.2 s) until the output thread has taken the previous result, then ask the
+        capture thread for the newest frame. False if the wait timed out."""
+        if not self._output_credit.acquire(timeout=0.2):
+            return False
+        self._frame_wanted.set()
+        return True
+
     def _prepare_worker(self, ready: queue.Queue) -> None:
-        """Capture thread side: read frames in order (or the newest, live) and preprocess them."""
+        """Capture thread side: read frames in order (or, live, the newest when one is asked for) and preprocess."""
         timer = self.detector.timer
         frames_read = 0
         try:
             while not self._stopping():
                 if self.options.max_frames is not None and frames_read >= self.options.max_frames:
                     break
+                if self.source.live and not self._frame_wanted.wait(timeout=0.2):
+                    continue
                 with timer.stage("capture"):
                     frame = self.source.read(timeout=0.2)
                 if frame is None:
@@ -368,6 +397,7 @@ class Runner:
                     timer.take_record()
                     self._frame_failed(frame, error)
                     continue
+                self._frame_wanted.clear()  # served (before the hand-over, so the next request is never lost)
                 if not self._offer(ready, (frame, prepared, timer.take_record(), started)):
                     break
         except Exception as error:  # too many failures in a row, or a source that broke: like the end of the
@@ -407,6 +437,8 @@ class Runner:
             job = jobs.get()
             if job is None:
                 return
+            if self.source.live:
+                self._output_credit.release()  # taken: the inference thread may start the next frame
             if self._worker_error is not None:
                 continue
             try:

@@ -1,11 +1,13 @@
-"""Frame sources: camera indices, picamera2, video files, RTSP/HTTP URLs, images/folders/globs, `synthetic`.
+"""Frame sources: camera indices, picamera2, video files, RTSP/HTTP URLs, images/folders/globs, `synthetic`,
+`synthetic:FPS`.
 
 `open_source(text)` returns a `Source`; `source.read(timeout)` gives the next `Frame` (BGR uint8 plus its
 capture timestamp) or None. Two behaviours:
 
 - files (video, images, folders, globs) and `synthetic` are read in order without dropping; a video is
   decoded ahead in a thread through a small bounded queue so decoding overlaps inference;
-- live sources (cameras, URLs, picam) are read in their own thread that keeps only the newest frame, so
+- live sources (cameras, URLs, picam, and `synthetic:FPS`, the animation as a camera at FPS frames per second)
+  are read in their own thread that keeps only the newest frame, so
   there is never a backlog from OpenCV's buffer. When a live source fails or stops delivering frames it
   is reopened with capped exponential backoff, each attempt logged, and the loop goes on.
 
@@ -83,7 +85,8 @@ class Source:
 
 def open_source(text, *, imgsz: Optional[Tuple[int, int]] = None, open_timeout: float = 5.0,
                 policy: ReconnectPolicy = ReconnectPolicy(), size_wh: Tuple[int, int] = (640, 480)) -> Source:
-    """A `Source` for a camera index ("0"), "picam", "synthetic", a URL, a video, an image, a folder or a glob.
+    """A `Source` for a camera index ("0"), "picam", "synthetic" (in order, as fast as it is read),
+    "synthetic:FPS" (a camera-like live source), a URL, a video, an image, a folder or a glob.
 
     imgsz: model input (h, w), used for the picamera2 low-resolution stream.
     size_wh: frame size of the synthetic source.
@@ -100,6 +103,9 @@ def open_source(text, *, imgsz: Optional[Tuple[int, int]] = None, open_timeout: 
         return LiveSource("picam", _picam_opener(imgsz or (size_wh[1], size_wh[0])), policy, open_timeout)
     if text == "synthetic":
         return SyntheticSource(size_wh)
+    if text.startswith("synthetic:"):
+        fps = _synthetic_fps(text)
+        return LiveSource(f"synthetic camera {fps:g} fps", lambda: SyntheticCamera(fps, size_wh), policy, open_timeout)
     if text.lower().startswith(URL_SCHEMES):
         return LiveSource(_redact(text), _url_opener(text, open_timeout), policy, open_timeout)
     if any(ch in text for ch in "*?["):
@@ -270,6 +276,12 @@ class SyntheticSource(Source):
         return np.clip(np.repeat(ramp, h, axis=0) + noise + np.array([0, 10, 20], np.float32), 0, 255).astype(np.uint8)
 
     def read(self, timeout: float = 1.0) -> Optional[Frame]:
+        frame = Frame(self.render(), self._index, time.time(), time.perf_counter(), self.name)
+        self._index += 1
+        return frame
+
+    def render(self) -> np.ndarray:
+        """The next BGR uint8 (H, W, 3) frame of the animation."""
         image = self._background.copy()
         w, h = self.size_wh
         for k, ((x, y), r) in enumerate(zip(self._pos, self._radius)):
@@ -279,9 +291,7 @@ class SyntheticSource(Source):
             else:
                 cv2.rectangle(image, (int(x - r), int(y - r)), (int(x + r), int(y + r)), color, -1)
         self._step(w, h)
-        frame = Frame(image, self._index, time.time(), time.perf_counter(), self.name)
-        self._index += 1
-        return frame
+        return image
 
     def _step(self, w: int, h: int) -> None:
         self._pos += self._vel
@@ -293,6 +303,40 @@ class SyntheticSource(Source):
 
 
 # ------------------------------------------------------------------------------------------ live sources
+
+
+class SyntheticCamera:
+    """The synthetic animation as a camera delivering `fps` frames per second (cv2.VideoCapture protocol):
+    `read()` blocks until the next frame is due, so `synthetic:FPS` behaves like a real camera in a LiveSource
+    (newest frame only, frames dropped when the pipeline is slower, frame age = real latency)."""
+
+    def __init__(self, fps: float, size_wh: Tuple[int, int]):
+        self.period = 1.0 / fps  # seconds between frames
+        self._animation = SyntheticSource(size_wh)
+        self._due = time.perf_counter()
+
+    def read(self):
+        self._due = max(self._due + self.period, time.perf_counter() - self.period)  # never a burst after a stall
+        delay = self._due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        return True, self._animation.render()
+
+    def release(self) -> None:
+        pass
+
+
+def _synthetic_fps(text: str) -> float:
+    """"synthetic:30" -> 30.0 frames per second; EdgedetError naming the problem otherwise."""
+    value = text.split(":", 1)[1]
+    try:
+        fps = float(value)
+    except ValueError:
+        fps = 0.0
+    if not 0 < fps <= 1000:
+        raise EdgedetError(f"--source {text}: expected synthetic:FPS with FPS a number in (0, 1000], e.g. synthetic:30")
+    return fps
+
 
 
 def _camera_opener(camera) -> Callable[[], object]:

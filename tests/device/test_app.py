@@ -396,3 +396,33 @@ def test_one_inference_thread_keeps_a_core_of_its_own_during_the_loop_then_resto
                               "--threads", 1, "--max-frames", 2, "--no-pin"], capsys)
     assert code == 0 and len(seen) == 2 and "inference on core(s)" not in err
     assert all(mine == original and all(cores == original for cores in workers) for mine, workers in seen)
+
+
+def test_a_live_source_is_pulled_just_in_time_so_frames_never_queue_behind_a_slow_output(tmp_path, capsys,
+                                                                                          monkeypatch):
+    # a fast synthetic camera and a slow output stage: a live frame is read only when inference can start on it,
+    # and inference starts only once the output thread has taken the previous result, so while the output
+    # thread writes its k-th frame at most k + 1 frames have been read (a read-ahead queue would hold several)
+    from device.app import Runner
+    from device.pipeline import Detector
+
+    counts = {"prepared": 0}
+    in_flight = []
+    real_prepare, real_output = Detector.prepare, Runner._output
+
+    def counting_prepare(self, image):
+        counts["prepared"] += 1
+        return real_prepare(self, image)
+
+    def slow_output(self, job):
+        in_flight.append(counts["prepared"] - self.frames_done)
+        time.sleep(0.03)
+        real_output(self, job)
+
+    monkeypatch.setattr(Detector, "prepare", counting_prepare)
+    monkeypatch.setattr(Runner, "_output", slow_output)
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic:500",
+                              "--max-frames", 8, "--json", tmp_path / "d.jsonl"], capsys)
+    assert code == 0 and len(in_flight) == 8 and len(read_jsonl(tmp_path / "d.jsonl")) == 8
+    assert max(in_flight) <= 2, in_flight
+    assert "dropped" in out  # the camera ran ahead; its frames were dropped, not queued

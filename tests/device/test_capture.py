@@ -93,6 +93,22 @@ def test_synthetic_source_moves_and_is_deterministic():
     assert open_source("synthetic").name == "synthetic"
 
 
+def test_synthetic_camera_is_a_live_source_of_the_same_animation():
+    from device.capture import SyntheticCamera
+
+    source = open_source("synthetic:200", size_wh=(96, 64))
+    try:
+        assert source.live and source.name == "synthetic camera 200 fps"
+        frames = [_wait_frame(source) for _ in range(3)]
+        assert all(f is not None and f.image.shape == (64, 96, 3) for f in frames)
+        indices = [f.index for f in frames]
+        assert indices == sorted(set(indices))  # newest frames, in order, none twice
+    finally:
+        source.close()
+    camera, animation = SyntheticCamera(1000.0, (96, 64)), SyntheticSource((96, 64))
+    assert all(np.array_equal(camera.read()[1], animation.read().image) for _ in range(3))
+
+
 class FastReader:
     """A fake device delivering numbered frames as fast as it is read."""
 
@@ -206,6 +222,8 @@ def _wait_frame(source, seconds=10.0):
     (lambda tmp: str(tmp), "has no images"),
     (lambda tmp: str(tmp / "*.png"), "no image files match"),
     (lambda tmp: "", "empty source"),
+    (lambda tmp: "synthetic:fast", "expected synthetic:FPS"),
+    (lambda tmp: "synthetic:0", "expected synthetic:FPS"),
 ])
 def test_bad_sources_name_the_problem(tmp_path, make_source, message):
     with pytest.raises(EdgedetError, match=message):
