@@ -1,6 +1,7 @@
 """`edgedet run`: a model on a camera, video, images, a URL or the synthetic source, with outputs and latency.
 
-The loop is pipelined so that inference never waits for the rest:
+The loop is pipelined so that inference overlaps the rest (for a live source, a frame is pulled just in time
+instead: see `Runner._loop`):
 
     capture thread      decode / grab frames (files: in order, bounded queue; live: newest frame only)
     prepare thread      read frame -> preprocess -> bounded queue
@@ -45,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", help="camera index (0 = /dev/video0), a /dev/video* device, or 'picam' "
                                       "(Raspberry Pi camera via picamera2)")
-    src.add_argument("--source", help="video file, image, folder, glob ('imgs/*.jpg'), RTSP/HTTP URL, or 'synthetic'")
+    src.add_argument("--source", help="video file, image, folder, glob ('imgs/*.jpg'), RTSP/HTTP URL, 'synthetic' "
+                                      "(in order) or 'synthetic:FPS' (a live camera at FPS frames per second)")
     parser.add_argument("--conf", type=float, default=0.25, help="minimum detection score (default 0.25)")
     parser.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
     parser.add_argument("--max-det", type=int, default=300, help="at most this many detections per frame")

@@ -283,7 +283,7 @@ def _spec_from_metadata(metadata: dict, path: Path, inputs: List[TensorDetails],
         try:
             spec = ModelSpec.from_json(metadata["edgedet_spec"])
         except (ValueError, TypeError) as error:
-            raise EdgedetError(f"{path}: malformed edgedet_spec metadata: {_first_line(error)}") from None
+            raise EdgedetError(f"{path}: unusable edgedet_spec metadata: {_first_line(error)}") from None
         return _apply_overrides(spec, overrides)
     if _is_ultralytics(metadata):
         return _spec_from_ultralytics(metadata, path, inputs, outputs, overrides, boxes_normalized)

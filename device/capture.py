@@ -105,7 +105,8 @@ def open_source(text, *, imgsz: Optional[Tuple[int, int]] = None, open_timeout: 
         return SyntheticSource(size_wh)
     if text.startswith("synthetic:"):
         fps = _synthetic_fps(text)
-        return LiveSource(f"synthetic camera {fps:g} fps", lambda: SyntheticCamera(fps, size_wh), policy, open_timeout)
+        return LiveSource(f"synthetic camera {fps:g} fps", lambda: SyntheticCamera(fps, size_wh), policy, open_timeout,
+                          fps=fps)
     if text.lower().startswith(URL_SCHEMES):
         return LiveSource(_redact(text), _url_opener(text, open_timeout), policy, open_timeout)
     if any(ch in text for ch in "*?["):
@@ -410,8 +411,9 @@ class LiveSource(Source):
     live = True
 
     def __init__(self, name: str, opener: Callable[[], object], policy: ReconnectPolicy = ReconnectPolicy(),
-                 open_timeout: float = 5.0, on_fail: Optional[Callable[[], str]] = None):
+                 open_timeout: float = 5.0, on_fail: Optional[Callable[[], str]] = None, fps: float = 0.0):
         self.name = name
+        self.fps = fps  # nominal frame rate when known (for --save), else 0
         self.policy = policy
         self.delivered = 0  # frames read from the device
         self.dropped = 0  # frames replaced by a newer one before anybody read them

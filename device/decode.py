@@ -166,14 +166,14 @@ def decode_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec,
         raise EdgedetError(f"edgedet model spec needs one anchor list per stride {spec.strides}, "
                            f"got {len(spec.anchors)}")
     levels = _edgedet_level_parts(outputs, spec)
-    decode_level = _decode_edgedet_level_full if min_score is None else _decode_edgedet_level_above
-    parts = [decode_level(outputs, names, spec, stride, anchors, min_score)
+    parts = [_decode_edgedet_level_full(outputs, names, spec, stride, anchors) if min_score is None
+             else _decode_edgedet_level_above(outputs, names, spec, stride, anchors, min_score)
              for names, stride, anchors in zip(levels, spec.strides, spec.anchors)]
     return Candidates.concatenate(parts)
 
 
 def _decode_edgedet_level_full(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], spec: ModelSpec,
-                               stride: int, anchors, min_score=None) -> Candidates:
+                               stride: int, anchors) -> Candidates:
     """Every candidate of one level through the reference `decode_edgedet_level` (integer outputs dequantized)."""
     chw = {part: edgedet_level_chw(_dequantize(outputs[name], spec.output_quant.get(name), name), spec.output_layout)
            for part, name in names.items()}

@@ -1,8 +1,10 @@
-"""Greedy non-maximum suppression in NumPy, kept sets equal to OpenCV's `cv2.dnn.NMSBoxes` / `NMSBoxesBatched`.
+"""Greedy non-maximum suppression in NumPy, kept sets equal to OpenCV's `cv2.dnn.NMSBoxes` / `NMSBoxesBatched`
+(for class-aware NMS: whenever no coordinate is negative; see `_offset_by_class`).
 
 Greedy rule: visit boxes by descending score (ties: lower index first); keep a box unless its IoU with an
 already kept box is > iou_threshold. Class-aware mode shifts every class into its own coordinate range (the
-offset trick OpenCV's NMSBoxesBatched uses), so one pass suppresses only within a class.
+offset trick OpenCV's NMSBoxesBatched uses, widened for negative coordinates), so one pass suppresses only
+within a class.
 """
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=defaults.data, help="'shapes' (synthetic, generated once), a data set folder, dataset.yaml or COCO JSON")
     parser.add_argument("--model", default=defaults.model, help="size preset: n or s (default n)")
     parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="input size, a multiple of 32 (default 320)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs (default 30)")
+    parser.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {defaults.epochs})")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="total batch size (default 16)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default 2e-3)")
     parser.add_argument("--mask-coefs", type=int, default=defaults.mask_coefs, help="instance-mask prototypes M, 0 = none (default 16)")
@@ -72,17 +72,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synth-train", type=int, default=defaults.synth_train, help="--data shapes: training images (default 4000)")
     parser.add_argument("--synth-val", type=int, default=defaults.synth_val, help="--data shapes: validation images (default 300)")
     parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after N optimizer steps (0 = no limit)")
-    parser.add_argument("--time-limit", type=float, default=defaults.time_limit,
-                        help="stop after this many minutes of training, the LR schedule ending on time (default: no limit)")
+    parser.add_argument("--time-limit", type=float, default=None,
+                        help="stop after this many minutes of training, the LR schedule ending on time (default: no "
+                             "limit; 0 = none)")
     parser.add_argument("--out", default=defaults.out, help="output folder (default runs/train)")
     parser.add_argument("--resume", default=None,
                         help="continue from a last.pt written by an earlier run, with its settings; --epochs and "
-                             "--time-limit given with it extend the run (the cosine schedule stretches to the new end)")
+                             "--time-limit given with it extend the run (the cosine schedule stretches to the new end; "
+                             "--epochs alone also lifts a saved time limit)")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from parsed flags (flag names are the field names with '-' for '_')."""
-    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     config = TrainConfig(**values)
     if config.imgsz <= 0 or config.imgsz % 32:
         raise EdgedetError(f"--imgsz {config.imgsz} must be a positive multiple of 32")
@@ -95,13 +97,14 @@ RESUME_OVERRIDES = ("epochs", "time_limit")  # flags that may change a resumed r
 
 
 def resumed_config(saved: TrainConfig, args: argparse.Namespace, trained_epochs: int) -> TrainConfig:
-    """A resumed run's saved settings, with RESUME_OVERRIDES taken from the flags where they differ from the
-    defaults (given on the command line). EdgedetError if --epochs would end before the epochs already trained."""
-    defaults = TrainConfig()
-    changes = {name: getattr(args, name) for name in RESUME_OVERRIDES
-               if hasattr(args, name) and getattr(args, name) != getattr(defaults, name)}
+    """A resumed run's saved settings, with RESUME_OVERRIDES given on the command line taken from the flags.
+    --epochs without --time-limit lifts a saved time limit (a run that ended on its limit could not go on).
+    EdgedetError if --epochs would end before the epochs already trained."""
+    changes = {name: getattr(args, name) for name in RESUME_OVERRIDES if getattr(args, name, None) is not None}
     if "epochs" in changes and changes["epochs"] < trained_epochs:
         raise EdgedetError(f"--epochs {changes['epochs']}: the resumed run has already trained {trained_epochs} epochs")
+    if "epochs" in changes and "time_limit" not in changes:
+        changes["time_limit"] = 0.0
     return replace(saved, **changes)
 
 

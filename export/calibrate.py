@@ -50,6 +50,8 @@ def calibrate_model(model, spec, calib: CalibrationSet, description: str, config
     from export.onnx_export import export_onnx
     from export.onnx_int8 import calibrate_onnx
 
+    if config.map_budget is not None and evaluate is None:
+        raise ValueError("calibrate_model: --map-budget needs an evaluate callable (model path -> metrics)")
     scheme, reason = choose_int8_scheme(config.int8_scheme)
     print(f"calibration: {len(calib)} images from {description}, {config.calib_method}; int8 {scheme.name} ({reason})")
     config.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """PyTorch -> ONNX (fp32) and -> int8 QDQ ONNX; the ModelSpec travels in metadata_props["edgedet_spec"].
 
-The graph ends at the raw head convolutions: outputs named by role ("p3", "p4", "p5", "seg", "proto"),
+The graph ends at the raw head convolutions: outputs named by role ("p3_box", "p3_score", "p3_mask", ...,
+"seg", "proto"),
 NCHW, float32. One self-contained file (weights inline), checked by onnx.checker.
 """
 from __future__ import annotations

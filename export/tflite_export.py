@@ -1,6 +1,6 @@
 """PyTorch -> TFLite through litert_torch (no TensorFlow): fp32, fp16 weights, full-integer int8 (PT2E).
 
-Every TFLite artifact has an NHWC input and NHWC outputs named by role ("p3", ..., "seg", "proto") in
+Every TFLite artifact has an NHWC input and NHWC outputs named by role ("p3_box", ..., "seg", "proto") in
 its signature, and a sidecar `<file>.json` holding the ModelSpec with the real input tensor name,
 the input quantization and each output's quantization keyed by role.
 """

@@ -1,7 +1,7 @@
 """The edgedet model family: a conv-BN-ReLU6 backbone, an FPN neck over strides 8/16/32 and three heads.
 
 Heads (see ARCHITECTURE.md, "Models exported by this project", and device/spec.py):
-- detection, per FPN level a shared 3x3 conv then three 1x1 convs, each its own output so that int8 exports
+- detection, per FPN level a shared 3x3 conv then one 1x1 conv per part, each its own output so that int8 exports
   give box offsets, logits and mask coefficients separate scales:
     "<level>_box"   (B, K*4, H/s, W/s)      per anchor (tx, ty, tw, th)
     "<level>_score" (B, K*(1+C), H/s, W/s)  per anchor (obj, cls_1..cls_C) logits
@@ -25,7 +25,7 @@ from device.errors import EdgedetError
 from device.spec import head_part_channels, head_parts, level_part_name
 
 STRIDES = (8, 16, 32)  # pixel stride of the detection levels p3, p4, p5
-LEVEL_OUTPUTS = ("p3", "p4", "p5")  # output names of the detection levels, finest first
+LEVEL_OUTPUTS = ("p3", "p4", "p5")  # detection level names, finest first: outputs are "<level>_<part>"
 DEFAULT_ANCHORS = [  # (w, h) in input pixels per level; replaced by k-means anchors before training
     [(10.0, 13.0), (16.0, 30.0), (33.0, 23.0)],
     [(30.0, 61.0), (62.0, 45.0), (59.0, 119.0)],

@@ -28,7 +28,7 @@ def make_onnx_model(path, imgsz=64, masks=0, semantic=(), metadata=True, output_
 
     Outputs per level p3/p4/p5 `<level>_box` (1, 2*4, imgsz/s, imgsz/s), `<level>_score` (1, 2*(1+2), ..) and with
     masks `<level>_mask` (1, 2*M, ..); optional seg (1, S, imgsz/8, ..), proto (1, M, imgsz/4, ..).
-    `output_names` renames the graph outputs (to test mapping by shape).
+    `output_names` renames the graph outputs and declares them in reverse order (to test mapping by shape).
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -46,6 +46,8 @@ def make_onnx_model(path, imgsz=64, masks=0, semantic=(), metadata=True, output_
                                       kernel_shape=[stride, stride], strides=[stride, stride]))
         outputs.append(helper.make_tensor_value_info(names[role], TensorProto.FLOAT,
                                                      [1, channels, imgsz // stride, imgsz // stride]))
+    if output_names:
+        outputs.reverse()
     graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
                                                                            [1, 3, imgsz, imgsz])], outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])

@@ -9,7 +9,7 @@ from device.capture import Frame
 from device.detections import Detections
 from device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
 from device.errors import EdgedetError
-from device.rle import rle_decode, rle_encode
+from device.rle import rle_decode
 from device.sinks import JsonLinesSink, VideoSink, detections_to_dicts
 
 NAMES = ["circle", "square"]

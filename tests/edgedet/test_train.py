@@ -122,6 +122,34 @@ def test_interrupt_saves_and_resume_continues(tiny_shapes, tmp_path, monkeypatch
     assert "already trained 3 epochs" in capsys.readouterr().err
 
 
+def test_resume_with_epochs_extends_a_run_that_ended_on_its_time_limit(tiny_shapes, tmp_path):
+    out = tmp_path / "timed"
+    args = ["train", "--data", str(tiny_shapes), "--imgsz", "64", "--epochs", "1", "--batch", "8", "--workers", "0",
+            "--threads", "1", "--time-limit", "0.0001", "--out", str(out)]  # the limit ends the first epoch early
+    assert cli_main(args) == 0
+    first = torch.load(out / "last.pt", weights_only=True)
+    assert first["train_state"]["step"] < 3 and first["config"]["train"]["time_limit"] == 0.0001
+    assert cli_main(["train", "--resume", str(out / "last.pt"), "--epochs", "2"]) == 0
+    extended = torch.load(out / "last.pt", weights_only=True)
+    assert extended["config"]["train"]["epochs"] == 2 and extended["config"]["train"]["time_limit"] == 0.0
+    assert extended["train_state"]["step"] > first["train_state"]["step"]
+
+
+def test_resume_flags_count_when_given_even_with_their_default_value():
+    import argparse
+
+    from edgedet.train import TrainConfig, resumed_config
+
+    saved = TrainConfig(epochs=10, time_limit=5.0)
+    default_epochs = TrainConfig().epochs
+    given = resumed_config(saved, argparse.Namespace(epochs=default_epochs, time_limit=None), trained_epochs=10)
+    assert (given.epochs, given.time_limit) == (default_epochs, 0.0)
+    kept = resumed_config(saved, argparse.Namespace(epochs=None, time_limit=None), trained_epochs=4)
+    assert kept == saved
+    lifted = resumed_config(saved, argparse.Namespace(epochs=None, time_limit=0.0), trained_epochs=4)
+    assert (lifted.epochs, lifted.time_limit) == (10, 0.0)
+
+
 def test_resume_needs_a_training_state(tiny_shapes, tmp_path, capsys):
     from edgedet.models.checkpoint import checkpoint_dict, save_checkpoint
     from edgedet.models.model import ModelConfig, build_model

@@ -59,3 +59,12 @@ def test_calibrate_bad_requests(extra, message, tiny_checkpoint, tmp_path, capsy
     cv2.imwrite(str(folder / "a.png"), np.zeros((32, 32, 3), np.uint8))
     assert main(["calibrate", str(tiny_checkpoint), "--calib", str(folder), *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_map_budget_without_an_evaluator_is_refused_before_any_work(tmp_path):
+    from export.calibrate import CalibrateConfig, calibrate_model
+
+    config = CalibrateConfig(checkpoint="unused.pt", calib="unused", out=tmp_path / "out", map_budget=1.0)
+    with pytest.raises(ValueError, match="--map-budget needs an evaluate callable"):
+        calibrate_model(None, None, [], "nothing", config, evaluate=None)
+    assert not (tmp_path / "out").exists()
