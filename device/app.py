@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                         "(only for models without metadata)")
     parser.add_argument("--layout", help="output layout of a model without metadata: yolov5, yolov8, yolov8-seg")
     parser.add_argument("--backend", choices=["onnxruntime", "tflite"], help="override the runtime chosen from the suffix")
-    parser.add_argument("--threads", type=int, help="inference threads (default: all cores)")
+    parser.add_argument("--threads", type=int, help="inference threads (default: all cores but one, at least 1, so "
+                                                    "that capture and outputs keep a core)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="leave thread placement to the OS (default: inference on cores of its own, Linux)")
     parser.add_argument("--show", action="store_true", help="show an OpenCV window (needs a display)")
@@ -101,6 +102,14 @@ def _configure_logging() -> None:
         root.propagate = False
 
 
+def default_threads() -> int:
+    """Inference threads of `edgedet run` without --threads: the cores this process may use but one (at least 1),
+    so that capture, preprocessing and outputs keep a core and overlap with inference (on the 2-core development
+    machine `edgedet run` is faster with 1 inference thread than with 2: README, "Measured figures")."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
 @dataclass
 class RunOptions:
     """Everything `edgedet run` was asked to do, validated."""
@@ -116,7 +125,7 @@ class RunOptions:
     names: Optional[List[str]] = None  # class names for foreign models
     layout: Optional[str] = None  # output layout for foreign models
     backend: Optional[str] = None  # "onnxruntime" / "tflite", None = by suffix
-    threads: Optional[int] = None  # inference threads
+    threads: Optional[int] = None  # inference threads; None = default_threads()
     pin: bool = True  # inference threads on cores of their own, the other threads on the rest (device.affinity)
     show: bool = False  # OpenCV window
     save: Optional[str] = None  # annotated video path
@@ -215,7 +224,8 @@ class Runner:
         self._check_outputs()
         t0 = time.perf_counter()
         before = native_thread_ids()
-        self.detector = Detector(o.model, conf=o.conf, iou=o.iou, max_det=o.max_det, threads=o.threads,
+        threads = o.threads if o.threads is not None else default_threads()
+        self.detector = Detector(o.model, conf=o.conf, iou=o.iou, max_det=o.max_det, threads=threads,
                                  classes=o.classes, agnostic=o.agnostic, backend=o.backend, names=o.names,
                                  layout=o.layout, imgsz=o.imgsz)
         # this thread and the runtime's own pool (started while loading) run inference

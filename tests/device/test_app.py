@@ -428,3 +428,16 @@ def test_a_live_source_is_pulled_just_in_time_so_frames_never_queue_behind_a_slo
     assert max(in_flight) <= 2, in_flight
     dropped = int(re.search(r"live source dropped (\d+) stale frames", out).group(1))
     assert dropped > 0  # the camera ran ahead: its frames were dropped, not queued
+
+
+def test_without_threads_inference_leaves_one_core_to_capture_and_outputs(tmp_path, capsys, monkeypatch):
+    from device import app
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert app.default_threads() == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5})
+    assert app.default_threads() == 1
+    monkeypatch.undo()
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--max-frames", 2, "--no-pin"], capsys)
+    assert code == 0 and int(re.search(r"on onnxruntime [^,]+, (\d+) threads", err).group(1)) == app.default_threads()
