@@ -27,10 +27,9 @@ def _outputs(spec, rng, quantized):
     """Random raw outputs of the spec's head (objectness logits spread so that some cells pass any threshold)."""
     h, w = spec.input_size_hw
     outputs = {}
-    names_strides = [(f"{level}_{part}", s) for level, s in zip(spec.level_outputs, spec.strides)
-                     for part in spec.head_parts]
-    for name, s in names_strides:
-        shape = (1, spec.part_channels(name.split("_")[1]), h // s, w // s)
+    for name, shape in spec.edgedet_output_shapes("NCHW").items():
+        if name == spec.proto_output:
+            continue
         if quantized:
             info = np.iinfo(QUANT[name].dtype)
             array = rng.integers(info.min, info.max + 1, shape).astype(QUANT[name].dtype)

@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from device.spec import HEAD_PARTS
 from edgedet.cli import main
 from edgedet.metrics import STAT_KEYS
+from tests.device.test_decode import split_level
 
 GT = {
     "images": [{"id": 4, "height": 100, "width": 120}, {"id": 9, "height": 100, "width": 120}],
@@ -211,8 +213,9 @@ class OracleBackend:
             self._place(levels, box, int(cls), coefs)
         out = {}
         for level_name, lv in zip(spec.level_outputs, levels):  # (K, obj+box+cls+mask, h, w) -> the head's parts
-            parts = {"box": lv[:, 1:5], "score": np.concatenate([lv[:, :1], lv[:, 5:5 + c]], 1), "mask": lv[:, 5 + c:]}
-            out.update({f"{level_name}_{part}": parts[part].reshape(1, -1, *lv.shape[2:]) for part in spec.head_parts})
+            parts = split_level(lv.reshape(-1, *lv.shape[2:]), k, c, m)
+            out.update({f"{level_name}_{part}": array[None] for part, array in zip(HEAD_PARTS, parts)
+                        if array is not None})
         semantic = sample.semantic_map()[4::8, 4::8]
         logits = np.zeros((1, len(spec.semantic_names), h // 8, w // 8), np.float32)
         for label in range(len(spec.semantic_names)):
@@ -247,7 +250,6 @@ def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotoo
     from edgedet.data import coco_gt_dict, load_dataset
     from edgedet.evaluate import evaluate_model
     from edgedet.export_inputs import torch_backend
-    from edgedet.metrics import STAT_KEYS
 
     data = load_dataset(synth_data)
     spec = torch_backend(tiny_checkpoint, threads=1).spec
@@ -257,8 +259,8 @@ def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotoo
     gt = coco_gt_dict(data)
     results = json.loads(predictions.read_text())
     for iou_type in ("bbox", "segm"):
-        reference = dict(zip(STAT_KEYS, _pycocotools_stats(gt, results, iou_type)))
-        assert max(abs(report[iou_type][k] - reference[k]) for k in STAT_KEYS) < 1e-9, iou_type
+        np.testing.assert_allclose([report[iou_type][k] for k in STAT_KEYS], _pycocotools_stats(gt, results, iou_type),
+                                   atol=1e-12, err_msg=iou_type)
     assert report["semantic"]["mIoU"] > 0.5 and report["semantic"]["pixel_accuracy"] > 0.8
     assert report["panoptic"]["PQ"] > 0.3
     assert report["provenance"]["format"] == "oracle"
