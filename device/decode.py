@@ -133,16 +133,6 @@ def _per_anchor(raw_part: np.ndarray, k: int, part: str) -> np.ndarray:
     return np.asarray(raw_part, dtype=np.float32).reshape(k, raw_part.shape[0] // k, -1)
 
 
-def edgedet_level_chw(array: np.ndarray, output_layout: str) -> np.ndarray:
-    """A level output (1, K*D, H, W) NCHW or (1, H, W, K*D) NHWC -> (K*D, H, W)."""
-    array = np.asarray(array)
-    if array.ndim == 4:
-        array = array[0]
-    if array.ndim != 3:
-        raise EdgedetError(f"edgedet level output must be 4-D (1, C, H, W), got shape {array.shape}")
-    return array.transpose(2, 0, 1) if output_layout == "NHWC" else array
-
-
 def _edgedet_level_parts(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> list:
     """Per level (finest first) {part: output name} for the parts of spec.head_parts, all present in `outputs`."""
     levels = [{part: level_part_name(level, part) for part in spec.head_parts} for level in spec.level_outputs]
@@ -175,12 +165,12 @@ def decode_edgedet(outputs: Mapping[str, np.ndarray], spec: ModelSpec,
 def _decode_edgedet_level_full(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], spec: ModelSpec,
                                stride: int, anchors) -> Candidates:
     """Every candidate of one level through the reference `decode_edgedet_level` (integer outputs dequantized)."""
-    chw = {part: edgedet_level_chw(_dequantize(outputs[name], spec.output_quant.get(name), name), spec.output_layout)
-           for part, name in names.items()}
+    nhwc = spec.output_layout == "NHWC"
+    chw = {}
     for part, name in names.items():
-        if chw[part].shape[0] != spec.part_channels(part):
-            raise EdgedetError(f"edgedet output {name!r} has shape {np.shape(outputs[name])}, expected "
-                               f"{spec.part_channels(part)} channels ({spec.num_anchors} anchors)")
+        array = _level_part(outputs[name], nhwc, spec.part_channels(part), name, spec.num_anchors)
+        array = _dequantize(array, spec.output_quant.get(name), name)
+        chw[part] = array.transpose(2, 0, 1) if nhwc else array
     xyxy, objectness, class_probs, coefs = decode_edgedet_level(
         chw["box"], chw["score"], chw.get("mask"), stride, np.asarray(anchors))
     best, ids = _best_class(class_probs)
@@ -222,14 +212,20 @@ def _decode_edgedet_level_above(outputs: Mapping[str, np.ndarray], names: Mappin
     return Candidates(_cxcywh_columns_to_xyxy(cx, cy, bw, bh), objectness[index] * best, ids, coefs)
 
 
-def _anchor_view(raw: np.ndarray, k: int, nhwc: bool, channels: int, name: str):
-    """(1, K*D, H, W) NCHW -> view (K, D, H*W); (1, H, W, K*D) NHWC -> view (H*W, K, D). Returns (view, (H, W))."""
+def _level_part(raw: np.ndarray, nhwc: bool, channels: int, name: str, k: int) -> np.ndarray:
+    """One part output (1, K*D, H, W) NCHW or (1, H, W, K*D) NHWC -> the 3-D array without its batch axis, checked
+    to have `channels` (= K*D) channels."""
     array = np.asarray(raw)
     array = array[0] if array.ndim == 4 else array
-    actual = array.shape[2] if nhwc else array.shape[0]
-    if array.ndim != 3 or actual != channels:
+    if array.ndim != 3 or (array.shape[2] if nhwc else array.shape[0]) != channels:
         raise EdgedetError(f"edgedet output {name!r} has shape {np.shape(raw)}, expected {channels} channels "
                            f"({k} anchors)")
+    return array
+
+
+def _anchor_view(raw: np.ndarray, k: int, nhwc: bool, channels: int, name: str):
+    """(1, K*D, H, W) NCHW -> view (K, D, H*W); (1, H, W, K*D) NHWC -> view (H*W, K, D). Returns (view, (H, W))."""
+    array = _level_part(raw, nhwc, channels, name, k)
     h, w = array.shape[:2] if nhwc else array.shape[1:]
     view = array.reshape(h * w, k, channels // k) if nhwc else array.reshape(k, channels // k, h * w)
     return view, (h, w)
