@@ -52,7 +52,7 @@ def export_models(args, data: Path, out: Path) -> dict:
     """format -> path for the four artifacts, exported by the same code as `edgedet export`."""
     from edgedet.export_cli import export_artifacts
     from edgedet.export_inputs import resolve_checkpoint
-    from export.exporter import ExportConfig, artifact_paths
+    from edgedet.export.exporter import ExportConfig, artifact_paths
 
     formats = [name for pair in PAIRS for name in pair]
     paths = artifact_paths(out, resolve_checkpoint(args.ckpt).stem, formats)
@@ -79,8 +79,8 @@ def snapshot_checkpoint(ckpt: str, out: Path) -> Path:
 
 def median_latency_ms(path: Path, threads: int, x_image, runs: int, warmup: int) -> float:
     """Median wall time of backend.run over `runs` runs after `warmup`, on one preprocessed image."""
-    from device.backends import load_backend
-    from device.preprocess import preprocess
+    from edgedet.device.backends import load_backend
+    from edgedet.device.preprocessing import preprocess
 
     backend = load_backend(path, threads=threads)
     x, _ = preprocess(x_image, backend.spec)
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                          f"{latency[fp32][2] / latency[int8][2]:>5.2f}x")
             print(f"{name:<12} {sizes[name]:>8.2f} {latency[name][1]:>9.2f} {latency[name][2]:>9.2f}{ratio}")
     from edgedet.export_inputs import resolve_checkpoint, torch_backend
-    from export.accuracy import ArtifactAccuracy, format_table
+    from edgedet.export.accuracy import ArtifactAccuracy, format_table
 
     ckpt = resolve_checkpoint(args.ckpt)
     reference = ArtifactAccuracy("torch", str(ckpt), os.path.getsize(ckpt) / 1e6,

@@ -4,7 +4,7 @@
 
 1. NMS on clustered candidate sets (objects of 20-60 jittered candidates; 300, 1000, 3000 candidates) vs
    cv2.dnn.NMSBoxes including the xyxy -> xywh list conversion OpenCV needs; the kept sets are checked equal.
-2. Full YOLOv8 (1, 84, 8400) post-processing at conf 0.25 (device.postprocess) vs an OpenCV reference:
+2. Full YOLOv8 (1, 84, 8400) post-processing at conf 0.25 (device.postprocessing) vs an OpenCV reference:
    transpose, score filter, NMSBoxesBatched, un-letterbox.
 3. Bilinear upsampling of (C, h, w) logits (device.upsample) vs cv2.resize per channel into one (C, H, W) array.
 4. Instance-mask assembly for 20 kept objects from 32x160x160 prototypes into a 480x640 frame (median only).
@@ -19,13 +19,13 @@ from typing import Callable, Dict, List
 import cv2
 import numpy as np
 
-from device.boxes import xyxy_to_xywh
-from device.letterbox import Letterbox
-from device.masks import instance_masks
-from device.nms import nms
-from device.postprocess import postprocess
-from device.spec import ModelSpec
-from device.upsample import upsample
+from edgedet.device.boxes import xyxy_to_xywh
+from edgedet.device.letterbox import Letterbox
+from edgedet.device.masks import instance_masks
+from edgedet.device.suppression import nms
+from edgedet.device.postprocessing import postprocess
+from edgedet.device.spec import ModelSpec
+from edgedet.device.upsample import upsample
 
 
 def time_alternating(fns: Dict[str, Callable[[], object]], repeats: int, block: int = 5,

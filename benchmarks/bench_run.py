@@ -107,7 +107,7 @@ def make_video(path: Path, frames: int) -> Path:
     """`frames` frames of the synthetic moving-shapes source, 640x480, mp4v."""
     import cv2
 
-    from device.capture import SyntheticSource
+    from edgedet.device.capture import SyntheticSource
 
     source = SyntheticSource((640, 480))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 480))
@@ -130,8 +130,8 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 BARE_LOOP = """
 import sys, time
 import numpy as np
-from device.backends import load_backend
-from device.preprocess import preprocess
+from edgedet.device.backends import load_backend
+from edgedet.device.preprocessing import preprocess
 model, frames, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 backend = load_backend(model, threads=threads)
 x, _ = preprocess(np.full((480, 640, 3), 114, np.uint8), backend.spec)

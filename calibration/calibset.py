@@ -1,6 +1,6 @@
 """A calibration set: chosen images, preprocessed exactly as the device runtime does.
 
-The arrays come from `device.preprocess.preprocess` with a float copy of the model's spec, so the
+The arrays come from `device.preprocessing.preprocess` with a float copy of the model's spec, so the
 int8 ranges are measured on the very letterbox, channel order and scaling the deployed model sees.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Iterator, List, Sequence
 
 import numpy as np
 
-from calibration.sampling import CalibrationItem, items_from_folder, sample_items
-from device.errors import EdgedetError
-from device.spec import ModelSpec
+from .sampling import CalibrationItem, items_from_folder, sample_items
+from edgedet.device.errors import EdgedetError
+from edgedet.device.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -22,14 +22,14 @@ class CalibrationSet:
     """Readable calibration images and the float input spec they are preprocessed for."""
 
     items: tuple  # CalibrationItem, in calibration order; every image was readable when the set was built
-    spec: ModelSpec  # float32 input spec (layout NCHW or NHWC) used by `device.preprocess`
+    spec: ModelSpec  # float32 input spec (layout NCHW or NHWC) used by `device.preprocessing`
 
     def __len__(self) -> int:
         return len(self.items)
 
     def arrays(self) -> Iterator[np.ndarray]:
         """Preprocessed inputs, float32 (1, 3, H, W) or (1, H, W, 3) per `spec.input_layout`, RGB 0..1 letterboxed."""
-        from device.preprocess import preprocess
+        from edgedet.device.preprocessing import preprocess
 
         for item in self.items:
             x, _ = preprocess(_read_bgr(item), self.spec)

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 METHODS = ("minmax", "entropy", "percentile")
 ENTROPY_NUM_BINS = 512  # histogram bins of the entropy calibrator (> quantized bins, else it degenerates to MinMax)

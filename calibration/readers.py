@@ -9,7 +9,7 @@ from typing import Dict, Iterator, Optional
 import numpy as np
 from onnxruntime.quantization import CalibrationDataReader
 
-from calibration.calibset import CalibrationSet
+from .calibset import CalibrationSet
 
 
 class OnnxCalibrationReader(CalibrationDataReader):

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from calibration.onnx_quant import Int8Scheme, quantizable_nodes, quantize_qdq
+from .onnx_quant import Int8Scheme, quantizable_nodes, quantize_qdq
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,28 @@
-"""edgedet's on-device runtime: NumPy and OpenCV only; inference backends are imported when chosen.
+"""edgedet's on-device runtime (`edgedet.device`): NumPy and OpenCV only; inference backends are imported when chosen.
 
-Public names load lazily from their modules, so `import device` stays cheap on a Pi.
+Public names load lazily from their modules, so `import edgedet.device` stays cheap on a Pi. No public
+name is also the name of a submodule (`nms` lives in `suppression`, `preprocess` in `preprocessing`):
+importing a submodule binds it on the package, which would replace a function of the same name.
 """
 from importlib import import_module
 
-from device.detections import Detections
-from device.errors import EdgedetError
-from device.spec import ModelSpec, QuantParams
+from .detections import Detections
+from .errors import EdgedetError
+from .spec import ModelSpec, QuantParams
 
-# public name -> module that defines it
+# public name -> module (relative to this package) that defines it
 _LAZY = {
-    "box_iou": "device.boxes", "cxcywh_to_xyxy": "device.boxes", "xyxy_to_cxcywh": "device.boxes",
-    "xyxy_to_xywh": "device.boxes", "xywh_to_xyxy": "device.boxes",
-    "Letterbox": "device.letterbox",
-    "preprocess": "device.preprocess",
-    "nms": "device.nms",
-    "postprocess": "device.postprocess", "postprocess_semantic": "device.postprocess",
-    "upsample": "device.upsample", "max_unpool": "device.upsample", "conv_transpose2d": "device.upsample",
-    "rle_encode": "device.rle", "rle_decode": "device.rle", "mask_iou": "device.rle",
-    "load_backend": "device.backends",
-    "StageTimer": "device.latency",
-    "Detector": "device.pipeline",
+    "box_iou": ".boxes", "cxcywh_to_xyxy": ".boxes", "xyxy_to_cxcywh": ".boxes",
+    "xyxy_to_xywh": ".boxes", "xywh_to_xyxy": ".boxes",
+    "Letterbox": ".letterbox",
+    "preprocess": ".preprocessing",
+    "nms": ".suppression",
+    "postprocess": ".postprocessing", "postprocess_semantic": ".postprocessing",
+    "upsample": ".upsample", "max_unpool": ".upsample", "conv_transpose2d": ".upsample",
+    "rle_encode": ".rle", "rle_decode": ".rle", "mask_iou": ".rle",
+    "load_backend": ".backends",
+    "StageTimer": ".latency",
+    "Detector": ".pipeline",
 }
 
 __all__ = ["Detections", "EdgedetError", "ModelSpec", "QuantParams", *_LAZY]
@@ -28,5 +30,5 @@ __all__ = ["Detections", "EdgedetError", "ModelSpec", "QuantParams", *_LAZY]
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'device' has no attribute {name!r}")
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

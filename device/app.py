@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
-from device.errors import EdgedetError
+from .errors import EdgedetError
 
 log = logging.getLogger("edgedet.run")
 MAX_CONSECUTIVE_FAILURES = 50  # the loop gives up only when this many frames in a row fail
@@ -216,9 +216,9 @@ class Runner:
     # ---- setup
 
     def _open(self) -> None:
-        from device.affinity import native_thread_ids
-        from device.capture import open_source
-        from device.pipeline import Detector
+        from .affinity import native_thread_ids
+        from .capture import open_source
+        from .pipeline import Detector
 
         o = self.options
         self._check_outputs()
@@ -237,19 +237,19 @@ class Runner:
 
     def _check_outputs(self) -> None:
         """Validate output flags before the (slow) model load, so bad input fails fast."""
-        from device.stream import parse_host_port
+        from .stream import parse_host_port
 
         o = self.options
         if o.stream:
             parse_host_port(o.stream)
         if o.save:
-            from device.sinks import VideoSink
+            from .sinks import VideoSink
 
             VideoSink(o.save)  # validates suffix and folder; opens the file only at the first frame
 
     def _open_outputs(self) -> None:
-        from device.latency import LatencyLog
-        from device.sinks import JsonLinesSink, VideoSink
+        from .latency import LatencyLog
+        from .sinks import JsonLinesSink, VideoSink
 
         o = self.options
         names = self.detector.spec.names
@@ -258,12 +258,12 @@ class Runner:
         if o.save:
             self.video_sink = VideoSink(o.save, fps=getattr(self.source, "fps", 0.0) or 30.0)
         if o.latency_log:
-            from device.sinks import open_for_writing
+            from .sinks import open_for_writing
 
             open_for_writing(o.latency_log, "--latency-log").close()
             self.latency_log = LatencyLog(o.latency_log)
         if o.stream:
-            from device.stream import StreamServer, parse_host_port
+            from .stream import StreamServer, parse_host_port
 
             host, port = parse_host_port(o.stream)
             self.server = StreamServer(host, port, self.status)
@@ -321,7 +321,7 @@ class Runner:
             cv2.setNumThreads(cv2_threads)
 
     def _pipelined_loop(self) -> None:
-        from device.affinity import inference_cores
+        from .affinity import inference_cores
 
         ready: queue.Queue = queue.Queue(maxsize=1 if self.source.live else 2)
         jobs: queue.Queue = queue.Queue(maxsize=2)
@@ -466,8 +466,8 @@ class Runner:
                 self.detector.timer.take_record()
 
     def _output(self, job: Job) -> None:
-        from device.detections import Detections
-        from device.sinks import detections_to_dicts
+        from .detections import Detections
+        from .sinks import detections_to_dicts
 
         detector, timer = self.detector, self.detector.timer
         detections = detector.finish(job.outputs, job.prepared)
@@ -501,7 +501,7 @@ class Runner:
                                                            detector.spec.names)
 
     def _annotate(self, image, detections, semantic, fps, record):
-        from device.draw import annotate
+        from .draw import annotate
 
         return annotate(image, detections, self.detector.spec.names, semantic=semantic, fps=fps,
                         latency_ms={"inference": record.get("inference", 0.0),
@@ -531,7 +531,7 @@ class Runner:
         return (len(times) - 1) / (times[-1] - times[0])
 
     def rolling_line(self) -> str:
-        from device.latency import format_rolling_line
+        from .latency import format_rolling_line
 
         return format_rolling_line(self.detector.timer.rolling(), self.fps())
 
@@ -549,7 +549,7 @@ class Runner:
                 "dropped": getattr(self.source, "dropped", 0), "reconnects": getattr(self.source, "reconnects", 0)}
 
     def _print_summary(self) -> None:
-        from device.latency import format_summary_table
+        from .latency import format_summary_table
 
         summary = self.detector.timer.summary()
         timed = summary.get("end_to_end", {}).get("count", 0)

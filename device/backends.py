@@ -25,9 +25,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from device.errors import EdgedetError
-from device.preprocess import quantize
-from device.spec import LAYOUTS, ModelSpec, QuantParams
+from .errors import EdgedetError
+from .preprocessing import quantize
+from .spec import LAYOUTS, ModelSpec, QuantParams
 
 BACKENDS = ("onnxruntime", "tflite")
 FOREIGN_LAYOUTS = ("yolov5", "yolov8", "yolov8-seg")  # layouts a spec can be inferred for from shapes + flags
@@ -345,7 +345,7 @@ def _is_ultralytics(metadata: dict) -> bool:
 def _spec_from_ultralytics(metadata: dict, path: Path, inputs, outputs, overrides: SpecOverrides,
                            boxes_normalized: bool) -> ModelSpec:
     """Ultralytics metadata (names, imgsz, task, stride) plus the output shapes -> a yolov8 / yolov8-seg spec."""
-    from device.decode import spec_from_ultralytics_metadata
+    from .decode import spec_from_ultralytics_metadata
 
     input_layout = _layout_of_shape(inputs[0].shape, "NCHW")
     shapes = {o.file_name: tuple(d or 0 for d in o.shape) for o in outputs}

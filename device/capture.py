@@ -28,7 +28,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from device.errors import EdgedetError
+from .errors import EdgedetError
 
 log = logging.getLogger("edgedet.capture")
 

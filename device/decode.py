@@ -20,9 +20,9 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from device.errors import EdgedetError
-from device.preprocess import dequantize
-from device.spec import LAYOUTS, ModelSpec, level_part_name
+from .errors import EdgedetError
+from .preprocessing import dequantize
+from .spec import LAYOUTS, ModelSpec, level_part_name
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import numpy as np
 
-from device.boxes import box_area
+from .boxes import box_area
 
 
 @dataclass(frozen=True)

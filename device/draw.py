@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence
 import cv2
 import numpy as np
 
-from device.detections import Detections
+from .detections import Detections
 
 
 def class_color(class_id: int) -> tuple:

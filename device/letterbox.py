@@ -17,7 +17,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
-from device.errors import EdgedetError
+from .errors import EdgedetError
 
 
 @dataclass(frozen=True)

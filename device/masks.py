@@ -12,9 +12,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from device.errors import EdgedetError
-from device.letterbox import Letterbox
-from device.upsample import interpolate_cols, interpolate_rows, linear_taps_at
+from .errors import EdgedetError
+from .letterbox import Letterbox
+from .upsample import interpolate_cols, interpolate_rows, linear_taps_at
 
 
 def frame_to_map_coords(pixels: np.ndarray, axis: int, map_size: int, letterbox: Letterbox) -> np.ndarray:

@@ -15,9 +15,9 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from device.detections import Detections
-from device.errors import EdgedetError
-from device.latency import StageTimer
+from .detections import Detections
+from .errors import EdgedetError
+from .latency import StageTimer
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Detector:
         if int(max_det) < 1:
             raise EdgedetError(f"--max-det must be >= 1, got {max_det}")
         if isinstance(model_or_backend, (str, os.PathLike)):
-            from device.backends import load_backend
+            from .backends import load_backend
 
             self.backend = load_backend(model_or_backend, backend=backend, threads=threads,
                                         names=names, layout=layout, imgsz=imgsz)
@@ -68,7 +68,7 @@ class Detector:
 
     def prepare(self, image_bgr: np.ndarray) -> Prepared:
         """uint8 BGR (h, w, 3) frame -> `Prepared` network input (stage "preprocess")."""
-        from device.preprocess import preprocess
+        from .preprocessing import preprocess
 
         with self.timer.stage("preprocess"):
             x, letterbox = preprocess(image_bgr, self.spec)
@@ -81,14 +81,14 @@ class Detector:
 
     def finish(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> Detections:
         """Raw outputs -> `Detections` in frame pixels (stages "decode", "nms", "masks" timed by postprocess)."""
-        from device.postprocess import postprocess
+        from .postprocessing import postprocess
 
         return postprocess(outputs, self.spec, prepared.letterbox, conf=self.conf, iou=self.iou,
                            max_det=self.max_det, classes=self.classes, agnostic=self.agnostic, timer=self.timer)
 
     def finish_semantic(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> np.ndarray:
         """Raw outputs -> (h, w) semantic class map of the frame (stage "semantic")."""
-        from device.postprocess import postprocess_semantic
+        from .postprocessing import postprocess_semantic
 
         with self.timer.stage("semantic"):
             return postprocess_semantic(outputs, self.spec, prepared.letterbox)

@@ -20,7 +20,7 @@ from typing import List, Sequence, Tuple, Union
 
 import numpy as np
 
-from device.errors import EdgedetError
+from .errors import EdgedetError
 
 RLE = dict  # {"size": [H, W], "counts": str | bytes | list of int}
 

@@ -17,9 +17,9 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from device.detections import Detections
-from device.errors import EdgedetError
-from device.rle import rle_encode
+from .detections import Detections
+from .errors import EdgedetError
+from .rle import rle_encode
 
 log = logging.getLogger("edgedet.sinks")
 

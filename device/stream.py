@@ -21,7 +21,7 @@ from typing import Callable, Optional, Tuple
 import cv2
 import numpy as np
 
-from device.errors import EdgedetError
+from .errors import EdgedetError
 
 log = logging.getLogger("edgedet.stream")
 BOUNDARY = "edgedetframe"

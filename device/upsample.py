@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from device.errors import EdgedetError
+from .errors import EdgedetError
 
 MODES = ("nearest", "bed_of_nails", "bilinear", "bicubic")
 CUBIC_A = -0.75  # torch's bicubic convolution coefficient

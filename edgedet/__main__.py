@@ -1,6 +1,6 @@
 """`python -m edgedet VERB ...` (and `torchrun -m edgedet train ...`)."""
 import sys
 
-from edgedet.cli import main
+from .cli import main
 
 sys.exit(main())

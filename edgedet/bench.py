@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 SCHEMA_VERSION = 1
 # in pipeline order (names of device.latency.StageTimer); "end_to_end" = the whole frame
@@ -93,7 +93,7 @@ def validate_record(record: object) -> Optional[str]:
 
 def flatten_record(record: dict) -> Dict[str, object]:
     """One CSV row (keys = CSV_COLUMNS) from a results record; absent values are empty strings."""
-    from edgedet.provenance import machine_key
+    from .provenance import machine_key
 
     model, prov = record.get("model", {}), record.get("provenance", {})
     row: Dict[str, object] = {
@@ -177,11 +177,11 @@ def model_precision_and_size(path: str) -> tuple:
     for a checkpoint ("fp32", the checkpoint's input size)."""
     fmt = model_format(path)
     if fmt == "pytorch":
-        from edgedet.models import load_checkpoint
+        from .models import load_checkpoint
 
         _, spec = load_checkpoint(path)
         return "fp32", int(spec.input_size_hw[0])
-    from device.backends import load_backend
+    from edgedet.device.backends import load_backend
 
     spec = load_backend(path, threads=1).spec
     precision = spec.precision
@@ -210,9 +210,9 @@ def plan_variants(models: Sequence[str], imgsz: Sequence[int], threads: Sequence
 def sweep_models(config: BenchConfig) -> List[str]:
     """Export `config.sweep` to every format in `config.formats` at every input size with H5's exporter (which
     also checks each artifact on the data set), into DIR/models/<imgsz>/; the model files written, in order."""
-    from edgedet.export_cli import run_export
-    from edgedet.export_inputs import resolve_checkpoint
-    from export.exporter import ExportConfig, artifact_paths, parse_formats
+    from .export_cli import run_export
+    from .export_inputs import resolve_checkpoint
+    from edgedet.export.exporter import ExportConfig, artifact_paths, parse_formats
 
     formats = parse_formats(",".join(config.formats))
     stem = resolve_checkpoint(config.sweep).stem
@@ -239,7 +239,7 @@ def measure_variant(variant: Variant, config: BenchConfig) -> dict:
     Accuracy and per-stage latency come from the same run of `edgedet.evaluate.evaluate_model`; peak memory
     is this process's peak resident set size, so call it in a fresh process (see `run_variant`).
     """
-    from edgedet.evaluate import evaluate_model
+    from .evaluate import evaluate_model
 
     start = time.perf_counter()
     result = evaluate_model(variant.model, config.data, imgsz=variant.imgsz, threads=variant.threads,
@@ -298,7 +298,7 @@ def peak_memory_mb() -> Optional[float]:
 
 
 def _record_head(variant: Variant, config: BenchConfig) -> dict:
-    from edgedet.provenance import provenance
+    from .provenance import provenance
 
     size_mb = Path(variant.model).stat().st_size / 1e6 if Path(variant.model).is_file() else None
     return {
@@ -442,7 +442,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_dataset(path: str) -> None:
     """Read the data set's val split once up front, so a bad data set is one error, not one per variant."""
-    from edgedet.data import load_dataset
+    from .data import load_dataset
 
     if not load_dataset(path, split="val").samples:
         raise EdgedetError(f"data set {path} has no validation images")
@@ -472,7 +472,7 @@ def main(args: argparse.Namespace) -> int:
                          imgsz=args.imgsz, threads=args.threads, formats=args.formats, frames=args.frames,
                          conf=args.conf, iou=args.iou)
     records = run_bench(config)
-    from edgedet.report import build_tables, markdown_tables
+    from .report import build_tables, markdown_tables
 
     measured = [r for r in records if not r.get("error")]
     if measured:

@@ -10,7 +10,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 # verb -> (module implementing it, one-line help)
 VERBS = {
@@ -19,7 +19,7 @@ VERBS = {
     "eval": ("edgedet.evaluate", "COCO box/mask AP, mIoU and PQ of a results file or of any model file"),
     "export": ("edgedet.export_cli", "export a checkpoint to ONNX / TFLite in fp32, fp16 and int8, with an accuracy gate"),
     "calibrate": ("edgedet.calibrate_cli", "per-layer int8 sensitivity and keep-in-float selection"),
-    "run": ("device.app", "run a model on a camera, video, images or the synthetic source"),
+    "run": ("edgedet.device.app", "run a model on a camera, video, images or the synthetic source"),
     "bench": ("edgedet.bench", "measure accuracy and per-stage latency of model variants"),
     "report": ("edgedet.report", "render accuracy-vs-latency tables and plots from bench results"),
 }
@@ -62,6 +62,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _version() -> str:
-    from edgedet import __version__
+    from . import __version__
 
     return __version__

@@ -20,7 +20,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 IOU_TYPES = ("bbox", "segm")
 
@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main_files(args: argparse.Namespace) -> int:
-    from edgedet.metrics import evaluate_coco
+    from .metrics import evaluate_coco
 
     iou_type = _check_iou_type(args.iou_type)
     gt = read_json(args.gt, "ground truth")
@@ -68,7 +68,7 @@ def _main_files(args: argparse.Namespace) -> int:
     print("\n".join(evaluation.summary_lines()))
     _print_per_class(evaluation, gt)
     if iou_type == "bbox" and all("bbox" in r for r in results):
-        from edgedet.metrics import voc_evaluate
+        from .metrics import voc_evaluate
 
         voc = voc_evaluate(gt, results)["mAP"]
         voc11 = voc_evaluate(gt, results, use_11_point=True)["mAP"]
@@ -133,7 +133,7 @@ def write_json(path, data) -> None:
 def _main_model(args: argparse.Namespace) -> int:
     if not (args.model and args.data):
         raise EdgedetError("--model and --data go together")
-    from edgedet.data import load_dataset
+    from .data import load_dataset
 
     dataset = load_dataset(args.data, split=args.split)
     report = evaluate_model(args.model, dataset, conf=args.conf, iou=args.iou, max_det=args.max_det,
@@ -173,7 +173,7 @@ def evaluate_model(model_path_or_backend, dataset, conf: float = 0.001, iou: flo
 
 
 def _as_dataset(dataset, split: str):
-    from edgedet.data import Dataset, load_dataset
+    from .data import Dataset, load_dataset
 
     return dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split=split)
 
@@ -190,7 +190,7 @@ def _image_count(available: int, limit: Optional[int]) -> int:
 
 def _build_detector(model, conf, iou, max_det, threads, imgsz):
     """(device.Detector, provenance dict) for a model path or a backend object."""
-    from device.pipeline import Detector
+    from edgedet.device.pipeline import Detector
 
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -213,7 +213,7 @@ def _build_detector(model, conf, iou, max_det, threads, imgsz):
 
 def _torch_backend(path, threads, imgsz):
     """export's TorchBackend for a checkpoint (torch is imported only here)."""
-    from edgedet.export_inputs import torch_backend
+    from .export_inputs import torch_backend
 
     return torch_backend(path, threads=threads, imgsz=imgsz)
 
@@ -279,7 +279,7 @@ EARLY_ABORT = 5  # stop when this many first images all fail (a broken model, no
 
 def _run_images(detector, samples, plan: "_EvalPlan", progress: bool, save_pred) -> _RunState:
     """Predict every sample; accumulate COCO results, semantic confusion and panoptic counts."""
-    from edgedet.metrics import PanopticMeter, SemanticMeter
+    from .metrics import PanopticMeter, SemanticMeter
 
     state = _RunState()
     if plan.semantic_lut is not None:
@@ -340,8 +340,8 @@ def detections_to_coco(detections, image_id: int, category_ids, with_masks: bool
     """`device.Detections` of one image -> COCO result dicts: bbox [x, y, w, h] (3 decimals), score (5 decimals),
     category_ids[class_id], and with masks a compressed RLE segmentation. Training validation uses it too, so the
     per-epoch mAP is the one `edgedet eval` reports."""
-    from device.boxes import xyxy_to_xywh
-    from device.rle import rle_encode
+    from edgedet.device.boxes import xyxy_to_xywh
+    from edgedet.device.rle import rle_encode
 
     xywh = xyxy_to_xywh(detections.xyxy.astype(np.float64))
     out = []
@@ -359,7 +359,7 @@ PANOPTIC_SCORE = 0.5  # detections at or above this score become panoptic thing 
 
 def _panoptic_update(meter, detections, semantic_pred, sample, semantic_gt, plan: "_EvalPlan") -> None:
     """Predicted panoptic map = confident instance masks (best first) + stuff from the semantic prediction."""
-    from edgedet.metrics import panoptic_from_semantic_and_instances
+    from .metrics import panoptic_from_semantic_and_instances
 
     keep = np.flatnonzero(detections.scores >= PANOPTIC_SCORE)
     keep = keep[np.argsort(-detections.scores[keep], kind="stable")]
@@ -374,8 +374,8 @@ def _panoptic_update(meter, detections, semantic_pred, sample, semantic_gt, plan
 
 def _metrics(state: _RunState, samples, dataset, plan: "_EvalPlan") -> dict:
     """COCO bbox (+ segm), semantic and panoptic figures of one run."""
-    from edgedet.data import Dataset, coco_gt_dict
-    from edgedet.metrics import evaluate_coco
+    from .data import Dataset, coco_gt_dict
+    from .metrics import evaluate_coco
 
     subset = Dataset(dataset.names, dataset.semantic_names, list(samples), dataset.root, dataset.category_ids)
     gt = coco_gt_dict(subset)
@@ -435,7 +435,7 @@ class _Progress:
 
 def format_report(report: dict) -> str:
     """Human-readable summary of evaluate_model's dict: COCO lines, semantic, panoptic, latency, provenance."""
-    from edgedet.metrics.coco import CocoParams, STAT_KEYS, _STAT_SPECS, _summary_line
+    from .metrics.coco import CocoParams, STAT_KEYS, _STAT_SPECS, _summary_line
 
     lines = []
     prov = report.get("provenance", {})
@@ -466,6 +466,6 @@ def format_report(report: dict) -> str:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from edgedet.cli import main as cli_main
+    from .cli import main as cli_main
 
     sys.exit(cli_main(["eval", *sys.argv[1:]]))

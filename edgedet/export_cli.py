@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Dict
 
-from calibration.onnx_quant import METHODS, SCHEMES
-from calibration.sampling import STRATEGIES
-from device.errors import EdgedetError
-from export.exporter import FORMATS, ExportConfig, parse_formats
+from edgedet.calibration.onnx_quant import METHODS, SCHEMES
+from edgedet.calibration.sampling import STRATEGIES
+from edgedet.device.errors import EdgedetError
+from edgedet.export.exporter import FORMATS, ExportConfig, parse_formats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run_export(config: ExportConfig) -> int:
     """Export, evaluate, gate. Returns the exit code (0 ok, 1 when the accuracy gate rejects an artifact)."""
-    from edgedet.export_inputs import validation_data
+    from .export_inputs import validation_data
 
     data = validation_data(config.data, config.calib)
     if data is None and config.max_map_drop is not None:
@@ -69,8 +69,8 @@ def run_export(config: ExportConfig) -> int:
 
 def export_artifacts(config: ExportConfig):
     """(model, spec, {format: path written}) for config.formats; checks every input before writing anything."""
-    from edgedet.export_inputs import calibration_items, load_for_export, resolve_checkpoint
-    from export.exporter import check_request, export_model
+    from .export_inputs import calibration_items, load_for_export, resolve_checkpoint
+    from edgedet.export.exporter import check_request, export_model
 
     check_request(config)
     ckpt_path = resolve_checkpoint(config.checkpoint)
@@ -81,8 +81,8 @@ def export_artifacts(config: ExportConfig):
 
 def _check_accuracy(model, spec, written: Dict[str, Path], data, config: ExportConfig) -> int:
     """The accuracy table and gate on `data`'s val split (export.exporter.check_accuracy with edgedet's evaluator)."""
-    from edgedet.export_inputs import evaluator, resolve_checkpoint
-    from export.exporter import check_accuracy
+    from .export_inputs import evaluator, resolve_checkpoint
+    from edgedet.export.exporter import check_accuracy
 
     print(f"accuracy check on {data} (val split{f', first {config.val_limit} images' if config.val_limit else ''}):",
           flush=True)

@@ -10,10 +10,10 @@ import dataclasses
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from calibration.sampling import CalibrationItem, items_from_folder
-from device.errors import EdgedetError
-from export.accuracy import Evaluate
-from export.checkpoint import parse_imgsz
+from edgedet.calibration.sampling import CalibrationItem, items_from_folder
+from edgedet.device.errors import EdgedetError
+from edgedet.export.accuracy import Evaluate
+from edgedet.export.checkpoint import parse_imgsz
 
 SHIPPED_ALIAS = "shipped"  # CKPT value that means edgedet.models.SHIPPED_CHECKPOINT
 
@@ -24,7 +24,7 @@ SHIPPED_ALIAS = "shipped"  # CKPT value that means edgedet.models.SHIPPED_CHECKP
 def resolve_checkpoint(ckpt) -> Path:
     """`shipped` -> the bundled checkpoint; otherwise the path, which must be an existing file."""
     if str(ckpt) == SHIPPED_ALIAS:
-        from edgedet.models import SHIPPED_CHECKPOINT
+        from .models import SHIPPED_CHECKPOINT
 
         ckpt = SHIPPED_CHECKPOINT
     path = Path(ckpt)
@@ -36,7 +36,7 @@ def resolve_checkpoint(ckpt) -> Path:
 def load_for_export(ckpt, imgsz=None):
     """(model in eval mode, ModelSpec) from a checkpoint path or `shipped`, with the input size set to `imgsz`."""
     path = resolve_checkpoint(ckpt)
-    from edgedet.models import load_checkpoint
+    from .models import load_checkpoint
 
     try:
         model, spec = load_checkpoint(path)
@@ -51,7 +51,7 @@ def load_for_export(ckpt, imgsz=None):
 
 def torch_backend(ckpt, threads: Optional[int] = None, imgsz=None):
     """export.torch_backend.TorchBackend for a checkpoint file (or `shipped`); `imgsz` overrides the input size."""
-    from export.torch_backend import TorchBackend
+    from edgedet.export.torch_backend import TorchBackend
 
     model, spec = load_for_export(ckpt, imgsz)
     return TorchBackend(model, spec, threads)
@@ -82,7 +82,7 @@ def is_dataset(path: Path) -> bool:
 
 
 def _load_split(path: Path, split: str):
-    from edgedet.data import load_dataset
+    from .data import load_dataset
 
     try:
         return load_dataset(path, split=split)
@@ -111,7 +111,7 @@ def evaluator(data, limit: Optional[int] = None, threads: Optional[int] = None) 
 def evaluate_backend(backend, data, split: str = "val", limit: Optional[int] = None,
                      threads: Optional[int] = None) -> Dict[str, float]:
     """mAP@.5:.95, mAP@.5, mask AP and mIoU (points) of a backend or model path, via edgedet.evaluate.evaluate_model."""
-    from edgedet.evaluate import evaluate_model
+    from .evaluate import evaluate_model
 
     return metrics_from_report(evaluate_model(backend, data, split=split, limit=limit, threads=threads, progress=False))
 

@@ -13,8 +13,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from edgedet.models.decode import level_values
-from edgedet.models.model import STRIDES, ModelConfig, group_outputs
+from .models.decode import level_values
+from .models.model import STRIDES, ModelConfig, group_outputs
 
 PROTO_STRIDE = 4  # prototypes are at 1/4 of the input resolution
 LEVEL_BALANCE = (4.0, 1.0, 0.4)  # objectness weight of p3, p4, p5 (fine levels have many more negatives)

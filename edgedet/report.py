@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from device.errors import EdgedetError
-from edgedet.bench import STAGES, validate_record
-from edgedet.provenance import machine_key
+from edgedet.device.errors import EdgedetError
+from .bench import STAGES, validate_record
+from .provenance import machine_key
 
 RESULTS_NAME = "results.jsonl"
 MARKER_OF_FORMAT = {"onnx": "o", "tflite": "s", "pytorch": "^"}  # any other format gets "D"

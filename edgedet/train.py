@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, Optional
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 SHAPES = "shapes"  # --data value that generates (once) and uses the synthetic shapes data set
 
@@ -110,7 +110,7 @@ def resumed_config(saved: TrainConfig, args: argparse.Namespace, trained_epochs:
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of `edgedet train` (single process or one rank of torchrun)."""
-    from edgedet.models.checkpoint import read_checkpoint
+    from .models.checkpoint import read_checkpoint
 
     resume = None
     if args.resume:
@@ -133,8 +133,8 @@ def synthetic_data_dir(config: TrainConfig) -> Path:
 
 def ensure_synthetic_data(config: TrainConfig, is_main: bool) -> Path:
     """Generate the shapes data set once (main process) and return its folder."""
-    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
-    from edgedet.data.yamlio import write_yaml
+    from .data.synth import SynthConfig, synth_dataset_yaml, write_split
+    from .data.yamlio import write_yaml
 
     folder = synthetic_data_dir(config)
     if is_main and not (folder / "dataset.yaml").is_file():
@@ -148,7 +148,7 @@ def ensure_synthetic_data(config: TrainConfig, is_main: bool) -> Path:
 
 def load_splits(config: TrainConfig, is_main: bool):
     """(train Dataset, val Dataset) named by config.data."""
-    from edgedet.data import load_dataset
+    from .data import load_dataset
 
     path = ensure_synthetic_data(config, is_main) if config.data == SHAPES else Path(config.data)
     distributed_barrier()
@@ -163,8 +163,8 @@ def anchors_for(train_set, imgsz: int, num_anchors: int):
     """K anchors per level by k-means (IoU distance) on the training boxes as the network sees them (letterboxed)."""
     import numpy as np
 
-    from edgedet.models.anchors import kmeans_anchors, split_levels
-    from edgedet.models.model import STRIDES
+    from .models.anchors import kmeans_anchors, split_levels
+    from .models.model import STRIDES
 
     wh = [s.xyxy[:, 2:] - s.xyxy[:, :2] for s in train_set.samples]
     scales = [imgsz / max(s.shape_hw) for s in train_set.samples]
@@ -320,10 +320,10 @@ class Trainer:
     def _build(self) -> None:
         import torch
 
-        from edgedet.loss import EdgeDetLoss
-        from edgedet.models.checkpoint import model_spec
-        from edgedet.models.model import ModelConfig, build_model
-        from edgedet.train_data import AugmentConfig, TrainDataset
+        from .loss import EdgeDetLoss
+        from .models.checkpoint import model_spec
+        from .models.model import ModelConfig, build_model
+        from .train_data import AugmentConfig, TrainDataset
 
         config = self.config
         self.train_set, self.val_set = load_splits(config, self.is_main)
@@ -367,7 +367,7 @@ class Trainer:
     def _loader(self, dataset):
         import torch
 
-        from edgedet.train_data import collate
+        from .train_data import collate
 
         per_process = max(1, self.config.batch // self.world)
         sampler = None
@@ -462,7 +462,7 @@ class Trainer:
                 progress.update(i + 1, running)
 
     def _end_epoch(self, epochs_done: int) -> None:
-        from edgedet.train_val import validate
+        from .train_val import validate
 
         if self.is_main:
             start = time.perf_counter()
@@ -488,7 +488,7 @@ class Trainer:
             log.write(json.dumps(metrics) + "\n")
 
     def _checkpoint(self, epochs_done: int, metrics: dict, resumable: bool) -> dict:
-        from edgedet.models.checkpoint import checkpoint_dict
+        from .models.checkpoint import checkpoint_dict
 
         train_state = None
         if resumable:
@@ -504,11 +504,11 @@ class Trainer:
                                asdict(self.config), epochs_done, metrics, train_state)
 
     def _save_last(self, epochs_done: int, metrics: dict) -> Path:
-        from edgedet.models.checkpoint import save_checkpoint
+        from .models.checkpoint import save_checkpoint
 
         return save_checkpoint(self._checkpoint(epochs_done, metrics, resumable=True), self.out / "last.pt")
 
     def _save_best(self, epochs_done: int, metrics: dict) -> Path:
-        from edgedet.models.checkpoint import save_checkpoint
+        from .models.checkpoint import save_checkpoint
 
         return save_checkpoint(self._checkpoint(epochs_done, metrics, resumable=False), self.out / "best.pt")

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import torch
 
-from device.letterbox import Letterbox
-from edgedet.loss import PROTO_STRIDE, Targets
+from edgedet.device.letterbox import Letterbox
+from .loss import PROTO_STRIDE, Targets
 
 PAD_VALUE = 114  # letterbox / augmentation border value (the runtime's pad)
 IGNORE_LABEL = 255  # semantic label of pixels that count for no class

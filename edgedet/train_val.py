@@ -8,10 +8,10 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
-from device.postprocess import postprocess, postprocess_semantic
-from device.preprocess import preprocess
-from device.spec import ModelSpec
-from edgedet.evaluate import detections_to_coco
+from edgedet.device.postprocessing import postprocess, postprocess_semantic
+from edgedet.device.preprocessing import preprocess
+from edgedet.device.spec import ModelSpec
+from .evaluate import detections_to_coco
 
 VAL_CONF = 0.005  # score threshold of validation detections (low, for the whole precision-recall curve)
 VAL_IOU = 0.6  # NMS IoU threshold during validation
@@ -33,8 +33,8 @@ def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int =
 
     Returns {"box/AP", "box/AP50", ... (the 12 COCO stats), "mask/..." with prototypes, "semantic/mIoU" with a seg head}.
     """
-    from edgedet.data import coco_gt_dict
-    from edgedet.metrics import SemanticMeter, coco_evaluate
+    from .data import coco_gt_dict
+    from .metrics import SemanticMeter, coco_evaluate
 
     was_training = model.training
     model.eval()

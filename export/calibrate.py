@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from calibration.calibset import CalibrationSet
-from export.accuracy import Evaluate
+from edgedet.calibration.calibset import CalibrationSet
+from .accuracy import Evaluate
 
 
 @dataclass
@@ -43,12 +43,12 @@ def calibrate_model(model, spec, calib: CalibrationSet, description: str, config
     """Sensitivity ranking of `model` (torch.nn.Module, eval mode; `spec` its device.ModelSpec) calibrated on
     `calib` (from `description`), then the keep-float int8 model if asked. `evaluate` (model path -> metrics on
     the validation split) is needed for --map-budget only. Returns the exit code."""
-    from calibration.calibset import stack_arrays
-    from calibration.sensitivity import format_table, layer_sensitivity, write_report
-    from export.checkpoint import output_roles
-    from export.exporter import choose_int8_scheme
-    from export.onnx_export import export_onnx
-    from export.onnx_int8 import calibrate_onnx
+    from edgedet.calibration.calibset import stack_arrays
+    from edgedet.calibration.sensitivity import format_table, layer_sensitivity, write_report
+    from .checkpoint import output_roles
+    from .exporter import choose_int8_scheme
+    from .onnx_export import export_onnx
+    from .onnx_int8 import calibrate_onnx
 
     if config.map_budget is not None and evaluate is None:
         raise ValueError("calibrate_model: --map-budget needs an evaluate callable (model path -> metrics)")
@@ -81,7 +81,7 @@ def _progress(index: int, total: int, node: str) -> None:
 def _keep_float(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int,
                 evaluate: Optional[Evaluate], config: CalibrateConfig, stem: str) -> Optional[List[str]]:
     """Write <stem>-int8-keepfloat.onnx keeping the chosen layers float; returns their names (None if not asked)."""
-    from export.onnx_int8 import quantize_onnx
+    from .onnx_int8 import quantize_onnx
 
     out = config.out / f"{stem}-int8-keepfloat.onnx"
     if config.auto_keep_float is not None:
@@ -98,7 +98,7 @@ def _keep_float(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_imag
 def _search_budget(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int, evaluate: Evaluate,
                    config: CalibrateConfig, out: Path) -> List[str]:
     """Smallest count in 0, 1, 2, 4, ... of top-ranked layers kept float that meets --map-budget (else all)."""
-    from export.onnx_int8 import quantize_onnx
+    from .onnx_int8 import quantize_onnx
 
     reference = evaluate(str(fp32))["map"]
     print(f"fp32 mAP@.5:.95 {reference:.2f}; budget {config.map_budget} points")

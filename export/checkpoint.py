@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
-from device.errors import EdgedetError
-from device.spec import ModelSpec
+from edgedet.device.errors import EdgedetError
+from edgedet.device.spec import ModelSpec
 
 
 def parse_imgsz(imgsz, stride: int = 32) -> Optional[Tuple[int, int]]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from device.errors import EdgedetError
-from export.accuracy import Evaluate
+from edgedet.device.errors import EdgedetError
+from .accuracy import Evaluate
 
 # format name -> file name suffix
 FORMATS = {
@@ -68,7 +68,7 @@ def artifact_paths(out: Path, stem: str, formats: Sequence[str]) -> Dict[str, Pa
 
 def check_request(config: ExportConfig) -> None:
     """EdgedetError for a request that cannot work, before anything is loaded or written."""
-    from calibration.sampling import STRATEGIES
+    from edgedet.calibration.sampling import STRATEGIES
 
     if config.calib_sampling not in STRATEGIES:
         raise EdgedetError(f"unknown --calib-sampling {config.calib_sampling!r}; expected one of {', '.join(STRATEGIES)}")
@@ -84,7 +84,7 @@ def needs_calibration(config: ExportConfig) -> bool:
 def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSource) -> Dict[str, Path]:
     """{format: path written} for config.formats of `model` (torch.nn.Module, eval mode) described by `spec`
     (device.ModelSpec); files are named `stem` + FORMATS suffix; `samples` is called only for int8 formats."""
-    from export.checkpoint import output_roles
+    from .checkpoint import output_roles
 
     roles = output_roles(model, spec)
     items = _calibration_items(config, samples) if needs_calibration(config) else None
@@ -96,8 +96,8 @@ def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSo
 
 
 def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: ExportConfig, tmp: Path) -> Dict[str, Path]:
-    from export.onnx_export import export_onnx
-    from export.tflite_export import export_tflite
+    from .onnx_export import export_onnx
+    from .tflite_export import export_tflite
 
     written: Dict[str, Path] = {}
     fp32_onnx = paths.get("onnx")
@@ -109,7 +109,7 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
     if "onnx-int8" in paths:
         scheme, reason = choose_int8_scheme(config.int8_scheme)
         print(f"onnx-int8: {scheme.name} ({reason})")
-        from export.onnx_int8 import export_onnx_int8
+        from .onnx_int8 import export_onnx_int8
 
         export_onnx_int8(fp32_onnx, paths["onnx-int8"], calib, config.calib_method, scheme, config.keep_float)
         written["onnx-int8"] = paths["onnx-int8"]
@@ -122,7 +122,7 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
 
 
 def choose_int8_scheme(choice: str):
-    from calibration.onnx_quant import SCHEMES, default_int8_scheme
+    from edgedet.calibration.onnx_quant import SCHEMES, default_int8_scheme
 
     if choice == "auto":
         return default_int8_scheme()
@@ -139,7 +139,7 @@ def _calibration_items(config: ExportConfig, samples: SampleSource):
 
 
 def _calibration_set(items, spec, config: ExportConfig):
-    from calibration.calibset import build_calibration_set
+    from edgedet.calibration.calibset import build_calibration_set
 
     sampling = config.calib_sampling
     if sampling == "balanced" and not any(item.class_ids for item in items):
@@ -151,8 +151,8 @@ def check_accuracy(model, spec, checkpoint: Path, written: Dict[str, Path], eval
                    config: ExportConfig) -> int:
     """Evaluate the checkpoint (`model`, `spec`, file `checkpoint`) and every artifact with `evaluate`
     (model path or backend -> metrics), print the table, apply the gate. Returns the exit code (1: an artifact failed)."""
-    from export.accuracy import ArtifactAccuracy, format_table, gate_failures
-    from export.torch_backend import TorchBackend
+    from .accuracy import ArtifactAccuracy, format_table, gate_failures
+    from .torch_backend import TorchBackend
 
     torch_metrics = evaluate(TorchBackend(model, spec, config.threads))
     reference = ArtifactAccuracy("torch", str(checkpoint), os.path.getsize(checkpoint) / 1e6, torch_metrics)

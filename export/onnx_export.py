@@ -13,8 +13,8 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from device.spec import ModelSpec
-from export.artifacts import atomic_outputs
+from edgedet.device.spec import ModelSpec
+from .artifacts import atomic_outputs
 
 OPSET = 17  # ONNX opset of exported models
 SPEC_KEY = "edgedet_spec"  # metadata_props key holding ModelSpec.to_json()

@@ -5,12 +5,12 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from calibration.calibset import CalibrationSet
-from calibration.onnx_quant import Int8Scheme, compute_ranges, quantize_qdq
-from calibration.readers import OnnxCalibrationReader
-from device.spec import ModelSpec
-from export.artifacts import atomic_outputs
-from export.onnx_export import onnx_spec, read_spec, save_with_spec
+from edgedet.calibration.calibset import CalibrationSet
+from edgedet.calibration.onnx_quant import Int8Scheme, compute_ranges, quantize_qdq
+from edgedet.calibration.readers import OnnxCalibrationReader
+from edgedet.device.spec import ModelSpec
+from .artifacts import atomic_outputs
+from .onnx_export import onnx_spec, read_spec, save_with_spec
 
 
 def describe_quantization(scheme: Int8Scheme, method: str, num_images: int, kept_float: Sequence[str] = ()) -> str:

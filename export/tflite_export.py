@@ -14,10 +14,10 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from calibration.calibset import CalibrationSet
-from calibration.readers import pt2e_batches
-from device.spec import ModelSpec, QuantParams
-from export.artifacts import atomic_outputs
+from edgedet.calibration.calibset import CalibrationSet
+from edgedet.calibration.readers import pt2e_batches
+from edgedet.device.spec import ModelSpec, QuantParams
+from .artifacts import atomic_outputs
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # calibration method -> the PT2E activation observer that implements it. torchao's PT2E has no entropy or

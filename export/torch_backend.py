@@ -11,8 +11,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from device.backends import TensorDetails
-from device.spec import ModelSpec
+from edgedet.device.backends import TensorDetails
+from edgedet.device.spec import ModelSpec
 
 
 class TorchBackend:
@@ -23,7 +23,7 @@ class TorchBackend:
     def __init__(self, model, spec: ModelSpec, threads: Optional[int] = None):
         import torch
 
-        from export.checkpoint import output_roles
+        from .checkpoint import output_roles
 
         self.threads = threads or os.cpu_count() or 1  # intra-op threads (torch.set_num_threads is process-wide)
         torch.set_num_threads(self.threads)

@@ -100,7 +100,7 @@ def check_imports(extra: str) -> int:
     for module in ("torch", "onnx", "tensorflow"):
         if importlib.util.find_spec(module) is not None:
             problems.append(f"module {module} is importable")
-    for module in EXTRA_MODULES[extra] + ("device", "edgedet.cli"):
+    for module in EXTRA_MODULES[extra] + ("edgedet.device", "edgedet.cli"):
         try:
             importlib.import_module(module)
         except Exception as exc:  # report every failure, not only the first

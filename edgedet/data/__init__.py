@@ -2,16 +2,16 @@
 
 Public names: Sample, Dataset, load_dataset, coco_gt_dict, read_coco, write_coco, read_yolo, write_yolo.
 """
-from edgedet.data.coco import coco_gt_dict, read_coco, write_coco
-from edgedet.data.loader import load_dataset
-from edgedet.data.sample import Dataset, Sample
+from .coco import coco_gt_dict, read_coco, write_coco
+from .loader import load_dataset
+from .sample import Dataset, Sample
 
 __all__ = ["Sample", "Dataset", "load_dataset", "coco_gt_dict", "read_coco", "write_coco", "read_yolo", "write_yolo"]
 
 
 def __getattr__(name):
     if name in ("read_yolo", "write_yolo"):
-        from edgedet.data import yolo
+        from . import yolo
 
         return getattr(yolo, name)
     raise AttributeError(f"module 'edgedet.data' has no attribute {name!r}")

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 EPILOG = """\
 subcommands:
@@ -85,8 +85,8 @@ def main(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     """Generate the synthetic data set and its dataset.yaml; prints images per second."""
-    from edgedet.data.synth import SEMANTIC_NAMES, SynthConfig, THING_NAMES, synth_dataset_yaml, write_split
-    from edgedet.data.yamlio import write_yaml
+    from .synth import SEMANTIC_NAMES, SynthConfig, THING_NAMES, synth_dataset_yaml, write_split
+    from .yamlio import write_yaml
 
     cfg = SynthConfig(imgsz=args.imgsz)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -120,8 +120,8 @@ def _progress_printer(split: str, count: int):
 
 def run_convert(args: argparse.Namespace) -> int:
     """Read SRC split by split and write it in the target format."""
-    from edgedet.data.coco import write_coco
-    from edgedet.data.yolo import write_yolo
+    from .coco import write_coco
+    from .yolo import write_yolo
 
     _check_source_format(args.src, args.src_format)
     for split in _splits(args):
@@ -147,7 +147,7 @@ def _check_source_format(src: Path, src_format: str) -> None:
 def detect_format(src: Path) -> str:
     """"coco" or "yolo": a .json is COCO; a dataset.yaml (or a folder holding one) is COCO if it names coco_<split>
     annotations; a folder without a yaml is COCO if it has annotations/, else YOLO."""
-    from edgedet.data.yamlio import read_yaml
+    from .yamlio import read_yaml
 
     yaml_path = src if src.suffix.lower() in (".yaml", ".yml") else src / "dataset.yaml"
     if src.suffix.lower() == ".json":
@@ -170,7 +170,7 @@ def _splits(args: argparse.Namespace) -> list:
 
 
 def _has_split(src: Path, split: str) -> bool:
-    from edgedet.data.yamlio import read_yaml
+    from .yamlio import read_yaml
 
     folder = src if src.is_dir() else src.parent
     yaml_path = src if src.suffix.lower() in (".yaml", ".yml") else folder / "dataset.yaml"
@@ -183,7 +183,7 @@ def _write_coco_folder(dataset, out: Path, split: str, write_coco) -> None:
     """The synth layout: out/<split>/images, out/<split>/semantic, out/annotations/instances_<split>.json, dataset.yaml."""
     import shutil
 
-    from edgedet.data.yamlio import read_yaml, write_yaml
+    from .yamlio import read_yaml, write_yaml
 
     image_dir, semantic_dir = out / split / "images", out / split / "semantic"
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +204,7 @@ def _write_coco_folder(dataset, out: Path, split: str, write_coco) -> None:
 
 
 def _load(args: argparse.Namespace, split: str):
-    from edgedet.data.loader import load_dataset
+    from .loader import load_dataset
 
     dataset = load_dataset(args.src, split, images_dir=args.images, semantic_dir=args.semantic,
                            skip_invalid=args.skip_invalid)

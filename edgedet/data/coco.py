@@ -13,9 +13,9 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from device.boxes import xywh_to_xyxy, xyxy_to_xywh
-from device.errors import EdgedetError
-from edgedet.data.sample import Dataset, Sample
+from edgedet.device.boxes import xywh_to_xyxy, xyxy_to_xywh
+from edgedet.device.errors import EdgedetError
+from .sample import Dataset, Sample
 
 BOX_TOLERANCE_PX = 1.0  # a box may stick out of its image by this much (rounding) before it is malformed
 

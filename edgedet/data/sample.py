@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 IGNORE_LABEL = 255  # semantic label of pixels that count for no class
 
@@ -144,7 +144,7 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
     if isinstance(counts, (str, bytes)):
-        from device.rle import rle_decode  # the runtime's NumPy codec of compressed COCO strings
+        from edgedet.device.rle import rle_decode  # the runtime's NumPy codec of compressed COCO strings
 
         return np.asarray(rle_decode(rle), dtype=bool)
     counts = np.asarray(counts, dtype=np.int64)

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from edgedet.data.sample import mask_to_rle, mask_to_xyxy
+from .sample import mask_to_rle, mask_to_xyxy
 
 THING_NAMES = ["circle", "square", "triangle", "star", "hexagon"]
 STUFF_NAMES = ["sky", "grass", "water", "sand"]

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 
 def read_yaml(path: Path) -> Dict[str, Any]:

@@ -13,11 +13,11 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 
-from device.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
-from device.errors import EdgedetError
-from edgedet.data.coco import RecordProblems
-from edgedet.data.sample import Dataset, Sample, mask_to_xyxy, polygons_to_mask
-from edgedet.data.yamlio import read_yaml, write_yaml
+from edgedet.device.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
+from edgedet.device.errors import EdgedetError
+from .coco import RecordProblems
+from .sample import Dataset, Sample, mask_to_xyxy, polygons_to_mask
+from .yamlio import read_yaml, write_yaml
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 COORD_TOLERANCE = 1e-3  # normalised coordinates may exceed 0..1 by this much (rounding) before they are malformed

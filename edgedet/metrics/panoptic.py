@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Tuple
 
 import numpy as np
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 VOID = 0  # segment id of unlabelled pixels
 

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 IGNORE_INDEX = 255  # ground-truth label that counts for no class
 

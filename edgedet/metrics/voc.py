@@ -11,8 +11,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from device.boxes import box_iou, xywh_to_xyxy
-from device.errors import EdgedetError
+from edgedet.device.boxes import box_iou, xywh_to_xyxy
+from edgedet.device.errors import EdgedetError
 
 
 def voc_ap(recall: np.ndarray, precision: np.ndarray, use_11_point: bool = False) -> float:

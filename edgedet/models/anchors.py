@@ -9,7 +9,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 
 def wh_iou(wh_a: np.ndarray, wh_b: np.ndarray) -> np.ndarray:

@@ -17,9 +17,9 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from device.errors import EdgedetError
-from device.spec import ModelSpec
-from edgedet.models.model import LEVEL_OUTPUTS, STRIDES, EdgeDet, ModelConfig, build_model
+from edgedet.device.errors import EdgedetError
+from edgedet.device.spec import ModelSpec
+from .model import LEVEL_OUTPUTS, STRIDES, EdgeDet, ModelConfig, build_model
 
 CHECKPOINT_FORMAT = "edgedet-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: separate box / score / mask convs per detection level

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from device.errors import EdgedetError
-from device.spec import head_part_channels, head_parts, level_part_name
+from edgedet.device.errors import EdgedetError
+from edgedet.device.spec import head_part_channels, head_parts, level_part_name
 
 STRIDES = (8, 16, 32)  # pixel stride of the detection levels p3, p4, p5
 LEVEL_OUTPUTS = ("p3", "p4", "p5")  # detection level names, finest first: outputs are "<level>_<part>"

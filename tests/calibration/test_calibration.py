@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.sampling import CalibrationItem, items_from_folder, sample_items
-from device.errors import EdgedetError
-from device.spec import ModelSpec
+from edgedet.calibration.sampling import CalibrationItem, items_from_folder, sample_items
+from edgedet.device.errors import EdgedetError
+from edgedet.device.spec import ModelSpec
 
 SPEC = ModelSpec(names=["a", "b", "c"], input_size_hw=(64, 96))
 
@@ -81,8 +81,8 @@ def image_folder(tmp_path):
 def test_calibration_arrays_are_exactly_the_runtime_preprocessing(image_folder, capsys):
     import cv2
 
-    from calibration.calibset import calibration_set_from_folder
-    from device.preprocess import preprocess
+    from edgedet.calibration.calibset import calibration_set_from_folder
+    from edgedet.device.preprocessing import preprocess
 
     calib = calibration_set_from_folder(image_folder, SPEC, size=10)
     assert len(calib) == 5  # the broken file is skipped ...
@@ -97,7 +97,7 @@ def test_calibration_arrays_are_exactly_the_runtime_preprocessing(image_folder, 
 
 
 def test_calibration_set_of_only_unreadable_images_is_an_error(tmp_path):
-    from calibration.calibset import calibration_set_from_folder
+    from edgedet.calibration.calibset import calibration_set_from_folder
 
     (tmp_path / "a.jpg").write_bytes(b"x")
     with pytest.raises(EdgedetError, match="could be read"):
@@ -105,8 +105,8 @@ def test_calibration_set_of_only_unreadable_images_is_an_error(tmp_path):
 
 
 def test_float_spec_of_an_int8_spec_feeds_float():
-    from calibration.calibset import float_input_spec
-    from device.spec import QuantParams
+    from edgedet.calibration.calibset import float_input_spec
+    from edgedet.device.spec import QuantParams
 
     int8 = ModelSpec(names=["a"], input_size_hw=(32, 32), input_dtype="int8", input_layout="NHWC",
                      input_quant=QuantParams(1 / 255, -128, "int8"))
@@ -115,8 +115,8 @@ def test_float_spec_of_an_int8_spec_feeds_float():
 
 
 def test_onnx_reader_yields_each_image_once_then_none_and_rewinds(image_folder):
-    from calibration.calibset import calibration_set_from_folder
-    from calibration.readers import OnnxCalibrationReader, pt2e_batches
+    from edgedet.calibration.calibset import calibration_set_from_folder
+    from edgedet.calibration.readers import OnnxCalibrationReader, pt2e_batches
 
     calib = calibration_set_from_folder(image_folder, SPEC, size=3)
     reader = OnnxCalibrationReader(calib, "images")
@@ -134,11 +134,11 @@ def test_onnx_reader_yields_each_image_once_then_none_and_rewinds(image_folder):
 @pytest.fixture(scope="module")
 def ranges_by_method(exported_models, synth_data, tmp_path_factory):
     """method -> (tensor -> (low, high)) on the tiny model, plus the cache files."""
-    from calibration.calibset import build_calibration_set
-    from calibration.onnx_quant import METHODS, compute_ranges
-    from calibration.readers import OnnxCalibrationReader
+    from edgedet.calibration.calibset import build_calibration_set
+    from edgedet.calibration.onnx_quant import METHODS, compute_ranges
+    from edgedet.calibration.readers import OnnxCalibrationReader
     from edgedet.export_inputs import calibration_items
-    from export.onnx_export import read_spec
+    from edgedet.export.onnx_export import read_spec
 
     spec = read_spec(exported_models["onnx"])
     calib = build_calibration_set(calibration_items(synth_data)[0], spec, size=4)
@@ -151,7 +151,7 @@ def ranges_by_method(exported_models, synth_data, tmp_path_factory):
 
 
 def test_entropy_histogram_has_more_bins_than_quantized_bins():
-    from calibration.onnx_quant import calibrator_options
+    from edgedet.calibration.onnx_quant import calibrator_options
 
     _, options = calibrator_options("entropy")
     assert options["num_bins"] > options["num_quantized_bins"]
@@ -178,8 +178,8 @@ def test_each_method_gives_ranges_and_entropy_is_not_minmax(ranges_by_method):
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_each_method_quantizes_to_a_working_int8_model(method, ranges_by_method, exported_models, tmp_path):
-    from calibration.onnx_quant import SCHEMES, quantize_qdq
-    from calibration.sensitivity import run_outputs, sqnr_db
+    from edgedet.calibration.onnx_quant import SCHEMES, quantize_qdq
+    from edgedet.calibration.sensitivity import run_outputs, sqnr_db
 
     _, cache = ranges_by_method[method]
     out = tmp_path / f"{method}.onnx"
@@ -195,7 +195,7 @@ def test_each_method_quantizes_to_a_working_int8_model(method, ranges_by_method,
     ("aarch64", {"asimd", "asimddp"}, "S8S8"),
 ])
 def test_int8_scheme_follows_the_cpu(machine, flags, expected):
-    from calibration.onnx_quant import default_int8_scheme
+    from edgedet.calibration.onnx_quant import default_int8_scheme
 
     scheme, reason = default_int8_scheme(machine, flags)
     assert scheme.name == expected and reason
@@ -203,7 +203,7 @@ def test_int8_scheme_follows_the_cpu(machine, flags, expected):
 
 
 def test_cpu_flags_reads_x86_and_arm_cpuinfo(tmp_path):
-    from calibration.onnx_quant import cpu_flags
+    from edgedet.calibration.onnx_quant import cpu_flags
 
     (tmp_path / "x86").write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_vnni\n")
     (tmp_path / "arm").write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")
@@ -216,8 +216,8 @@ def test_cpu_flags_reads_x86_and_arm_cpuinfo(tmp_path):
 
 
 def test_sensitivity_ranks_layers_and_writes_a_report(ranges_by_method, exported_models, tmp_path):
-    from calibration.onnx_quant import SCHEMES, quantizable_nodes
-    from calibration.sensitivity import format_table, layer_sensitivity, write_report
+    from edgedet.calibration.onnx_quant import SCHEMES, quantizable_nodes
+    from edgedet.calibration.sensitivity import format_table, layer_sensitivity, write_report
 
     nodes = quantizable_nodes(exported_models["onnx"])
     assert len(nodes) > 10

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from device.affinity import inference_cores, native_thread_ids, split_cores
+from edgedet.device.affinity import inference_cores, native_thread_ids, split_cores
 
 linux_multicore = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                                      reason="needs sched_setaffinity and at least 2 cores")

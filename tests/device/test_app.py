@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
-from device.capture import SyntheticSource
-from device.stream import StreamServer
+from edgedet.device.capture import SyntheticSource
+from edgedet.device.stream import StreamServer
 from edgedet.cli import main
 from tests.device.test_backends import make_onnx_model
 from tests.device.test_capture import write_images, write_video
@@ -141,7 +141,7 @@ def test_foreign_model_with_flags_and_show_fallback(tmp_path, capsys, monkeypatc
 
 
 def test_a_frame_that_fails_is_logged_and_the_run_goes_on(tmp_path, capsys, monkeypatch):
-    from device.pipeline import Detector
+    from edgedet.device.pipeline import Detector
 
     real_infer = Detector.infer
     calls = {"n": 0}
@@ -303,7 +303,7 @@ def test_run_help_lists_every_flag(capsys):
 
 
 def test_status_page_lists_the_last_detections_and_stop_event_ends_the_run(tmp_path):
-    from device.app import RunOptions, Runner
+    from edgedet.device.app import RunOptions, Runner
 
     options = RunOptions(model=str(make_onnx_model(tmp_path / "toy.onnx")), source="synthetic", conf=0.3,
                          stream="127.0.0.1:0", json=str(tmp_path / "d.jsonl"))
@@ -345,8 +345,8 @@ def test_a_source_that_breaks_ends_the_run_with_its_message_and_keeps_the_output
 
 def test_the_loop_runs_with_a_short_gil_switch_interval_and_single_threaded_opencv_then_restores(
         tmp_path, capsys, monkeypatch):
-    from device.app import LOOP_SWITCH_INTERVAL
-    from device.pipeline import Detector
+    from edgedet.device.app import LOOP_SWITCH_INTERVAL
+    from edgedet.device.pipeline import Detector
 
     real_infer = Detector.infer
     seen = []
@@ -372,7 +372,7 @@ def test_the_loop_runs_with_a_short_gil_switch_interval_and_single_threaded_open
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs sched_setaffinity and at least 2 cores")
 def test_one_inference_thread_keeps_a_core_of_its_own_during_the_loop_then_restores(tmp_path, capsys, monkeypatch):
-    from device.pipeline import Detector
+    from edgedet.device.pipeline import Detector
 
     real_infer = Detector.infer
     seen = []
@@ -404,8 +404,8 @@ def test_a_live_source_is_pulled_just_in_time_so_frames_never_queue_behind_a_slo
     # a fast synthetic camera and a slow output stage: a live frame is read only when inference can start on it,
     # and inference starts only once the output thread has taken the previous result, so while the output
     # thread writes its k-th frame at most k + 1 frames have been read (a read-ahead queue would hold several)
-    from device.app import Runner
-    from device.pipeline import Detector
+    from edgedet.device.app import Runner
+    from edgedet.device.pipeline import Detector
 
     counts = {"prepared": 0}
     in_flight = []
@@ -431,7 +431,7 @@ def test_a_live_source_is_pulled_just_in_time_so_frames_never_queue_behind_a_slo
 
 
 def test_without_threads_inference_leaves_one_core_to_capture_and_outputs(tmp_path, capsys, monkeypatch):
-    from device import app
+    from edgedet.device import app
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
     assert app.default_threads() == 3

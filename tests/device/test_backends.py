@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 
-from device.backends import load_backend
-from device.errors import EdgedetError
-from device.latency import LatencyLog, StageTimer, format_rolling_line, format_summary_table, percentiles
-from device.spec import ModelSpec
+from edgedet.device.backends import load_backend
+from edgedet.device.errors import EdgedetError
+from edgedet.device.latency import LatencyLog, StageTimer, format_rolling_line, format_summary_table, percentiles
+from edgedet.device.spec import ModelSpec
 
 NAMES = ["circle", "square"]
 ANCHORS = [[(8.0, 8.0), (16.0, 12.0)], [(24.0, 24.0), (32.0, 20.0)], [(40.0, 40.0), (60.0, 50.0)]]
@@ -312,13 +312,13 @@ def test_tflite_int8_model_runs_and_stays_close_to_fp32(tflite_models):
 
 
 def test_integer_input_is_quantized_with_the_input_parameters(tflite_models):
-    from device.backends import TensorDetails, _as_input
-    from device.spec import QuantParams
+    from edgedet.device.backends import TensorDetails, _as_input
+    from edgedet.device.spec import QuantParams
 
     details = TensorDetails("x", (1, 2), "int8", QuantParams(1 / 255, -128, "int8"))
     q = _as_input(np.array([[0.0, 1.0]], np.float32), details)
     assert q.dtype == np.int8 and q.tolist() == [[-128, 127]]
-    from device.preprocess import quantize  # the one quantizer: the runtime's preprocess and the backend agree
+    from edgedet.device.preprocessing import quantize  # the one quantizer: the runtime's preprocess and the backend agree
 
     real = np.random.default_rng(0).uniform(-0.2, 1.2, size=(1, 3, 8, 8)).astype(np.float32)
     wide = TensorDetails("x", real.shape, "int8", QuantParams(1 / 255, -128, "int8"))
@@ -353,7 +353,7 @@ def test_ultralytics_style_tflite_with_zipped_metadata(tmp_path, tflite_models):
     spec = backend.spec
     assert spec.names == ["person", "car"] and spec.layout == "yolov8"
     assert spec.input_layout == "NHWC" and spec.boxes_normalized
-    from device import Detector
+    from edgedet.device import Detector
 
     detections = Detector(backend, conf=0.01).predict(np.full((100, 200, 3), 128, np.uint8))
     assert len(detections) > 0
@@ -364,7 +364,7 @@ def test_ultralytics_style_tflite_with_zipped_metadata(tmp_path, tflite_models):
 def test_onnxruntime_threads_do_not_spin_after_run():
     import onnxruntime as ort
 
-    from device.backends import _ort_session_options
+    from edgedet.device.backends import _ort_session_options
 
     options = _ort_session_options(ort, threads=2, optimization="all")
     assert options.intra_op_num_threads == 2

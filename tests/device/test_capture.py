@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from device.capture import (Frame, ImageSource, LiveSource, ReconnectPolicy, SyntheticSource, VideoFileSource,
+from edgedet.device.capture import (Frame, ImageSource, LiveSource, ReconnectPolicy, SyntheticSource, VideoFileSource,
                             open_source)
-from device.errors import EdgedetError
-from device.stream import StreamServer
+from edgedet.device.errors import EdgedetError
+from edgedet.device.stream import StreamServer
 
 
 def write_images(folder, count=3, size_hw=(40, 60)):
@@ -94,7 +94,7 @@ def test_synthetic_source_moves_and_is_deterministic():
 
 
 def test_synthetic_camera_is_a_live_source_of_the_same_animation():
-    from device.capture import SyntheticCamera
+    from edgedet.device.capture import SyntheticCamera
 
     source = open_source("synthetic:200", size_wh=(96, 64))
     try:

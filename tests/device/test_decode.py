@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from device.decode import (decode, decode_edgedet, decode_edgedet_level, decode_grid, decode_yolov5,
+from edgedet.device.decode import (decode, decode_edgedet, decode_edgedet_level, decode_grid, decode_yolov5,
                            decode_yolov8, dequantize_outputs, infer_layout, select_layout,
                            spec_from_ultralytics_metadata)
-from device.errors import EdgedetError
-from device.spec import ModelSpec, QuantParams
+from edgedet.device.errors import EdgedetError
+from edgedet.device.spec import ModelSpec, QuantParams
 
 ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)], [(116, 90), (156, 198), (373, 326)]]
 

@@ -4,10 +4,10 @@ on integer outputs equals postprocess on the dequantized floats."""
 import numpy as np
 import pytest
 
-from device.decode import decode_edgedet, dequantize_outputs
-from device.letterbox import Letterbox
-from device.postprocess import postprocess
-from device.spec import ModelSpec, QuantParams
+from edgedet.device.decode import decode_edgedet, dequantize_outputs
+from edgedet.device.letterbox import Letterbox
+from edgedet.device.postprocessing import postprocess
+from edgedet.device.spec import ModelSpec, QuantParams
 
 ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)], [(116, 90), (156, 198), (373, 326)]]
 QUANT = {"p3_box": QuantParams(0.04, 3, "int8"), "p3_score": QuantParams(0.11, -20, "int8"),

@@ -3,10 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
-from device.errors import EdgedetError
-from device.letterbox import Letterbox, letterbox
-from device.preprocess import dequantize, preprocess
-from device.spec import ModelSpec, QuantParams
+from edgedet.device.errors import EdgedetError
+from edgedet.device.letterbox import Letterbox, letterbox
+from edgedet.device.preprocessing import dequantize, preprocess
+from edgedet.device.spec import ModelSpec, QuantParams
 
 
 @pytest.mark.parametrize("src_hw, dst_hw, resized_hw, top, left, bottom, right", [

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from device.errors import EdgedetError
-from device.letterbox import Letterbox
-from device.masks import instance_masks, panoptic_merge, semantic_logits_in_frame, semantic_map
+from edgedet.device.errors import EdgedetError
+from edgedet.device.letterbox import Letterbox
+from edgedet.device.masks import instance_masks, panoptic_merge, semantic_logits_in_frame, semantic_map
 
 
 def torch_input_masks(protos, coefs, input_hw):
@@ -76,8 +76,8 @@ def test_masks_only_inside_boxes_and_empty_boxes():
 def test_box_masks_equal_the_whole_frame_formula_cropped_to_each_box(frame_hw):
     """Each mask is the bilinear formula evaluated at every frame pixel (taps of the whole frame, all prototype
     cells), kept inside its box; boxes cross the padding, touch the frame's borders or cover no pixel centre."""
-    from device.masks import frame_to_map_coords
-    from device.upsample import linear_taps_at
+    from edgedet.device.masks import frame_to_map_coords
+    from edgedet.device.upsample import linear_taps_at
 
     rng = np.random.default_rng(sum(frame_hw))
     protos, _ = random_protos(rng, size=16)

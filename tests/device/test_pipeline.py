@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from device import Detector, Detections
-from device.errors import EdgedetError
+from edgedet.device import Detector, Detections
+from edgedet.device.errors import EdgedetError
 from tests.device.test_backends import NAMES, make_onnx_model
 
 
@@ -56,7 +56,7 @@ def test_predict_all_runs_one_inference_for_both_heads(exported_models, frame):
 
 
 def test_detector_accepts_a_backend_object_and_filters_classes(tmp_path, frame):
-    from device.backends import load_backend
+    from edgedet.device.backends import load_backend
 
     backend = load_backend(make_onnx_model(tmp_path / "toy.onnx"))
     every = Detector(backend, conf=0.05, max_det=100000).predict(frame)

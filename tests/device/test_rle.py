@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from device import rle_decode, rle_encode, mask_iou
-from device.errors import EdgedetError
-from device.rle import (counts_to_string, polygons_to_rle, rle_area, rle_compress, rle_to_bbox,
+from edgedet.device import rle_decode, rle_encode, mask_iou
+from edgedet.device.errors import EdgedetError
+from edgedet.device.rle import (counts_to_string, polygons_to_rle, rle_area, rle_compress, rle_to_bbox,
                         segmentation_to_rle, string_to_counts)
 
 mask_api = pytest.importorskip("pycocotools.mask")
@@ -122,7 +122,7 @@ def test_stack_encoding_edge_masks(fill):
 
 
 def test_tight_boxes_bound_the_true_pixels():
-    from device.rle import tight_boxes
+    from edgedet.device.rle import tight_boxes
 
     masks = _instance_stack(np.random.default_rng(7), 12, 30, 40)
     for (r0, r1, c0, c1), m in zip(tight_boxes(masks), masks):
@@ -131,7 +131,7 @@ def test_tight_boxes_bound_the_true_pixels():
 
 
 def test_batch_strings_equal_one_by_one():
-    from device.rle import counts_to_strings
+    from edgedet.device.rle import counts_to_strings
 
     rng = np.random.default_rng(3)
     groups = [rng.integers(0, 1 << int(rng.integers(1, 28)), int(rng.integers(0, 9))) for _ in range(50)]  # + and - deltas
@@ -176,7 +176,7 @@ def test_segmentation_to_rle_accepts_every_coco_form():
 
 
 def _counts(m):
-    from device.rle import mask_to_counts
+    from edgedet.device.rle import mask_to_counts
 
     return mask_to_counts(m)
 
@@ -206,7 +206,7 @@ def test_bad_rle_is_an_edgedet_error(bad):
 
 
 def test_batch_string_decoding_equals_one_by_one_and_pycocotools():
-    from device.rle import counts_of_many, string_to_counts, strings_to_counts
+    from edgedet.device.rle import counts_of_many, string_to_counts, strings_to_counts
 
     masks = list(_random_masks(5, count=40)) + [np.zeros((0, 0), bool), np.ones((700, 300), bool)]
     refs = [_coco(m) if m.size else {"size": [0, 0], "counts": b""} for m in masks]

@@ -5,12 +5,12 @@ import cv2
 import numpy as np
 import pytest
 
-from device.capture import Frame
-from device.detections import Detections
-from device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
-from device.errors import EdgedetError
-from device.rle import rle_decode
-from device.sinks import JsonLinesSink, VideoSink, detections_to_dicts
+from edgedet.device.capture import Frame
+from edgedet.device.detections import Detections
+from edgedet.device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
+from edgedet.device.errors import EdgedetError
+from edgedet.device.rle import rle_decode
+from edgedet.device.sinks import JsonLinesSink, VideoSink, detections_to_dicts
 
 NAMES = ["circle", "square"]
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from device.errors import EdgedetError
-from device.stream import BOUNDARY, StreamServer, parse_host_port
+from edgedet.device.errors import EdgedetError
+from edgedet.device.stream import BOUNDARY, StreamServer, parse_host_port
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from device.errors import EdgedetError
-from device.upsample import conv_transpose2d, max_unpool, upsample
+from edgedet.device.errors import EdgedetError
+from edgedet.device.upsample import conv_transpose2d, max_unpool, upsample
 
 LECTURE_INPUT = np.array([[1, 2], [3, 4]], np.float32)
 
@@ -100,7 +100,7 @@ def test_bad_arguments_raise():
 @pytest.mark.parametrize("h, w, out_h, out_w", [(5, 11, 40, 22), (8, 16, 32, 128), (3, 9, 3, 36), (13, 4, 52, 4)])
 def test_power_of_two_bilinear_equals_torch(h, w, out_h, out_w, monkeypatch):
     """The periodic-tap path (exact 1x/2x/4x/8x factors): tiles with remainders, several channel blocks."""
-    import device.upsample as upsample_module
+    import edgedet.device.upsample as upsample_module
     monkeypatch.setattr(upsample_module, "_BLOCK_BYTES", 1)  # one channel per block
     x = np.random.default_rng(h * w).normal(size=(2, 3, h, w)).astype(np.float32)
     ref = F.interpolate(torch.from_numpy(x), size=(out_h, out_w), mode="bilinear", align_corners=False).numpy()

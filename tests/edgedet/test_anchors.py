@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 from edgedet.loss import assign_level, bbox_ciou
 from edgedet.models.anchors import kmeans_anchors, mean_best_iou, split_levels, wh_iou
 from edgedet.models.model import DEFAULT_ANCHORS

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 from edgedet.cli import main
 from edgedet.data import load_dataset, read_coco, read_yolo, write_coco, write_yolo
 from edgedet.data.sample import mask_to_polygons, mask_to_rle, mask_to_xyxy, polygons_to_mask, rle_to_mask
@@ -77,7 +77,7 @@ def test_masks_rle_and_polygons_are_exact():
 
 
 def test_compressed_rle_and_polygon_segmentations_are_read(coco_dir, tmp_path):
-    from device.rle import rle_encode
+    from edgedet.device.rle import rle_encode
 
     clean = load_dataset(coco_dir, "val")
     masks = clean[0].instance_masks()
@@ -234,6 +234,6 @@ def test_rle_round_trip_on_random_masks(seed):
     rle = mask_to_rle(mask)
     assert sum(rle["counts"]) == mask.size and rle["size"] == list(shape)
     assert np.array_equal(rle_to_mask(rle), mask)
-    from device.rle import rle_decode
+    from edgedet.device.rle import rle_decode
 
     assert np.array_equal(rle_decode(rle), mask)  # the runtime's codec reads what the generator writes

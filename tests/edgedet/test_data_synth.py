@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 
 from edgedet.data import coco_gt_dict, load_dataset
 from edgedet.data.sample import mask_to_xyxy, rle_to_mask

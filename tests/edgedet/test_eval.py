@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from device.spec import HEAD_PARTS
+from edgedet.device.spec import HEAD_PARTS
 from edgedet.cli import main
 from edgedet.metrics import STAT_KEYS
 from tests.device.test_decode import split_level
@@ -77,7 +77,7 @@ def test_gt_pred_prints_the_summary_and_writes_the_12_keys(tmp_path):
 
 def test_gt_pred_segm(tmp_path):
     pytest.importorskip("pycocotools")
-    from device.rle import rle_encode
+    from edgedet.device.rle import rle_encode
 
     gt = copy.deepcopy(GT)
     for ann in gt["annotations"]:
@@ -184,7 +184,7 @@ class OracleBackend:
     name = "oracle"
 
     def __init__(self, spec, samples):
-        from device.preprocess import preprocess
+        from edgedet.device.preprocessing import preprocess
 
         self.spec = spec
         self.outputs = {}
@@ -281,7 +281,7 @@ class _FailingOracle(OracleBackend):
 
 
 def test_a_failing_image_is_logged_and_skipped(tiny_checkpoint, synth_data, capsys):
-    from device.errors import EdgedetError
+    from edgedet.device.errors import EdgedetError
     from edgedet.data import load_dataset
     from edgedet.evaluate import evaluate_model
     from edgedet.export_inputs import torch_backend
@@ -311,7 +311,7 @@ def test_ctrl_c_keeps_the_predictions_so_far(tmp_path, tiny_checkpoint, synth_da
 
 
 def test_a_model_failing_on_every_image_is_an_edgedet_error(tiny_checkpoint, synth_data):
-    from device.errors import EdgedetError
+    from edgedet.device.errors import EdgedetError
     from edgedet.evaluate import evaluate_model
 
     class Broken:

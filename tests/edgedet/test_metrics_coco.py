@@ -6,12 +6,12 @@ import copy
 import numpy as np
 import pytest
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 from edgedet.metrics import STAT_KEYS, coco_evaluate, evaluate_coco
 
 pytest.importorskip("pycocotools")
 
-from device.rle import rle_encode, mask_to_counts
+from edgedet.device.rle import rle_encode, mask_to_counts
 
 
 def random_coco_case(seed: int, num_images: int = 12, cat_ids=(3, 7, 11, 20), segm: bool = False,
@@ -175,7 +175,7 @@ def test_results_in_unknown_categories_are_ignored_and_segm_results_define_bbox_
 
 def test_segm_results_with_boxes_take_area_from_the_box_as_loadres():
     gt, results = random_coco_case(6, num_images=6, segm=True)
-    from device.rle import rle_to_bbox
+    from edgedet.device.rle import rle_to_bbox
 
     for r in results:
         r["bbox"] = [float(v) for v in rle_to_bbox(r["segmentation"])]
@@ -185,7 +185,7 @@ def test_segm_results_with_boxes_take_area_from_the_box_as_loadres():
 
 def test_box_results_evaluated_as_segm_rasterise_the_box_polygon():
     gt, results = random_coco_case(7, num_images=5, segm=True)
-    from device.rle import rle_to_bbox
+    from edgedet.device.rle import rle_to_bbox
 
     box_results = [{"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"],
                     "bbox": [float(v) for v in rle_to_bbox(r["segmentation"])]} for r in results]

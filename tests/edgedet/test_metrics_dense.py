@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from device.errors import EdgedetError
+from edgedet.device.errors import EdgedetError
 from edgedet.metrics import (GtSegment, PanopticMeter, SemanticMeter, panoptic_from_semantic_and_instances,
                              semantic_metrics, voc_ap, voc_evaluate)
 

@@ -62,7 +62,7 @@ def test_calibrate_bad_requests(extra, message, tiny_checkpoint, tmp_path, capsy
 
 
 def test_a_map_budget_without_an_evaluator_is_refused_before_any_work(tmp_path):
-    from export.calibrate import CalibrateConfig, calibrate_model
+    from edgedet.export.calibrate import CalibrateConfig, calibrate_model
 
     config = CalibrateConfig(checkpoint="unused.pt", calib="unused", out=tmp_path / "out", map_budget=1.0)
     with pytest.raises(ValueError, match="--map-budget needs an evaluate callable"):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from device.spec import ModelSpec
+from edgedet.device.spec import ModelSpec
 
 HEAD_ROLES = [f"{level}_{part}" for level in ("p3", "p4", "p5") for part in ("box", "score", "mask")] + ["seg", "proto"]
 TOLERANCE = 1e-4  # max |fp32 artifact - PyTorch| on raw head outputs
@@ -22,10 +22,10 @@ def _synth_image(synth_data):
 @pytest.fixture(scope="module")
 def torch_reference(tiny_checkpoint, synth_data):
     """(model, spec, NCHW float input of a real val image preprocessed by the runtime, raw torch outputs)."""
-    from device.preprocess import preprocess
+    from edgedet.device.preprocessing import preprocess
     from edgedet.export_inputs import load_for_export
-    from export.checkpoint import output_roles
-    from export.onnx_export import torch_outputs
+    from edgedet.export.checkpoint import output_roles
+    from edgedet.export.onnx_export import torch_outputs
 
     model, spec = load_for_export(tiny_checkpoint)
     x, _ = preprocess(_synth_image(synth_data), spec)
@@ -49,7 +49,7 @@ def test_onnx_is_one_checked_file_with_named_outputs_and_spec(exported_models):
 
 
 def test_onnx_fp32_matches_pytorch(exported_models, torch_reference):
-    from export.onnx_export import max_abs_diff, onnx_outputs
+    from edgedet.export.onnx_export import max_abs_diff, onnx_outputs
 
     _, _, x, reference = torch_reference
     diffs = max_abs_diff(reference, onnx_outputs(exported_models["onnx"], x))
@@ -58,7 +58,7 @@ def test_onnx_fp32_matches_pytorch(exported_models, torch_reference):
 
 
 def test_tflite_fp32_matches_pytorch_through_device_backend(exported_models, torch_reference):
-    from device.backends import load_backend
+    from edgedet.device.backends import load_backend
 
     _, spec, x, reference = torch_reference
     backend = load_backend(exported_models["tflite"], threads=1)
@@ -70,7 +70,7 @@ def test_tflite_fp32_matches_pytorch_through_device_backend(exported_models, tor
 
 
 def test_tflite_sidecar_spec_round_trips_and_names_outputs(exported_models):
-    from export.tflite_export import read_sidecar, sidecar_path, signature_details
+    from edgedet.export.tflite_export import read_sidecar, sidecar_path, signature_details
 
     path = exported_models["tflite"]
     spec = read_sidecar(path)
@@ -92,7 +92,7 @@ def test_onnx_int8_is_qdq_with_per_channel_weights_and_records_scheme(exported_m
     import onnx
     from onnx import numpy_helper
 
-    from export.onnx_export import read_spec
+    from edgedet.export.onnx_export import read_spec
 
     model = onnx.load(str(exported_models["onnx-int8"]))
     ops = {node.op_type for node in model.graph.node}
@@ -107,7 +107,7 @@ def test_onnx_int8_is_qdq_with_per_channel_weights_and_records_scheme(exported_m
 
 
 def test_tflite_int8_is_full_integer_with_quant_params_by_role(exported_models):
-    from export.tflite_export import read_sidecar, signature_details
+    from edgedet.export.tflite_export import read_sidecar, signature_details
 
     path = exported_models["tflite-int8"]
     spec = read_sidecar(path)
@@ -127,7 +127,7 @@ def test_tflite_int8_is_full_integer_with_quant_params_by_role(exported_models):
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 def test_tflite_int8_quantization_names_the_observer_pt2e_runs(method):
     """PT2E has no entropy or percentile observer: the sidecar names the one the quantizer really holds."""
-    from export.tflite_export import describe_quantization, pt2e_quantizer
+    from edgedet.export.tflite_export import describe_quantization, pt2e_quantizer
 
     config = pt2e_quantizer(method).global_config
     observers = {type(spec.observer_or_fake_quant_ctr()).__name__
@@ -140,9 +140,9 @@ def test_tflite_int8_quantization_names_the_observer_pt2e_runs(method):
 @pytest.mark.parametrize("fmt", ["onnx-int8", "tflite-int8"])
 def test_int8_raw_outputs_track_fp32(fmt, exported_models, synth_data):
     """Through the device runtime (preprocess quantizes the input, outputs dequantized by spec): SQNR > 15 dB."""
-    from calibration.sensitivity import sqnr_db
-    from device.backends import load_backend
-    from device.preprocess import preprocess
+    from edgedet.calibration.sensitivity import sqnr_db
+    from edgedet.device.backends import load_backend
+    from edgedet.device.preprocessing import preprocess
 
     fp32 = load_backend(exported_models[fmt.replace("-int8", "")], threads=1)
     int8 = load_backend(exported_models[fmt], threads=1)
@@ -158,9 +158,9 @@ def test_int8_raw_outputs_track_fp32(fmt, exported_models, synth_data):
 
 
 def test_fp16_tflite_halves_the_file_and_stays_close(tiny_checkpoint, exported_models, torch_reference, tmp_path):
-    from device.backends import load_backend
-    from export.checkpoint import output_roles
-    from export.tflite_export import export_tflite, read_sidecar
+    from edgedet.device.backends import load_backend
+    from edgedet.export.checkpoint import output_roles
+    from edgedet.export.tflite_export import export_tflite, read_sidecar
 
     model, spec, x, reference = torch_reference
     path = tmp_path / "tiny-fp16.tflite"
@@ -178,11 +178,11 @@ def test_every_conv_runs_in_integer_after_onnxruntime_fusion(exported_models, sy
     import onnx
     import onnxruntime as ort
 
-    from calibration.calibset import build_calibration_set
-    from calibration.onnx_quant import SCHEMES
+    from edgedet.calibration.calibset import build_calibration_set
+    from edgedet.calibration.onnx_quant import SCHEMES
     from edgedet.export_inputs import calibration_items
-    from export.onnx_export import read_spec
-    from export.onnx_int8 import export_onnx_int8
+    from edgedet.export.onnx_export import read_spec
+    from edgedet.export.onnx_int8 import export_onnx_int8
 
     fp32 = onnx.load(str(exported_models["onnx"]))
     initializers = {init.name for init in fp32.graph.initializer}

@@ -9,7 +9,7 @@ import pytest
 
 from edgedet.cli import main
 from edgedet.export_inputs import metrics_from_report
-from export.accuracy import ArtifactAccuracy, format_table, gate_failures
+from edgedet.export.accuracy import ArtifactAccuracy, format_table, gate_failures
 
 
 def _row(name, map_value):

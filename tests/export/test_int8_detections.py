@@ -34,7 +34,7 @@ def shipped_exports(tmp_path_factory):
 
     assert SHIPPED_CHECKPOINT.is_file(), f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing from the package"
     from edgedet.export_cli import export_artifacts
-    from export.exporter import ExportConfig
+    from edgedet.export.exporter import ExportConfig
 
     data = tmp_path_factory.mktemp("synth320")
     assert main(["data", "synth", "--out", str(data), "--train", "64", "--val", "12", "--imgsz", "320",
@@ -47,7 +47,7 @@ def shipped_exports(tmp_path_factory):
 
 def best_same_class_iou(reference, other) -> np.ndarray:
     """(N,) for each detection of `reference` the highest IoU with a detection of `other` of the same class."""
-    from device.boxes import box_iou
+    from edgedet.device.boxes import box_iou
 
     if len(reference) == 0 or len(other) == 0:
         return np.zeros(len(reference))
@@ -57,7 +57,7 @@ def best_same_class_iou(reference, other) -> np.ndarray:
 
 def nms_boundary_duplicates(detections) -> np.ndarray:
     """(N,) bool: the detection overlaps a higher-scoring one of its class at IoU >= DUPLICATE_IOU."""
-    from device.boxes import box_iou
+    from edgedet.device.boxes import box_iou
 
     iou = box_iou(detections.xyxy, detections.xyxy)
     higher = detections.scores[None, :] > detections.scores[:, None]
@@ -77,7 +77,7 @@ def unmatched_confident(found_in, looked_for, name: str) -> list:
 def test_int8_detections_match_fp32_by_iou(runtime, shipped_exports):
     import cv2
 
-    from device.pipeline import Detector
+    from edgedet.device.pipeline import Detector
 
     paths, images = shipped_exports
     detectors = {(precision, conf): Detector(paths[f"{runtime}{suffix}"], conf=conf, threads=1)

@@ -41,8 +41,8 @@ def test_imgsz_override_changes_the_input_and_output_shapes(tiny_checkpoint):
 def test_detector_runs_a_checkpoint_like_its_onnx_export(backend, exported_models, synth_data):
     import cv2
 
-    from device.detections import Detections
-    from device.pipeline import Detector
+    from edgedet.device.detections import Detections
+    from edgedet.device.pipeline import Detector
 
     image = cv2.imread(str(sorted((synth_data / "val" / "images").iterdir())[1]))
     torch_detector = Detector(backend, conf=0.001)

@@ -9,12 +9,12 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from device.decode import Candidates, decode, decode_edgedet, dequantize_outputs, edgedet_protos, select_layout
-from device.detections import Detections
-from device.errors import EdgedetError
-from device.letterbox import Letterbox
-from device.nms import nms
-from device.spec import ModelSpec
+from .decode import Candidates, decode, decode_edgedet, dequantize_outputs, edgedet_protos, select_layout
+from .detections import Detections
+from .errors import EdgedetError
+from .letterbox import Letterbox
+from .suppression import nms
+from .spec import ModelSpec
 
 MAX_NMS_CANDIDATES = 30000  # pre-NMS cap: only the best this many candidates enter NMS
 
@@ -56,7 +56,7 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
         candidates = candidates[kept]
     masks = None
     if candidates.mask_coefs is not None and (protos is not None or layout == "edgedet"):
-        from device.masks import instance_masks
+        from .masks import instance_masks
 
         with _stage(timer, "masks"):
             if layout == "edgedet":
@@ -68,7 +68,7 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
 
 def postprocess_semantic(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox) -> np.ndarray:
     """Semantic logits (1, S, h, w) (or NHWC) of output spec.seg_output -> int32 (H, W) class map in the frame."""
-    from device.masks import semantic_map
+    from .masks import semantic_map
 
     if not spec.seg_output or spec.seg_output not in outputs:
         raise EdgedetError(f"model has no semantic segmentation output (spec.seg_output={spec.seg_output!r}, "

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 import pytest
 
-from device.boxes import box_iou, xyxy_to_xywh
-from device.nms import nms
+from edgedet.device.boxes import box_iou, xyxy_to_xywh
+from edgedet.device.suppression import nms
 
 
 def clustered_boxes(rng, n, image=320.0):

@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.decode import Candidates
-from device.detections import Detections
-from device.errors import EdgedetError
-from device.letterbox import Letterbox
-from device.postprocess import filter_candidates, postprocess
-from device.spec import QuantParams
+from edgedet.device.decode import Candidates
+from edgedet.device.detections import Detections
+from edgedet.device.errors import EdgedetError
+from edgedet.device.letterbox import Letterbox
+from edgedet.device.postprocessing import filter_candidates, postprocess
+from edgedet.device.spec import QuantParams
 
 _spec_path = Path(__file__).with_name("test_decode.py")
 _helpers = importlib.util.spec_from_file_location("decode_helpers", _spec_path)
@@ -97,7 +97,7 @@ def test_timer_stages_are_recorded():
 
 def test_yolov8_seg_end_to_end_masks_in_frame():
     """An Ultralytics-style YOLOv8-seg output: boxes and masks come back in the 240x320 frame."""
-    from device.decode import spec_from_ultralytics_metadata
+    from edgedet.device.decode import spec_from_ultralytics_metadata
 
     num_classes, m = 2, 4
     preds = np.zeros((4 + num_classes + m, 100), np.float32)
@@ -131,7 +131,7 @@ def test_edgedet_masks_from_proto_output():
 
 
 def test_postprocess_semantic_class_map_in_frame():
-    from device.postprocess import postprocess_semantic
+    from edgedet.device.postprocessing import postprocess_semantic
 
     spec = edgedet_spec(seg_output="seg", semantic_names=["bg", "road", "car"])
     logits = np.zeros((1, 3, 8, 8), np.float32)

@@ -3,10 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
-from device.errors import EdgedetError
-from device.letterbox import Letterbox
-from device.preprocess import pixel_table, pixels_to_input, preprocess, quantize
-from device.spec import ModelSpec, QuantParams
+from edgedet.device.errors import EdgedetError
+from edgedet.device.letterbox import Letterbox
+from edgedet.device.preprocessing import pixel_table, pixels_to_input, preprocess, quantize
+from edgedet.device.spec import ModelSpec, QuantParams
 
 QUANTS = [QuantParams(1 / 255, -128, "int8"), QuantParams(0.0078, 3, "int8"), QuantParams(0.011, -7, "int8"),
           QuantParams(0.00392, 0, "uint8"), QuantParams(0.0051, 17, "uint8")]

@@ -7,9 +7,9 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-from device.errors import EdgedetError
-from device.letterbox import Letterbox
-from device.spec import ModelSpec, QuantParams
+from .errors import EdgedetError
+from .letterbox import Letterbox
+from .spec import ModelSpec, QuantParams
 
 _INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127)}
 
