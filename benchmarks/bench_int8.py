@@ -51,7 +51,7 @@ def ensure_data(path: Path, imgsz: int) -> Path:
 def export_models(args, data: Path, out: Path) -> dict:
     """format -> path for the four artifacts, exported by the same code as `edgedet export`."""
     from edgedet.export_cli import export_artifacts
-    from edgedet.export_inputs import resolve_checkpoint
+    from edgedet.models.loading import resolve_checkpoint
     from edgedet.export.exporter import ExportConfig, artifact_paths
 
     formats = [name for pair in PAIRS for name in pair]
@@ -68,7 +68,7 @@ def snapshot_checkpoint(ckpt: str, out: Path) -> Path:
     even if the original file is replaced (e.g. by a training run) while the benchmark runs."""
     import shutil
 
-    from edgedet.export_inputs import resolve_checkpoint
+    from edgedet.models.loading import resolve_checkpoint
 
     source = resolve_checkpoint(ckpt)
     copy = out / source.name
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                 ratio = (f"   {sizes[int8] / sizes[fp32]:>14.2f} {latency[fp32][1] / latency[int8][1]:>10.2f}x "
                          f"{latency[fp32][2] / latency[int8][2]:>5.2f}x")
             print(f"{name:<12} {sizes[name]:>8.2f} {latency[name][1]:>9.2f} {latency[name][2]:>9.2f}{ratio}")
-    from edgedet.export_inputs import resolve_checkpoint, torch_backend
+    from edgedet.models.loading import resolve_checkpoint, torch_backend
     from edgedet.export.accuracy import ArtifactAccuracy, format_table
 
     ckpt = resolve_checkpoint(args.ckpt)

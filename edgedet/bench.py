@@ -33,93 +33,34 @@ DIR/results.csv (the same records flattened), rewritten after every variant. The
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+from edgedet.device.backends import load_backend
 from edgedet.device.errors import EdgedetError
+from edgedet.export.exporter import ExportConfig, artifact_paths, parse_formats
+from .bench_record import PERCENTILES, SCHEMA_VERSION, STAGES, variant_label, write_csv
+from .data import load_dataset
+from .evaluate import evaluate_model
+from .export_cli import run_export
+from .models.loading import resolve_checkpoint
+from .provenance import provenance
+from .report import build_tables, markdown_tables
 
-SCHEMA_VERSION = 1
-# in pipeline order (names of device.latency.StageTimer); "end_to_end" = the whole frame
-STAGES = ("preprocess", "inference", "decode", "nms", "masks", "semantic", "end_to_end")
-ACCURACY_KEYS = ("map", "map50", "mask_ap", "miou")
-PERCENTILES = ("p50", "p90", "p99")
+try:
+    import resource  # peak memory where /proc is missing; not on Windows
+except ImportError:
+    resource = None
+
 FORMAT_OF_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".pt": "pytorch", ".pth": "pytorch"}
 RUNTIME_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "tflite", "pytorch": "torch"}
-CSV_COLUMNS = (
-    ["variant", "machine", "model", "format", "precision", "runtime", "imgsz", "threads", "size_mb"]
-    + list(ACCURACY_KEYS)
-    + [f"{stage}_{p}_ms" for stage in STAGES for p in PERCENTILES]
-    + ["fps", "peak_mem_mb", "images", "wall_s", "error", "commit", "date"]
-)
-
-
-# ---------------------------------------------------------------- the results record
-
-
-def variant_label(name: str, fmt: str, precision: str, imgsz: int, threads: int) -> str:
-    """E.g. "edgedet-n-320.int8 onnx int8 320px 2t"."""
-    return f"{name} {fmt} {precision} {imgsz}px {threads}t"
-
-
-def validate_record(record: object) -> Optional[str]:
-    """None when `record` is a usable results record of this schema version, else a one-line reason."""
-    if not isinstance(record, dict):
-        return f"not a JSON object but {type(record).__name__}"
-    version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
-        return f"schema_version {version!r}, this edgedet reads version {SCHEMA_VERSION} (incompatible edgedet version)"
-    missing = [key for key in ("variant", "model", "imgsz", "threads", "provenance") if key not in record]
-    if missing:
-        return f"missing fields {missing}"
-    model = record["model"]
-    if not isinstance(model, dict) or not all(k in model for k in ("format", "precision", "name")):
-        return "field 'model' lacks format, precision or name"
-    if record.get("error"):
-        return None
-    total = (record.get("latency_ms") or {}).get("end_to_end") or {}
-    if not isinstance(total.get("p50"), (int, float)):
-        return "no end-to-end latency (latency_ms.end_to_end.p50)"
-    if not isinstance(record.get("accuracy"), dict):
-        return "field 'accuracy' missing or not an object"
-    return None
-
-
-def flatten_record(record: dict) -> Dict[str, object]:
-    """One CSV row (keys = CSV_COLUMNS) from a results record; absent values are empty strings."""
-    from .provenance import machine_key
-
-    model, prov = record.get("model", {}), record.get("provenance", {})
-    row: Dict[str, object] = {
-        "variant": record.get("variant"), "machine": machine_key(prov), "model": model.get("name"),
-        "format": model.get("format"), "precision": model.get("precision"), "runtime": model.get("runtime"),
-        "imgsz": record.get("imgsz"), "threads": record.get("threads"), "size_mb": model.get("size_mb"),
-        "fps": record.get("fps"), "peak_mem_mb": record.get("peak_mem_mb"),
-        "images": (record.get("data") or {}).get("images"), "wall_s": record.get("wall_s"),
-        "error": record.get("error"), "commit": prov.get("commit"), "date": prov.get("date"),
-    }
-    row.update({key: (record.get("accuracy") or {}).get(key) for key in ACCURACY_KEYS})
-    for stage in STAGES:
-        stats = (record.get("latency_ms") or {}).get(stage) or {}
-        row.update({f"{stage}_{p}_ms": stats.get(p) for p in PERCENTILES})
-    return {key: ("" if row.get(key) is None else row[key]) for key in CSV_COLUMNS}
-
-
-def write_csv(records: Iterable[dict], path: Path) -> None:
-    """DIR/results.csv from all records so far (written to a temporary file, then renamed: never half-written)."""
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for record in records:
-            writer.writerow(flatten_record(record))
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- variants
@@ -128,7 +69,6 @@ def write_csv(records: Iterable[dict], path: Path) -> None:
 @dataclass
 class Variant:
     """One measurement: a model file at one input size with one thread count."""
-
     model: str  # path of the .onnx / .tflite / .pt file
     imgsz: int  # square network input size, pixels
     threads: int  # inference threads
@@ -147,7 +87,6 @@ class Variant:
 @dataclass
 class BenchConfig:
     """What `edgedet bench` measures (from the command line)."""
-
     data: str  # data set: a `edgedet data synth` folder, a dataset.yaml or a COCO JSON
     out: Path  # output folder for results.jsonl / results.csv (and the sweep's exported models)
     models: List[str] = field(default_factory=list)  # model files (--models)
@@ -177,12 +116,10 @@ def model_precision_and_size(path: str) -> tuple:
     for a checkpoint ("fp32", the checkpoint's input size)."""
     fmt = model_format(path)
     if fmt == "pytorch":
-        from .models import load_checkpoint
+        from .models.checkpoint import load_checkpoint  # torch
 
         _, spec = load_checkpoint(path)
         return "fp32", int(spec.input_size_hw[0])
-    from edgedet.device.backends import load_backend
-
     spec = load_backend(path, threads=1).spec
     precision = spec.precision
     if precision == "fp32":  # foreign files do not record it; trust an explicit word in the file name
@@ -210,9 +147,6 @@ def plan_variants(models: Sequence[str], imgsz: Sequence[int], threads: Sequence
 def sweep_models(config: BenchConfig) -> List[str]:
     """Export `config.sweep` to every format in `config.formats` at every input size with H5's exporter (which
     also checks each artifact on the data set), into DIR/models/<imgsz>/; the model files written, in order."""
-    from .export_cli import run_export
-    from .export_inputs import resolve_checkpoint
-    from edgedet.export.exporter import ExportConfig, artifact_paths, parse_formats
 
     formats = parse_formats(",".join(config.formats))
     stem = resolve_checkpoint(config.sweep).stem
@@ -239,7 +173,6 @@ def measure_variant(variant: Variant, config: BenchConfig) -> dict:
     Accuracy and per-stage latency come from the same run of `edgedet.evaluate.evaluate_model`; peak memory
     is this process's peak resident set size, so call it in a fresh process (see `run_variant`).
     """
-    from .evaluate import evaluate_model
 
     start = time.perf_counter()
     result = evaluate_model(variant.model, config.data, imgsz=variant.imgsz, threads=variant.threads,
@@ -259,7 +192,6 @@ def measure_variant(variant: Variant, config: BenchConfig) -> dict:
 
 def accuracy_from_eval(result: dict) -> Dict[str, Optional[float]]:
     """map / map50 / mask_ap / miou (0..1) from `evaluate_model`'s result; None where absent or -1."""
-
     def metric(section: str, key: str) -> Optional[float]:
         value = (result.get(section) or {}).get(key)
         return float(value) if isinstance(value, (int, float)) and value >= 0 else None
@@ -289,17 +221,13 @@ def peak_memory_mb() -> Optional[float]:
                 return round(int(line.split()[1]) / 1024, 1)
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        import resource
-    except ImportError:  # Windows
+    if resource is None:  # Windows
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
 def _record_head(variant: Variant, config: BenchConfig) -> dict:
-    from .provenance import provenance
-
     size_mb = Path(variant.model).stat().st_size / 1e6 if Path(variant.model).is_file() else None
     return {
         "schema_version": SCHEMA_VERSION,
@@ -357,7 +285,6 @@ def _worker(job_path: str) -> int:
 
 class Progress:
     """Variants done out of the total, elapsed time and ETA, one line per event on stderr."""
-
     def __init__(self, total: int, stream=None):
         self.total = total  # variants to measure
         self.stream = stream or sys.stderr  # where the lines go
@@ -400,8 +327,6 @@ def summary_line(record: dict) -> str:
 def run_bench(config: BenchConfig) -> List[dict]:
     """Measure every variant; DIR/results.jsonl gets each record as soon as it exists (flushed), DIR/results.csv
     is rewritten after each, so an interrupted run keeps everything measured so far."""
-    import tempfile
-
     config.out.mkdir(parents=True, exist_ok=True)
     models = sweep_models(config) if config.sweep else list(config.models)
     variants = plan_variants(models, config.imgsz, config.threads)
@@ -442,8 +367,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_dataset(path: str) -> None:
     """Read the data set's val split once up front, so a bad data set is one error, not one per variant."""
-    from .data import load_dataset
-
     if not load_dataset(path, split="val").samples:
         raise EdgedetError(f"data set {path} has no validation images")
 
@@ -472,8 +395,6 @@ def main(args: argparse.Namespace) -> int:
                          imgsz=args.imgsz, threads=args.threads, formats=args.formats, frames=args.frames,
                          conf=args.conf, iou=args.iou)
     records = run_bench(config)
-    from .report import build_tables, markdown_tables
-
     measured = [r for r in records if not r.get("error")]
     if measured:
         print(markdown_tables(build_tables(measured)))

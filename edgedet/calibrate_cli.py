@@ -11,7 +11,10 @@ from pathlib import Path
 
 from edgedet.calibration.onnx_quant import METHODS, SCHEMES
 from edgedet.device.errors import EdgedetError
-from edgedet.export.calibrate import CalibrateConfig
+from edgedet.calibration.calibset import build_calibration_set
+from edgedet.export.calibrate import CalibrateConfig, calibrate_model
+from .export_inputs import calibration_items, evaluator, validation_data
+from .models.loading import load_for_export
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +48,6 @@ def main(args: argparse.Namespace) -> int:
 
 def run_calibrate(config: CalibrateConfig) -> int:
     """Load the checkpoint, the calibration set and the evaluator, then export.calibrate.calibrate_model."""
-    from edgedet.calibration.calibset import build_calibration_set
-    from .export_inputs import calibration_items, evaluator, load_for_export, validation_data
-    from edgedet.export.calibrate import calibrate_model
-
     if config.auto_keep_float is not None and config.auto_keep_float < 0:
         raise EdgedetError(f"--auto-keep-float must be >= 0, got {config.auto_keep_float}")
     data = validation_data(config.data, config.calib)

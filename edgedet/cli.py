@@ -11,6 +11,7 @@ import sys
 from typing import List, Optional
 
 from edgedet.device.errors import EdgedetError
+from . import __version__
 
 # verb -> (module implementing it, one-line help)
 VERBS = {
@@ -62,6 +63,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _version() -> str:
-    from . import __version__
-
     return __version__

@@ -14,13 +14,21 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
 
+from edgedet.device.boxes import xyxy_to_xywh
 from edgedet.device.errors import EdgedetError
+from edgedet.device.pipeline import Detector
+from edgedet.device.rle import rle_encode
+from .data import Dataset, coco_gt_dict, load_dataset
+from .metrics import PanopticMeter, SemanticMeter, evaluate_coco, panoptic_from_semantic_and_instances, voc_evaluate
+from .metrics.coco import STAT_KEYS, CocoParams, _STAT_SPECS, _summary_line
+from .models.loading import torch_backend
 
 IOU_TYPES = ("bbox", "segm")
 
@@ -58,8 +66,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main_files(args: argparse.Namespace) -> int:
-    from .metrics import evaluate_coco
-
     iou_type = _check_iou_type(args.iou_type)
     gt = read_json(args.gt, "ground truth")
     results = read_json(args.pred, "results")
@@ -68,7 +74,6 @@ def _main_files(args: argparse.Namespace) -> int:
     print("\n".join(evaluation.summary_lines()))
     _print_per_class(evaluation, gt)
     if iou_type == "bbox" and all("bbox" in r for r in results):
-        from .metrics import voc_evaluate
 
         voc = voc_evaluate(gt, results)["mAP"]
         voc11 = voc_evaluate(gt, results, use_11_point=True)["mAP"]
@@ -133,7 +138,6 @@ def write_json(path, data) -> None:
 def _main_model(args: argparse.Namespace) -> int:
     if not (args.model and args.data):
         raise EdgedetError("--model and --data go together")
-    from .data import load_dataset
 
     dataset = load_dataset(args.data, split=args.split)
     report = evaluate_model(args.model, dataset, conf=args.conf, iou=args.iou, max_det=args.max_det,
@@ -173,8 +177,6 @@ def evaluate_model(model_path_or_backend, dataset, conf: float = 0.001, iou: flo
 
 
 def _as_dataset(dataset, split: str):
-    from .data import Dataset, load_dataset
-
     return dataset if isinstance(dataset, Dataset) else load_dataset(dataset, split=split)
 
 
@@ -190,12 +192,10 @@ def _image_count(available: int, limit: Optional[int]) -> int:
 
 def _build_detector(model, conf, iou, max_det, threads, imgsz):
     """(device.Detector, provenance dict) for a model path or a backend object."""
-    from edgedet.device.pipeline import Detector
-
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if str(model) == "shipped" or path.suffix.lower() == ".pt":
-            detector = Detector(_torch_backend(model, threads, imgsz), conf=conf, iou=iou, max_det=max_det)
+            detector = Detector(torch_backend(model, threads, imgsz), conf=conf, iou=iou, max_det=max_det)
             fmt = "torch"
         else:
             detector = Detector(path, conf=conf, iou=iou, max_det=max_det, threads=threads, imgsz=imgsz)
@@ -211,17 +211,9 @@ def _build_detector(model, conf, iou, max_det, threads, imgsz):
     return detector, provenance
 
 
-def _torch_backend(path, threads, imgsz):
-    """export's TorchBackend for a checkpoint (torch is imported only here)."""
-    from .export_inputs import torch_backend
-
-    return torch_backend(path, threads=threads, imgsz=imgsz)
-
-
 @dataclass
 class _EvalPlan:
     """What to measure and how model labels map onto the data set's."""
-
     category_of_class: List[int]  # model class id -> COCO category id of the data set
     with_masks: bool  # the model predicts instance masks (mask AP also needs segmentations in the ground truth)
     semantic_lut: Optional[np.ndarray]  # model semantic label -> data set semantic label (255 = none); None = no semantic
@@ -267,7 +259,6 @@ def _label_lut(model_names: Sequence[str], data_names: Sequence[str]) -> np.ndar
 @dataclass
 class _RunState:
     """What one pass over the images accumulates."""
-
     results: List[dict] = field(default_factory=list)  # COCO results (bbox, and segmentation when masks)
     semantic_meter: object = None  # SemanticMeter or None
     panoptic_meter: object = None  # PanopticMeter or None
@@ -279,8 +270,6 @@ EARLY_ABORT = 5  # stop when this many first images all fail (a broken model, no
 
 def _run_images(detector, samples, plan: "_EvalPlan", progress: bool, save_pred) -> _RunState:
     """Predict every sample; accumulate COCO results, semantic confusion and panoptic counts."""
-    from .metrics import PanopticMeter, SemanticMeter
-
     state = _RunState()
     if plan.semantic_lut is not None:
         state.semantic_meter = SemanticMeter(len(plan.semantic_names))
@@ -313,8 +302,6 @@ def _run_images(detector, samples, plan: "_EvalPlan", progress: bool, save_pred)
 
 
 def _evaluate_one(detector, sample, plan: "_EvalPlan", state: _RunState) -> None:
-    import time
-
     image = sample.load_image()
     start = time.perf_counter()
     prepared = detector.prepare(image)
@@ -340,8 +327,6 @@ def detections_to_coco(detections, image_id: int, category_ids, with_masks: bool
     """`device.Detections` of one image -> COCO result dicts: bbox [x, y, w, h] (3 decimals), score (5 decimals),
     category_ids[class_id], and with masks a compressed RLE segmentation. Training validation uses it too, so the
     per-epoch mAP is the one `edgedet eval` reports."""
-    from edgedet.device.boxes import xyxy_to_xywh
-    from edgedet.device.rle import rle_encode
 
     xywh = xyxy_to_xywh(detections.xyxy.astype(np.float64))
     out = []
@@ -359,8 +344,6 @@ PANOPTIC_SCORE = 0.5  # detections at or above this score become panoptic thing 
 
 def _panoptic_update(meter, detections, semantic_pred, sample, semantic_gt, plan: "_EvalPlan") -> None:
     """Predicted panoptic map = confident instance masks (best first) + stuff from the semantic prediction."""
-    from .metrics import panoptic_from_semantic_and_instances
-
     keep = np.flatnonzero(detections.scores >= PANOPTIC_SCORE)
     keep = keep[np.argsort(-detections.scores[keep], kind="stable")]
     masks = detections.masks[keep] if detections.masks is not None else np.zeros((0, *semantic_pred.shape), bool)
@@ -374,9 +357,6 @@ def _panoptic_update(meter, detections, semantic_pred, sample, semantic_gt, plan
 
 def _metrics(state: _RunState, samples, dataset, plan: "_EvalPlan") -> dict:
     """COCO bbox (+ segm), semantic and panoptic figures of one run."""
-    from .data import Dataset, coco_gt_dict
-    from .metrics import evaluate_coco
-
     subset = Dataset(dataset.names, dataset.semantic_names, list(samples), dataset.root, dataset.category_ids)
     gt = coco_gt_dict(subset)
     names = {c["id"]: c["name"] for c in gt["categories"]}
@@ -406,15 +386,12 @@ def _latency(timer) -> dict:
 
 class _Progress:
     """A one-line progress bar on stderr: images done, rate and ETA; redrawn at most 5 times a second."""
-
     def __init__(self, total: int, enabled: bool = True):
-        import time
 
         self.total, self.done, self.enabled = total, 0, enabled and total > 0
         self.start = self.last = time.perf_counter()
 
     def step(self) -> None:
-        import time
 
         self.done += 1
         now = time.perf_counter()
@@ -435,8 +412,6 @@ class _Progress:
 
 def format_report(report: dict) -> str:
     """Human-readable summary of evaluate_model's dict: COCO lines, semantic, panoptic, latency, provenance."""
-    from .metrics.coco import CocoParams, STAT_KEYS, _STAT_SPECS, _summary_line
-
     lines = []
     prov = report.get("provenance", {})
     lines.append(f"model {prov.get('file')} [{prov.get('format')} {prov.get('precision')} "

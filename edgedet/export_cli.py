@@ -14,7 +14,9 @@ from typing import Dict
 from edgedet.calibration.onnx_quant import METHODS, SCHEMES
 from edgedet.calibration.sampling import STRATEGIES
 from edgedet.device.errors import EdgedetError
-from edgedet.export.exporter import FORMATS, ExportConfig, parse_formats
+from edgedet.export.exporter import FORMATS, ExportConfig, check_accuracy, check_request, export_model, parse_formats
+from .export_inputs import calibration_items, evaluator, validation_data
+from .models.loading import load_for_export, resolve_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +55,6 @@ def main(args: argparse.Namespace) -> int:
 
 def run_export(config: ExportConfig) -> int:
     """Export, evaluate, gate. Returns the exit code (0 ok, 1 when the accuracy gate rejects an artifact)."""
-    from .export_inputs import validation_data
-
     data = validation_data(config.data, config.calib)
     if data is None and config.max_map_drop is not None:
         raise EdgedetError("--max-map-drop needs validation data: pass --data DATA (or a data set as --calib)")
@@ -69,9 +69,6 @@ def run_export(config: ExportConfig) -> int:
 
 def export_artifacts(config: ExportConfig):
     """(model, spec, {format: path written}) for config.formats; checks every input before writing anything."""
-    from .export_inputs import calibration_items, load_for_export, resolve_checkpoint
-    from edgedet.export.exporter import check_request, export_model
-
     check_request(config)
     ckpt_path = resolve_checkpoint(config.checkpoint)
     model, spec = load_for_export(ckpt_path, config.imgsz)
@@ -81,9 +78,6 @@ def export_artifacts(config: ExportConfig):
 
 def _check_accuracy(model, spec, written: Dict[str, Path], data, config: ExportConfig) -> int:
     """The accuracy table and gate on `data`'s val split (export.exporter.check_accuracy with edgedet's evaluator)."""
-    from .export_inputs import evaluator, resolve_checkpoint
-    from edgedet.export.exporter import check_accuracy
-
     print(f"accuracy check on {data} (val split{f', first {config.val_limit} images' if config.val_limit else ''}):",
           flush=True)
     evaluate = evaluator(data, limit=config.val_limit, threads=config.threads)

@@ -1,60 +1,19 @@
-"""What `edgedet export` and `edgedet calibrate` hand to export/: the checkpoint's model and spec, calibration
-samples from a data set or image folder, and the evaluator behind the accuracy gate.
+"""What `edgedet export` and `edgedet calibrate` hand to export/ besides the checkpoint (edgedet.models.loading):
+calibration samples from a data set or image folder, and the evaluator behind the accuracy gate.
 
 export/ never imports edgedet (ARCHITECTURE.md: edgedet -> export), so everything that needs edgedet's models,
 data sets or evaluator is built here and passed to export/ as an argument.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from edgedet.calibration.sampling import CalibrationItem, items_from_folder
 from edgedet.device.errors import EdgedetError
 from edgedet.export.accuracy import Evaluate
-from edgedet.export.checkpoint import parse_imgsz
-
-SHIPPED_ALIAS = "shipped"  # CKPT value that means edgedet.models.SHIPPED_CHECKPOINT
-
-
-# ---------------------------------------------------------------- the checkpoint
-
-
-def resolve_checkpoint(ckpt) -> Path:
-    """`shipped` -> the bundled checkpoint; otherwise the path, which must be an existing file."""
-    if str(ckpt) == SHIPPED_ALIAS:
-        from .models import SHIPPED_CHECKPOINT
-
-        ckpt = SHIPPED_CHECKPOINT
-    path = Path(ckpt)
-    if not path.is_file():
-        raise EdgedetError(f"checkpoint not found: {path}")
-    return path
-
-
-def load_for_export(ckpt, imgsz=None):
-    """(model in eval mode, ModelSpec) from a checkpoint path or `shipped`, with the input size set to `imgsz`."""
-    path = resolve_checkpoint(ckpt)
-    from .models import load_checkpoint
-
-    try:
-        model, spec = load_checkpoint(path)
-    except EdgedetError:
-        raise
-    except Exception as error:  # torch.load raises pickle/zip/runtime errors on a corrupt file
-        raise EdgedetError(f"cannot load checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
-    size_hw = parse_imgsz(imgsz, max(spec.strides)) or tuple(spec.input_size_hw)
-    spec = dataclasses.replace(spec, input_size_hw=size_hw, source=spec.source or path.name)
-    return model.eval(), spec
-
-
-def torch_backend(ckpt, threads: Optional[int] = None, imgsz=None):
-    """export.torch_backend.TorchBackend for a checkpoint file (or `shipped`); `imgsz` overrides the input size."""
-    from edgedet.export.torch_backend import TorchBackend
-
-    model, spec = load_for_export(ckpt, imgsz)
-    return TorchBackend(model, spec, threads)
+from .data import load_dataset
+from .evaluate import evaluate_model
 
 
 # ---------------------------------------------------------------- calibration samples
@@ -82,8 +41,6 @@ def is_dataset(path: Path) -> bool:
 
 
 def _load_split(path: Path, split: str):
-    from .data import load_dataset
-
     try:
         return load_dataset(path, split=split)
     except EdgedetError:
@@ -111,8 +68,6 @@ def evaluator(data, limit: Optional[int] = None, threads: Optional[int] = None) 
 def evaluate_backend(backend, data, split: str = "val", limit: Optional[int] = None,
                      threads: Optional[int] = None) -> Dict[str, float]:
     """mAP@.5:.95, mAP@.5, mask AP and mIoU (points) of a backend or model path, via edgedet.evaluate.evaluate_model."""
-    from .evaluate import evaluate_model
-
     return metrics_from_report(evaluate_model(backend, data, split=split, limit=limit, threads=threads, progress=False))
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgedet.device.errors import EdgedetError
-from .bench import STAGES, validate_record
+from .bench_record import STAGES, validate_record
 from .provenance import machine_key
 
 RESULTS_NAME = "results.jsonl"

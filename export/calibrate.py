@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from edgedet.calibration.calibset import CalibrationSet
+from edgedet.calibration.calibset import CalibrationSet, stack_arrays
+from edgedet.calibration.sensitivity import format_table, layer_sensitivity, write_report
 from .accuracy import Evaluate
+from .checkpoint import output_roles
+from .exporter import choose_int8_scheme
+from .onnx_export import export_onnx
 
 
 @dataclass
 class CalibrateConfig:
     """What `edgedet calibrate` does; one field per flag."""
-
     checkpoint: str  # checkpoint path or "shipped"
     calib: str  # calibration data set or image folder
     out: Path = Path("calibration")  # output folder: sensitivity.json and the keep-float int8 model
@@ -43,11 +46,6 @@ def calibrate_model(model, spec, calib: CalibrationSet, description: str, config
     """Sensitivity ranking of `model` (torch.nn.Module, eval mode; `spec` its device.ModelSpec) calibrated on
     `calib` (from `description`), then the keep-float int8 model if asked. `evaluate` (model path -> metrics on
     the validation split) is needed for --map-budget only. Returns the exit code."""
-    from edgedet.calibration.calibset import stack_arrays
-    from edgedet.calibration.sensitivity import format_table, layer_sensitivity, write_report
-    from .checkpoint import output_roles
-    from .exporter import choose_int8_scheme
-    from .onnx_export import export_onnx
     from .onnx_int8 import calibrate_onnx
 
     if config.map_budget is not None and evaluate is None:

@@ -14,8 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from edgedet.calibration.calibset import build_calibration_set
+from edgedet.calibration.onnx_quant import SCHEMES, default_int8_scheme
+from edgedet.calibration.sampling import STRATEGIES
 from edgedet.device.errors import EdgedetError
-from .accuracy import Evaluate
+from .accuracy import ArtifactAccuracy, Evaluate, format_table, gate_failures
+from .checkpoint import output_roles
+from .onnx_export import export_onnx
+from .torch_backend import TorchBackend
 
 # format name -> file name suffix
 FORMATS = {
@@ -35,7 +41,6 @@ SampleSource = Callable[[], Tuple[list, str]]
 @dataclass
 class ExportConfig:
     """Everything `edgedet export` needs; the CLI flags map one to one."""
-
     checkpoint: str  # checkpoint path, or "shipped" for edgedet.models.SHIPPED_CHECKPOINT
     formats: List[str] = field(default_factory=lambda: list(FORMATS))  # names from FORMATS
     out: Path = Path("exports")  # output folder
@@ -68,8 +73,6 @@ def artifact_paths(out: Path, stem: str, formats: Sequence[str]) -> Dict[str, Pa
 
 def check_request(config: ExportConfig) -> None:
     """EdgedetError for a request that cannot work, before anything is loaded or written."""
-    from edgedet.calibration.sampling import STRATEGIES
-
     if config.calib_sampling not in STRATEGIES:
         raise EdgedetError(f"unknown --calib-sampling {config.calib_sampling!r}; expected one of {', '.join(STRATEGIES)}")
     if needs_calibration(config) and not config.calib:
@@ -84,7 +87,6 @@ def needs_calibration(config: ExportConfig) -> bool:
 def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSource) -> Dict[str, Path]:
     """{format: path written} for config.formats of `model` (torch.nn.Module, eval mode) described by `spec`
     (device.ModelSpec); files are named `stem` + FORMATS suffix; `samples` is called only for int8 formats."""
-    from .checkpoint import output_roles
 
     roles = output_roles(model, spec)
     items = _calibration_items(config, samples) if needs_calibration(config) else None
@@ -96,7 +98,6 @@ def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSo
 
 
 def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: ExportConfig, tmp: Path) -> Dict[str, Path]:
-    from .onnx_export import export_onnx
     from .tflite_export import export_tflite
 
     written: Dict[str, Path] = {}
@@ -122,8 +123,6 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
 
 
 def choose_int8_scheme(choice: str):
-    from edgedet.calibration.onnx_quant import SCHEMES, default_int8_scheme
-
     if choice == "auto":
         return default_int8_scheme()
     if choice not in SCHEMES:
@@ -139,8 +138,6 @@ def _calibration_items(config: ExportConfig, samples: SampleSource):
 
 
 def _calibration_set(items, spec, config: ExportConfig):
-    from edgedet.calibration.calibset import build_calibration_set
-
     sampling = config.calib_sampling
     if sampling == "balanced" and not any(item.class_ids for item in items):
         sampling = "random"  # an unlabelled image folder: nothing to balance
@@ -151,8 +148,6 @@ def check_accuracy(model, spec, checkpoint: Path, written: Dict[str, Path], eval
                    config: ExportConfig) -> int:
     """Evaluate the checkpoint (`model`, `spec`, file `checkpoint`) and every artifact with `evaluate`
     (model path or backend -> metrics), print the table, apply the gate. Returns the exit code (1: an artifact failed)."""
-    from .accuracy import ArtifactAccuracy, format_table, gate_failures
-    from .torch_backend import TorchBackend
 
     torch_metrics = evaluate(TorchBackend(model, spec, config.threads))
     reference = ArtifactAccuracy("torch", str(checkpoint), os.path.getsize(checkpoint) / 1e6, torch_metrics)

@@ -1,11 +1,12 @@
 """A Backend for a loaded PyTorch model, so Detector, eval and bench run a .pt through the device pipeline
-(edgedet.export_inputs.torch_backend loads the checkpoint).
+(edgedet.models.loading.torch_backend loads the checkpoint).
 
 Same interface as device/backends.py: `.spec`, `.input_details`, `.output_details`, `.run(x) -> {role: array}`,
 `.describe()`. The input is the runtime's float32 NCHW tensor; outputs are the raw head tensors, NCHW.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Dict, Optional
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from edgedet.device.backends import TensorDetails
 from edgedet.device.spec import ModelSpec
+from .checkpoint import output_roles
 
 
 class TorchBackend:
@@ -22,8 +24,6 @@ class TorchBackend:
 
     def __init__(self, model, spec: ModelSpec, threads: Optional[int] = None):
         import torch
-
-        from .checkpoint import output_roles
 
         self.threads = threads or os.cpu_count() or 1  # intra-op threads (torch.set_num_threads is process-wide)
         torch.set_num_threads(self.threads)
@@ -50,7 +50,5 @@ class TorchBackend:
 
 
 def _float_nchw(spec: ModelSpec) -> ModelSpec:
-    import dataclasses
-
     return dataclasses.replace(spec, input_layout="NCHW", output_layout="NCHW", input_dtype="float32",
                                input_quant=None, output_quant={}, precision="fp32", quantization="")

@@ -52,11 +52,12 @@ def exported_models(tiny_checkpoint, synth_data, tmp_path_factory) -> dict:
     """format -> path for onnx, onnx-int8, tflite, tflite-int8 of `tiny_checkpoint` (built once per session)."""
     from edgedet.calibration.calibset import build_calibration_set
     from edgedet.calibration.onnx_quant import default_int8_scheme
-    from edgedet.export_inputs import calibration_items, load_for_export
+    from edgedet.export_inputs import calibration_items
     from edgedet.export.checkpoint import output_roles
     from edgedet.export.onnx_export import export_onnx
     from edgedet.export.onnx_int8 import export_onnx_int8
     from edgedet.export.tflite_export import export_tflite
+    from edgedet.models.loading import load_for_export
 
     out = tmp_path_factory.mktemp("exported")
     model, spec = load_for_export(tiny_checkpoint)

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from edgedet import bench
+from edgedet import bench, bench_record
 from edgedet.cli import main as cli_main
 
 from .test_report import record
@@ -13,20 +13,20 @@ from .test_report import record
 
 def test_record_validation_names_the_problem():
     good = record("onnx", "int8", 10.0, 0.4)
-    assert bench.validate_record(good) is None
-    assert "schema_version 0" in bench.validate_record(dict(good, schema_version=0))
-    assert "missing fields ['imgsz']" in bench.validate_record({k: v for k, v in good.items() if k != "imgsz"})
-    assert "end-to-end latency" in bench.validate_record(dict(good, latency_ms={"inference": {"p50": 1.0}}))
-    assert "not a JSON object" in bench.validate_record([1, 2])
+    assert bench_record.validate_record(good) is None
+    assert "schema_version 0" in bench_record.validate_record(dict(good, schema_version=0))
+    assert "missing fields ['imgsz']" in bench_record.validate_record({k: v for k, v in good.items() if k != "imgsz"})
+    assert "end-to-end latency" in bench_record.validate_record(dict(good, latency_ms={"inference": {"p50": 1.0}}))
+    assert "not a JSON object" in bench_record.validate_record([1, 2])
     failed = {k: good[k] for k in ("schema_version", "variant", "model", "imgsz", "threads", "provenance")}
-    assert bench.validate_record(dict(failed, error="boom")) is None
+    assert bench_record.validate_record(dict(failed, error="boom")) is None
 
 
 def test_csv_has_one_flat_row_per_record(tmp_path):
     records = [record("onnx", "int8", 10.0, 0.4), record("tflite", "fp32", 30.0, 0.5, host="vm")]
-    bench.write_csv(records, tmp_path / "results.csv")
+    bench_record.write_csv(records, tmp_path / "results.csv")
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
-    assert list(rows[0]) == bench.CSV_COLUMNS
+    assert list(rows[0]) == bench_record.CSV_COLUMNS
     assert [(r["format"], r["precision"]) for r in rows] == [("onnx", "int8"), ("tflite", "fp32")]
     assert float(rows[0]["end_to_end_p50_ms"]) == 10.0 and float(rows[0]["map"]) == 0.4
     assert rows[0]["mask_ap"] == "" and rows[1]["machine"].startswith("vm (")
@@ -85,7 +85,7 @@ def test_a_failing_variant_becomes_a_failure_record(tmp_path, synth_data):
     out = bench.run_variant(variant, config, tmp_path)
     assert out["variant"] == "broken.int8 onnx int8 320px 1t"
     assert out["error"].startswith(f"onnxruntime cannot load {fake}")
-    assert bench.validate_record(out) is None and "latency_ms" not in out
+    assert bench_record.validate_record(out) is None and "latency_ms" not in out
     assert out["provenance"]["machine"]["cores"] >= 1
 
 
@@ -101,7 +101,7 @@ def test_bench_exported_models_and_checkpoint(exported_models, tiny_checkpoint, 
     captured = capsys.readouterr()
     assert code == 0, captured.err
     records = read_jsonl(tmp_path / "b" / "results.jsonl")
-    assert [bench.validate_record(r) for r in records] == [None] * 8
+    assert [bench_record.validate_record(r) for r in records] == [None] * 8
     assert not any(r.get("error") for r in records), [r.get("error") for r in records]
     assert [(r["model"]["format"], r["model"]["precision"], r["threads"]) for r in records] == [
         ("onnx", "int8", 1), ("onnx", "int8", 2), ("tflite", "fp32", 1), ("tflite", "fp32", 2),
@@ -160,7 +160,7 @@ def test_interrupted_run_keeps_every_finished_variant(tmp_path, monkeypatch):
         bench.run_bench(config)
     assert len(calls) == 2
     lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 1 and bench.validate_record(json.loads(lines[0])) is None
+    assert len(lines) == 1 and bench_record.validate_record(json.loads(lines[0])) is None
     assert len(list(csv.DictReader(open(tmp_path / "out" / "results.csv")))) == 1
 
 

@@ -154,7 +154,7 @@ def test_eval_model_checkpoint_over_synth_data(tmp_path, tiny_checkpoint, synth_
 
 def test_evaluate_model_takes_a_backend_object_and_an_image_limit(tiny_checkpoint, synth_data):
     from edgedet.evaluate import evaluate_model
-    from edgedet.export_inputs import torch_backend
+    from edgedet.models.loading import torch_backend
 
     backend = torch_backend(tiny_checkpoint, threads=1)
     report = evaluate_model(backend, synth_data, limit=1, progress=False)
@@ -249,7 +249,7 @@ def test_eval_model_with_an_oracle_backend_scores_high_and_agrees_with_pycocotoo
     pytest.importorskip("pycocotools")
     from edgedet.data import coco_gt_dict, load_dataset
     from edgedet.evaluate import evaluate_model
-    from edgedet.export_inputs import torch_backend
+    from edgedet.models.loading import torch_backend
 
     data = load_dataset(synth_data)
     spec = torch_backend(tiny_checkpoint, threads=1).spec
@@ -284,7 +284,7 @@ def test_a_failing_image_is_logged_and_skipped(tiny_checkpoint, synth_data, caps
     from edgedet.device.errors import EdgedetError
     from edgedet.data import load_dataset
     from edgedet.evaluate import evaluate_model
-    from edgedet.export_inputs import torch_backend
+    from edgedet.models.loading import torch_backend
 
     data = load_dataset(synth_data)
     spec = torch_backend(tiny_checkpoint, threads=1).spec
@@ -298,7 +298,7 @@ def test_a_failing_image_is_logged_and_skipped(tiny_checkpoint, synth_data, caps
 def test_ctrl_c_keeps_the_predictions_so_far(tmp_path, tiny_checkpoint, synth_data):
     from edgedet.data import load_dataset
     from edgedet.evaluate import evaluate_model
-    from edgedet.export_inputs import torch_backend
+    from edgedet.models.loading import torch_backend
 
     data = load_dataset(synth_data)
     spec = torch_backend(tiny_checkpoint, threads=1).spec
@@ -323,7 +323,7 @@ def test_a_model_failing_on_every_image_is_an_edgedet_error(tiny_checkpoint, syn
         def run(self, x):
             raise RuntimeError("bad graph")
 
-    from edgedet.export_inputs import torch_backend
+    from edgedet.models.loading import torch_backend
 
     with pytest.raises(EdgedetError, match="RuntimeError: bad graph"):
         evaluate_model(Broken(torch_backend(tiny_checkpoint, threads=1).spec), synth_data, progress=False)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from edgedet import report
-from edgedet.bench import SCHEMA_VERSION
+from edgedet.bench_record import SCHEMA_VERSION
 from edgedet.cli import main as cli_main
 
 

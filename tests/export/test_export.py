@@ -23,7 +23,7 @@ def _synth_image(synth_data):
 def torch_reference(tiny_checkpoint, synth_data):
     """(model, spec, NCHW float input of a real val image preprocessed by the runtime, raw torch outputs)."""
     from edgedet.device.preprocessing import preprocess
-    from edgedet.export_inputs import load_for_export
+    from edgedet.models.loading import load_for_export
     from edgedet.export.checkpoint import output_roles
     from edgedet.export.onnx_export import torch_outputs
 

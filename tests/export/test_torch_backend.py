@@ -7,7 +7,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def backend(tiny_checkpoint):
-    from edgedet.export_inputs import torch_backend
+    from edgedet.models.loading import torch_backend
 
     return torch_backend(tiny_checkpoint, threads=1)
 
@@ -31,7 +31,7 @@ def test_run_returns_every_role_with_the_declared_shape(backend):
 
 
 def test_imgsz_override_changes_the_input_and_output_shapes(tiny_checkpoint):
-    from edgedet.export_inputs import torch_backend
+    from edgedet.models.loading import torch_backend
 
     wide = torch_backend(tiny_checkpoint, threads=1, imgsz="128,192")
     outputs = wide.run(np.zeros((1, 3, 128, 192), np.float32))
