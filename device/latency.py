@@ -1,21 +1,20 @@
-"""Per-stage latency: `with timer.stage("inference"): ...`, rolling p50/p90/p99, per-frame JSON-lines records.
+"""Per-stage latency: `with timer.stage("inference"): ...`, rolling p50/p90/p99, the console line and table.
 
 A `StageTimer` keeps, per stage name, a rolling window of the most recent durations (for the live
 p50/p90/p99 line and the status page) and a bounded reservoir of the whole run (for the summary
 table at exit). Each thread has its own "current frame" record, so the pipelined runtime can time
 inference in one thread and postprocessing in another, then merge the two records of one frame.
-All durations are milliseconds.
+All durations are milliseconds. The per-frame records go to disk through `device.sinks.LatencyLogSink`.
 """
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from array import array
 from collections import deque
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, TextIO
+from typing import Dict, Iterator, List
 
 import numpy as np
 
@@ -164,23 +163,3 @@ def format_summary_table(stats: Dict[str, Dict[str, float]]) -> str:
         rows.append(f"{name:<12} {int(s['count']):>7d} {s['mean']:>8.2f} {s['p50']:>8.2f} "
                     f"{s['p90']:>8.2f} {s['p99']:>8.2f}")
     return "\n".join(rows)
-
-
-class LatencyLog:
-    """Writes one JSON object per frame ({"frame": i, "ms": {stage: ms}, ...extra}), flushed per line."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._file: Optional[TextIO] = open(path, "w", encoding="utf-8")
-
-    def write(self, frame_index: int, record: Dict[str, float], **extra) -> None:
-        if self._file is None:
-            return
-        line = {"frame": int(frame_index), **extra, "ms": {k: round(v, 4) for k, v in record.items()}}
-        self._file.write(json.dumps(line) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None

@@ -5,7 +5,9 @@
     /frame.jpg    the latest annotated frame as one JPEG
     /status.json  the status as JSON
 
-The inference loop only hands over its newest frame (`publish`, a reference swap). One encoder thread
+`StreamSink` is the run's output: it publishes the annotated frame and keeps the frame's best boxes for the
+status page, and asks the runner for a canvas only while a viewer is connected (nobody watching: no drawing and
+no encoding). The output thread only hands over its newest frame (`publish`, a reference swap). One encoder thread
 JPEG-encodes the newest frame once, and only while someone is watching; every viewer thread sends the
 latest encoded frame and skips what it missed, so any number of viewers (fast or slow) never slows the loop.
 Binds 127.0.0.1 unless the user names another address.
@@ -16,12 +18,14 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from .detections import Detections
 from .errors import EdgedetError
+from .sinks import FrameResult, Sink, detections_to_dicts
 
 log = logging.getLogger("edgedet.stream")
 BOUNDARY = "edgedetframe"
@@ -132,6 +136,39 @@ class StreamServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=2.0)
+
+
+class StreamSink(Sink):
+    """--stream: annotated frames to a `StreamServer`; its status page gets `status()` plus the frame's best boxes.
+
+    status: returns the run's JSON-able status (FPS, stages, model, ...); names: class names, index = class id.
+    """
+
+    STATUS_DETECTIONS = 20  # boxes (no masks) of the best this many detections go to the status page
+
+    def __init__(self, host: str, port: int, status: Callable[[], dict], names: Sequence[str]):
+        self.names = list(names)
+        self.last_detections: List[dict] = []  # the latest frame's best boxes, replaced whole (no lock needed)
+        self._run_status = status
+        self.server = StreamServer(host, port, self.status)
+        log.info("streaming on %s (MJPEG at %sstream.mjpg)", self.server.url, self.server.url)
+
+    @property
+    def needs_canvas(self) -> bool:
+        return self.server.hub.viewers > 0
+
+    def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
+        top = result.detections[:self.STATUS_DETECTIONS]
+        self.last_detections = detections_to_dicts(Detections(top.xyxy, top.scores, top.class_ids), self.names)
+        if canvas is not None:
+            self.server.publish(canvas)
+
+    def status(self) -> dict:
+        """The status page's data: the run's status and the last frame's detections."""
+        return {**self._run_status(), "detections": self.last_detections}
+
+    def close(self) -> None:
+        self.server.close()
 
 
 def _make_handler(hub: FrameHub, status: Callable[[], dict]):

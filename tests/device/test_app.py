@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from edgedet.device.capture import SyntheticSource
-from edgedet.device.stream import StreamServer
+from edgedet.device.sinks import Sink
+from edgedet.device.stream import StreamServer, StreamSink
 from edgedet.cli import main
 from tests.device.test_backends import make_onnx_model
 from tests.device.test_capture import write_images, write_video
@@ -302,8 +303,13 @@ def test_run_help_lists_every_flag(capsys):
         assert flag in text
 
 
+def stream_server(runner):
+    """The StreamServer of a run's --stream sink once the sinks are open, else None."""
+    return next((sink.server for sink in runner.sinks if isinstance(sink, StreamSink)), None)
+
+
 def test_status_page_lists_the_last_detections_and_stop_event_ends_the_run(tmp_path):
-    from edgedet.device.app import RunOptions, Runner
+    from edgedet.device.runner import RunOptions, Runner
 
     options = RunOptions(model=str(make_onnx_model(tmp_path / "toy.onnx")), source="synthetic", conf=0.3,
                          stream="127.0.0.1:0", json=str(tmp_path / "d.jsonl"))
@@ -312,8 +318,8 @@ def test_status_page_lists_the_last_detections_and_stop_event_ends_the_run(tmp_p
     thread = threading.Thread(target=lambda: result.update(code=runner.run()), daemon=True)
     thread.start()
     try:
-        assert wait_for(lambda: runner.server is not None and runner.frames_done >= 3, 60)
-        status = _get_json(runner.server.url + "status.json")
+        assert wait_for(lambda: stream_server(runner) is not None and runner.frames_done >= 3, 60)
+        status = _get_json(stream_server(runner).url + "status.json")
         assert status["frames"] >= 3 and status["model"] == "toy.onnx" and status["source"] == "synthetic"
         assert status["detections"], "the random toy head fires at conf 0.3"
         first = status["detections"][0]
@@ -321,7 +327,7 @@ def test_status_page_lists_the_last_detections_and_stop_event_ends_the_run(tmp_p
     finally:
         options.stop_event.set()
         thread.join(30)
-    assert result["code"] == 0 and runner.server.hub.closed
+    assert result["code"] == 0 and stream_server(runner).hub.closed
     assert len(read_jsonl(tmp_path / "d.jsonl")) == runner.frames_done
 
 
@@ -345,7 +351,7 @@ def test_a_source_that_breaks_ends_the_run_with_its_message_and_keeps_the_output
 
 def test_the_loop_runs_with_a_short_gil_switch_interval_and_single_threaded_opencv_then_restores(
         tmp_path, capsys, monkeypatch):
-    from edgedet.device.app import LOOP_SWITCH_INTERVAL
+    from edgedet.device.runner import LOOP_SWITCH_INTERVAL
     from edgedet.device.pipeline import Detector
 
     real_infer = Detector.infer
@@ -404,8 +410,8 @@ def test_a_live_source_is_pulled_just_in_time_so_frames_never_queue_behind_a_slo
     # a fast synthetic camera and a slow output stage: a live frame is read only when inference can start on it,
     # and inference starts only once the output thread has taken the previous result, so while the output
     # thread writes its k-th frame at most k + 1 frames have been read (a read-ahead queue would hold several)
-    from edgedet.device.app import Runner
     from edgedet.device.pipeline import Detector
+    from edgedet.device.runner import Runner
 
     counts = {"prepared": 0}
     in_flight = []
@@ -431,13 +437,90 @@ def test_a_live_source_is_pulled_just_in_time_so_frames_never_queue_behind_a_slo
 
 
 def test_without_threads_inference_leaves_one_core_to_capture_and_outputs(tmp_path, capsys, monkeypatch):
-    from edgedet.device import app
+    from edgedet.device import runner
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
-    assert app.default_threads() == 3
+    assert runner.default_threads() == 3
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {5})
-    assert app.default_threads() == 1
+    assert runner.default_threads() == 1
     monkeypatch.undo()
     code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
                               "--max-frames", 2, "--no-pin"], capsys)
-    assert code == 0 and int(re.search(r"on onnxruntime [^,]+, (\d+) threads", err).group(1)) == app.default_threads()
+    assert code == 0 and int(re.search(r"on onnxruntime [^,]+, (\d+) threads", err).group(1)) == runner.default_threads()
+
+
+# ------------------------------------------------------------------------------------------ the sink protocol
+
+
+class RecordingSink(Sink):
+    """Keeps what the runner hands it; `stop_after`: pump_events asks to stop once this many frames were written."""
+
+    def __init__(self, needs_canvas=False, records_output_time=False, stop_after=None):
+        self.needs_canvas, self.records_output_time, self.stop_after = needs_canvas, records_output_time, stop_after
+        self.written, self.closed = [], False
+
+    def write(self, result, canvas):
+        self.written.append((result, canvas))
+
+    def pump_events(self):
+        return self.stop_after is not None and len(self.written) >= self.stop_after
+
+    def close(self):
+        self.closed = True
+
+
+def run_with_sinks(tmp_path, monkeypatch, sinks, **options):
+    """Runner on the toy model and the synthetic source, with `sinks` instead of those the options ask for."""
+    from edgedet.device import runner as run_module
+
+    monkeypatch.setattr(run_module, "build_sinks", lambda *args: list(sinks))
+    runner = run_module.Runner(run_module.RunOptions(model=str(make_onnx_model(tmp_path / "toy.onnx")),
+                                                     source="synthetic", **options))
+    return runner, runner.run()
+
+
+def count_drawing(monkeypatch):
+    from edgedet.device import runner as run_module
+
+    drawn, real = [], run_module.annotate
+    monkeypatch.setattr(run_module, "annotate", lambda *args, **kwargs: drawn.append(1) or real(*args, **kwargs))
+    return drawn
+
+
+def test_nothing_is_drawn_when_no_sink_needs_a_canvas(tmp_path, capsys, monkeypatch):
+    drawn = count_drawing(monkeypatch)
+    # JSON lines, the latency log and an unwatched stream need no canvas
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--max-frames", 3, "--json", tmp_path / "d.jsonl", "--latency-log", tmp_path / "l.jsonl",
+                              "--stream", "127.0.0.1:0"], capsys)
+    assert code == 0 and len(read_jsonl(tmp_path / "d.jsonl")) == 3 and drawn == []
+    assert all("draw" not in line["ms"] for line in read_jsonl(tmp_path / "l.jsonl"))
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--max-frames", 3, "--save", tmp_path / "out.avi"], capsys)
+    assert code == 0 and len(drawn) == 3
+
+
+def test_every_sink_gets_every_frame_and_one_shared_canvas_only_if_some_sink_needs_it(tmp_path, monkeypatch):
+    drawn = count_drawing(monkeypatch)
+    plain = RecordingSink()
+    runner, code = run_with_sinks(tmp_path, monkeypatch, [plain], max_frames=3)
+    assert code == 0 and drawn == [] and plain.closed
+    assert [r.frame.index for r, canvas in plain.written] == [0, 1, 2]
+    assert all(canvas is None and r.semantic is None for r, canvas in plain.written)
+
+    plain, drawing, logger = RecordingSink(), RecordingSink(needs_canvas=True), RecordingSink(records_output_time=True)
+    runner, code = run_with_sinks(tmp_path, monkeypatch, [logger, plain, drawing], max_frames=3)
+    assert code == 0 and len(drawn) == 3 and plain.closed and drawing.closed and logger.closed
+    for (result, canvas), (other, shared), (logged, _) in zip(plain.written, drawing.written, logger.written):
+        assert canvas is shared and canvas.shape == result.frame.image.shape and canvas.dtype == np.uint8
+        assert result is other and not np.array_equal(canvas, result.frame.image)  # annotated, on a copy
+        # the latency-recording sink is written last, with the output stage the others took
+        assert "output" in logged.latency_ms and "output" not in result.latency_ms
+        assert {"inference", "draw", "end_to_end"} <= set(result.latency_ms) and logged.frame is result.frame
+
+
+def test_a_sink_can_stop_the_run_from_the_main_thread(tmp_path, monkeypatch):
+    window = RecordingSink(needs_canvas=True, stop_after=2)  # like --show's q key
+    runner, code = run_with_sinks(tmp_path, monkeypatch, [window])  # synthetic without --max-frames: endless
+    assert code == 0 and runner.options.stop_event.is_set() and window.closed
+    assert 2 <= len(window.written) == runner.frames_done < 10

@@ -1,4 +1,4 @@
-"""device.sinks (JSON lines with COCO RLE, annotated video) and device.draw."""
+"""device.sinks (the sink protocol; JSON lines with COCO RLE, latency log, annotated video, window) and device.draw."""
 import json
 
 import cv2
@@ -9,8 +9,9 @@ from edgedet.device.capture import Frame
 from edgedet.device.detections import Detections
 from edgedet.device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
 from edgedet.device.errors import EdgedetError
-from edgedet.device.rle import rle_decode
-from edgedet.device.sinks import JsonLinesSink, VideoSink, detections_to_dicts
+from edgedet.device.sinks import (FrameResult, JsonLinesSink, JsonLinesWriter, LatencyLogSink, Sink, VideoSink,
+                                  WindowSink, detections_to_dicts)
+from edgedet.rle import rle_decode
 
 NAMES = ["circle", "square"]
 
@@ -41,13 +42,13 @@ def test_json_lines_are_flushed_per_frame(tmp_path):
     path = tmp_path / "out" / "dets.jsonl"
     sink = JsonLinesSink(str(path), NAMES)
     frame = Frame(np.zeros((30, 40, 3), np.uint8), 7, 1700000000.5, 1.0, "a.png")
-    sink.write(frame, two_detections(), {"inference": 12.34567})
+    sink.write(FrameResult(frame, two_detections(), {"inference": 12.34567}), None)
     # readable before close: flushed line by line
     line = json.loads(path.read_text().splitlines()[0])
     assert line["frame"] == 7 and line["source"] == "a.png" and line["width"] == 40 and line["height"] == 30
     assert line["timestamp"] == pytest.approx(1700000000.5) and line["latency_ms"] == {"inference": 12.346}
     assert len(line["detections"]) == 2 and line["detections"][0]["segmentation"]["size"] == [30, 40]
-    sink.write(frame, Detections.empty(), {})
+    sink.write(FrameResult(frame, Detections.empty(), {}), None)
     sink.close()
     assert len(path.read_text().splitlines()) == 2 and sink.lines == 2
 
@@ -58,12 +59,61 @@ def test_json_sink_unwritable_path_is_named(tmp_path):
         JsonLinesSink(str(tmp_path / "file" / "dets.jsonl"), NAMES)
 
 
+def test_latency_log_writes_flushed_json_lines(tmp_path):
+    log = LatencyLogSink(str(tmp_path / "lat.jsonl"))
+    frame = Frame(np.zeros((30, 40, 3), np.uint8), 0, 0.0, 0.0, "x")
+    log.write(FrameResult(frame, Detections.empty(), {"inference": 1.5}), None)
+    assert json.loads((tmp_path / "lat.jsonl").read_text()) == {"frame": 0, "source": "x", "ms": {"inference": 1.5}}
+    log.close()
+    log.write(FrameResult(frame, Detections.empty(), {"inference": 1.0}), None)  # after close: ignored, no crash
+
+
+def test_both_json_outputs_share_one_writer_and_say_whether_they_need_a_canvas(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EdgedetError, match="--latency-log: cannot write"):
+        LatencyLogSink(str(tmp_path / "file" / "lat.jsonl"))
+    writer = JsonLinesWriter(str(tmp_path / "w.jsonl"), "--json")
+    writer.write({"a": 1})
+    assert (tmp_path / "w.jsonl").read_text() == '{"a": 1}\n' and writer.lines == 1  # flushed before close
+    writer.close()
+    writer.write({"a": 2})
+    assert writer.lines == 1
+    json_sink, latency = JsonLinesSink(str(tmp_path / "d.jsonl"), NAMES), LatencyLogSink(str(tmp_path / "l.jsonl"))
+    assert isinstance(json_sink._writer, JsonLinesWriter) and isinstance(latency._writer, JsonLinesWriter)
+    assert not json_sink.needs_canvas and not latency.needs_canvas and VideoSink(str(tmp_path / "v.avi")).needs_canvas
+    assert latency.records_output_time and not json_sink.records_output_time  # written after the output stage
+    json_sink.close()
+    latency.close()
+
+
+def test_a_sink_must_implement_write():
+    class NoWrite(Sink):
+        pass
+
+    with pytest.raises(TypeError):
+        NoWrite()
+
+
+def test_window_sink_shows_each_new_canvas_once_and_q_asks_to_stop(monkeypatch):
+    shown, keys = [], [-1, -1, ord("q")]
+    monkeypatch.setattr(cv2, "imshow", lambda title, image: shown.append(image))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: keys.pop(0))
+    sink = WindowSink()
+    assert sink.needs_canvas
+    canvas = np.zeros((4, 4, 3), np.uint8)
+    sink.write(FrameResult(Frame(canvas, 0, 0.0, 0.0, "x"), Detections.empty()), canvas)
+    assert sink.pump_events() is False and sink.pump_events() is False  # the same canvas is shown once
+    assert len(shown) == 1 and shown[0] is canvas
+    assert sink.pump_events() is True  # q
+
+
 def test_video_sink_writes_a_readable_video_resizing_odd_frames(tmp_path):
     path = tmp_path / "out.mp4"
     sink = VideoSink(str(path), fps=12)
     for k in range(5):
         size = (48, 64) if k != 3 else (30, 50)
-        sink.write(np.full((*size, 3), 40 * k, np.uint8))
+        image = np.full((*size, 3), 40 * k, np.uint8)
+        sink.write(FrameResult(Frame(image, k, 0.0, 0.0, "x"), Detections.empty()), image)
     sink.close()
     capture = cv2.VideoCapture(str(path))
     frames = []

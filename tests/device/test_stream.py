@@ -1,4 +1,5 @@
-"""device.stream: MJPEG and status over HTTP on 127.0.0.1, encoding once per frame for any number of viewers."""
+"""device.stream: MJPEG and status over HTTP on 127.0.0.1, encoding once per frame for any number of viewers; the
+--stream sink asks for a canvas only while someone watches."""
 import json
 import threading
 import time
@@ -8,8 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edgedet.device.capture import Frame
+from edgedet.device.detections import Detections
 from edgedet.device.errors import EdgedetError
-from edgedet.device.stream import BOUNDARY, StreamServer, parse_host_port
+from edgedet.device.sinks import FrameResult
+from edgedet.device.stream import BOUNDARY, StreamServer, StreamSink, parse_host_port
 
 
 @pytest.fixture
@@ -127,3 +131,33 @@ def test_a_stalled_viewer_does_not_block_publishing(server):
 def test_port_in_use_is_reported(server):
     with pytest.raises(EdgedetError, match="cannot listen on 127.0.0.1"):
         StreamServer("127.0.0.1", server.port, dict)
+
+
+def test_stream_sink_asks_for_a_canvas_only_while_a_viewer_is_connected():
+    sink = StreamSink("127.0.0.1", 0, lambda: {"fps": 3.5}, ["circle", "square"])
+    masks = np.ones((2, 48, 64), bool)
+    detections = Detections(np.array([[1, 2, 30, 40], [5, 5, 9, 9]], np.float32), np.array([0.9, 0.4], np.float32),
+                            np.array([1, 0], np.int32), masks)
+    result = FrameResult(Frame(frame(0), 0, 0.0, 0.0, "synthetic"), detections)
+    try:
+        assert not sink.needs_canvas  # nobody watching: the runner draws nothing
+        sink.write(result, None)
+        assert sink.server.hub._raw_seq == 0  # and nothing was published
+        status = json.loads(urllib.request.urlopen(sink.server.url + "status.json", timeout=5).read())
+        assert status["fps"] == 3.5 and [d["class_name"] for d in status["detections"]] == ["square", "circle"]
+        assert "segmentation" not in status["detections"][0]  # boxes only on the status page
+        images = []
+        viewer = threading.Thread(target=lambda: images.extend(read_mjpeg_parts(sink.server.url + "stream.mjpg", 1)))
+        viewer.start()
+        deadline = time.perf_counter() + 10
+        while not sink.needs_canvas and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        assert sink.needs_canvas
+        while viewer.is_alive() and time.perf_counter() < deadline:
+            sink.write(result, frame(5))
+            time.sleep(0.02)
+        viewer.join(5)
+        assert len(images) == 1 and images[0].shape == (48, 64, 3)
+    finally:
+        sink.close()
+    assert sink.server.hub.closed
