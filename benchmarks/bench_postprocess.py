@@ -6,7 +6,7 @@
    cv2.dnn.NMSBoxes including the xyxy -> xywh list conversion OpenCV needs; the kept sets are checked equal.
 2. Full YOLOv8 (1, 84, 8400) post-processing at conf 0.25 (device.postprocessing) vs an OpenCV reference:
    transpose, score filter, NMSBoxesBatched, un-letterbox.
-3. Bilinear upsampling of (C, h, w) logits (device.upsample) vs cv2.resize per channel into one (C, H, W) array.
+3. Bilinear upsampling of (C, h, w) logits (lecture.upsampling) vs cv2.resize per channel into one (C, H, W) array.
 4. Instance-mask assembly for 20 kept objects from 32x160x160 prototypes into a 480x640 frame (median only).
 Timing alternates blocks of ours and the peer's calls so load on a shared machine hits both alike.
 """
@@ -25,7 +25,7 @@ from edgedet.device.masks import instance_masks
 from edgedet.device.suppression import nms
 from edgedet.device.postprocessing import postprocess
 from edgedet.device.spec import ModelSpec
-from edgedet.device.upsample import upsample
+from edgedet.lecture.upsampling import upsample
 
 
 def time_alternating(fns: Dict[str, Callable[[], object]], repeats: int, block: int = 5,

@@ -75,13 +75,6 @@ class Letterbox:
 
     __call__ = apply
 
-    def boxes_to_input(self, xyxy: np.ndarray) -> np.ndarray:
-        """(N, 4) xyxy original-frame pixels -> float32 (N, 4) network-input pixels."""
-        out = np.array(xyxy, dtype=np.float64).reshape(-1, 4)  # float64: frame corners land exactly
-        out[:, 0::2] = out[:, 0::2] * self.resized_hw[1] / self.src_hw[1] + self.left
-        out[:, 1::2] = out[:, 1::2] * self.resized_hw[0] / self.src_hw[0] + self.top
-        return out.astype(np.float32)
-
     def boxes_to_original(self, xyxy: np.ndarray, clip: bool = True) -> np.ndarray:
         """(N, 4) xyxy network-input pixels -> float32 (N, 4) original-frame pixels, clipped to the frame."""
         out = np.array(xyxy, dtype=np.float64).reshape(-1, 4)
@@ -95,14 +88,6 @@ class Letterbox:
     def content_slices(self) -> Tuple[slice, slice]:
         """(rows, cols) slices of the resized frame inside the network input (the padding excluded)."""
         return (slice(self.top, self.top + self.resized_hw[0]), slice(self.left, self.left + self.resized_hw[1]))
-
-    def map_to_original(self, image: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
-        """An (H, W[, C]) map at network-input resolution -> (h, w[, C]) in the original frame (padding cut)."""
-        rows, cols = self.content_slices()
-        content = np.ascontiguousarray(image[rows, cols])
-        if content.shape[:2] == self.src_hw:
-            return content
-        return cv2.resize(content, (self.src_hw[1], self.src_hw[0]), interpolation=interpolation)
 
 
 def letterbox(image: np.ndarray, dst_hw, pad_value: int = 114, scaleup: bool = True):

@@ -1,14 +1,14 @@
-"""Segmentation outputs in the original frame: instance masks from prototypes, semantic class maps, panoptic merge.
+"""Segmentation outputs in the original frame: instance masks from prototypes and semantic class maps.
 
 Instance masks follow the prototype recipe: logits = coefficients @ prototypes (linear), computed only for boxes
 kept by NMS and only over each box; the logits are bilinearly resampled straight to frame pixels (through the
-letterbox) and thresholded at 0 there, never at prototype resolution.
+letterbox) and thresholded at 0 there, never at prototype resolution. The panoptic merge of both is the host's
+(edgedet/metrics/panoptic.py), where the panoptic metric uses it.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Tuple
 
 import numpy as np
 
@@ -104,56 +104,3 @@ def semantic_logits_in_frame(logits: np.ndarray, letterbox: Letterbox) -> np.nda
 def semantic_map(logits: np.ndarray, letterbox: Letterbox) -> np.ndarray:
     """Semantic logits (S, h, w) covering the network input -> int32 (H, W) class map of the original frame."""
     return semantic_logits_in_frame(logits, letterbox).argmax(axis=0).astype(np.int32)
-
-
-@dataclass(frozen=True)
-class PanopticSegment:
-    """One segment of a panoptic map."""
-
-    id: int  # value of this segment's pixels in the segment map (1..), 0 = void
-    label: int  # semantic label (index into spec.semantic_names)
-    is_thing: bool  # True for an instance (from a detection), False for a stuff region
-    score: float  # detection score for things, 1.0 for stuff
-    area: int  # pixels
-
-
-def panoptic_merge(semantic: np.ndarray, masks: np.ndarray, scores: np.ndarray, thing_labels: Sequence[int],
-                   thing_classes: Optional[Sequence[int]] = None, overlap_threshold: float = 0.5,
-                   min_stuff_area: int = 0, ignore_label: int = 255) -> Tuple[np.ndarray, List[PanopticSegment]]:
-    """Panoptic merge: things from instance masks, stuff from the semantic map.
-
-    semantic:     int (H, W) semantic labels of the frame.
-    masks:        bool (N, H, W) instance masks; scores (N,); thing_labels (N,) semantic label of each instance.
-    thing_classes: semantic labels that are things (default: the labels in thing_labels).
-    Instances are painted in descending score onto still-free pixels; one whose visible part is below
-    `overlap_threshold` of its mask is dropped. Remaining pixels take their semantic label as stuff, except
-    labels that belong to things (their pixels stay void) and `ignore_label`; stuff segments smaller than
-    `min_stuff_area` stay void. Returns (int32 (H, W) segment ids, 0 = void; the segments).
-    """
-    semantic = np.asarray(semantic)
-    masks = np.asarray(masks, dtype=bool).reshape(-1, *semantic.shape)
-    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
-    thing_labels = np.asarray(thing_labels, dtype=np.int64).reshape(-1)
-    if len(scores) != len(masks) or len(thing_labels) != len(masks):
-        raise EdgedetError(f"panoptic merge: {len(masks)} masks, {len(scores)} scores, {len(thing_labels)} labels")
-    segment_map = np.zeros(semantic.shape, dtype=np.int32)
-    segments: List[PanopticSegment] = []
-    for n in np.argsort(-scores, kind="stable"):
-        area = int(masks[n].sum())
-        visible = masks[n] & (segment_map == 0)
-        if area == 0 or visible.sum() < overlap_threshold * area:
-            continue
-        segment_map[visible] = len(segments) + 1
-        segments.append(PanopticSegment(len(segments) + 1, int(thing_labels[n]), True, float(scores[n]),
-                                        int(visible.sum())))
-    things = set(thing_labels.tolist() if thing_classes is None else [int(t) for t in thing_classes])
-    free = segment_map == 0
-    for label in np.unique(semantic[free]):
-        if label == ignore_label or int(label) in things:
-            continue
-        region = free & (semantic == label)
-        if region.sum() < max(min_stuff_area, 1):
-            continue
-        segment_map[region] = len(segments) + 1
-        segments.append(PanopticSegment(len(segments) + 1, int(label), False, 1.0, int(region.sum())))
-    return segment_map, segments

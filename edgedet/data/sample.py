@@ -2,7 +2,8 @@
 
 Boxes are xyxy float32 in image pixels, continuous coordinates (a box covering pixel columns 3..5
 inclusive is x1=3, x2=6). Instance segmentations stay in their COCO form (polygon lists or RLE
-dicts) until `Sample.instance_masks()` rasterises them.
+dicts) until `Sample.instance_masks()` rasterises them with edgedet/rle.py, pycocotools' way: training targets,
+panoptic ground truth and mask-AP ground truth see the same pixels.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 
 from edgedet.device.errors import EdgedetError
+from edgedet.rle import segmentation_to_mask
 
 IGNORE_LABEL = 255  # semantic label of pixels that count for no class
 
@@ -123,69 +125,7 @@ class Dataset:
         return iter(self.samples)
 
 
-# ---- masks <-> COCO segmentations -------------------------------------------------------------
-
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """bool (H, W) mask -> COCO uncompressed RLE {"size": [H, W], "counts": [...]} (column-major runs, zeros first)."""
-    h, w = mask.shape
-    flat = np.asarray(mask, dtype=np.uint8).ravel(order="F")
-    if flat.size == 0:
-        return {"size": [h, w], "counts": []}
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat[0]:
-        counts = [0] + counts
-    return {"size": [h, w], "counts": counts}
-
-
-def rle_to_mask(rle: dict) -> np.ndarray:
-    """COCO RLE dict (uncompressed counts list or compressed string) -> bool (H, W) mask."""
-    h, w = (int(v) for v in rle["size"])
-    counts = rle["counts"]
-    if isinstance(counts, (str, bytes)):
-        from edgedet.device.rle import rle_decode  # the runtime's NumPy codec of compressed COCO strings
-
-        return np.asarray(rle_decode(rle), dtype=bool)
-    counts = np.asarray(counts, dtype=np.int64)
-    if counts.sum() != h * w or np.any(counts < 0):
-        raise EdgedetError(f"RLE counts sum to {int(counts.sum())}, expected H*W = {h * w}")
-    values = np.arange(len(counts)) % 2 == 1
-    return np.repeat(values, counts).reshape(w, h).T
-
-
-def polygons_to_mask(polygons: List[List[float]], shape_hw: Tuple[int, int]) -> np.ndarray:
-    """COCO polygons [[x, y, x, y, ...], ...] in pixel coordinates (pixel i spans i..i+1) -> bool (H, W) mask: the
-    pixels whose centres lie inside or on a polygon (overlapping polygons cancel out, even-odd)."""
-    mask = np.zeros(shape_hw, dtype=np.uint8)
-    contours = [np.round((np.asarray(p, dtype=np.float64).reshape(-1, 2) - 0.5) * 16).astype(np.int32)
-                for p in polygons if len(p) >= 6]
-    if contours:
-        cv2.fillPoly(mask, contours, 1, lineType=cv2.LINE_8, shift=4)  # 4 fractional bits; pixel centres at integers
-    return mask.astype(bool)
-
-
-def mask_to_polygons(mask: np.ndarray) -> List[List[float]]:
-    """bool (H, W) mask -> COCO polygons: outer contours through boundary pixel centres (x + 0.5, y + 0.5), at least
-    3 points each (a 1-pixel or 1-pixel-wide part repeats its last point). Holes are not represented."""
-    contours, _ = cv2.findContours(np.asarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    polygons = []
-    for contour in contours:
-        points = contour.reshape(-1, 2).astype(np.float64) + 0.5
-        points = np.concatenate([points, np.repeat(points[-1:], max(3 - len(points), 0), axis=0)])
-        polygons.append([round(float(v), 2) for v in points.ravel()])
-    return polygons
-
-
-def segmentation_to_mask(segmentation: Segmentation, shape_hw: Tuple[int, int]) -> np.ndarray:
-    """Any COCO segmentation (polygon list or RLE dict) -> bool (H, W) mask."""
-    if isinstance(segmentation, dict):
-        mask = rle_to_mask(segmentation)
-        if mask.shape != tuple(shape_hw):
-            raise EdgedetError(f"RLE size {list(mask.shape)} does not match image {list(shape_hw)}")
-        return mask
-    return polygons_to_mask(segmentation, shape_hw)
-
+# ---- masks -------------------------------------------------------------------------------------
 
 def mask_to_xyxy(mask: np.ndarray) -> np.ndarray:
     """bool (H, W) mask -> float32 (4,) tight box enclosing its pixels (x2, y2 exclusive); zeros for an empty mask."""

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgedet.device.errors import EdgedetError
-from edgedet.device.rle import counts_of_many, iou_from_intersection, segmentation_to_rle
+from edgedet.rle import counts_of_many, iou_from_intersection, segmentation_to_rle
 
 IOU_TYPES = ("bbox", "segm")
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

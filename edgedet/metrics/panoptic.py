@@ -7,11 +7,14 @@ truth is a FN; an unmatched prediction is a FP unless more than half of it lies 
 category.
     PQ = sum IoU(TP) / (TP + FP/2 + FN/2),  SQ = sum IoU(TP) / TP,  RQ = TP / (TP + FP/2 + FN/2)
 Averages are over categories that occur (TP + FP + FN > 0), for all, things and stuff separately.
+
+`panoptic_from_semantic_and_instances` is the project's one panoptic merge (things painted over stuff): it builds
+the predicted and the ground-truth maps that the meter compares.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,8 +25,11 @@ VOID = 0  # segment id of unlabelled pixels
 
 @dataclass
 class GtSegment:
+    """One segment of a panoptic map (ground truth or prediction)."""
+
     category: int  # category id
     iscrowd: bool = False  # crowd region: never a FN, absorbs overlapping FPs of its category
+    instance: Optional[int] = None  # index of the instance mask a thing segment was painted from; None for stuff
 
 
 class PanopticMeter:
@@ -121,32 +127,44 @@ def _intersections(gt_ids: np.ndarray, pred_ids: np.ndarray) -> Dict[Tuple[int, 
 
 def panoptic_from_semantic_and_instances(semantic: np.ndarray, instance_masks: np.ndarray, instance_categories,
                                          stuff_labels, instance_iscrowd=None, overlap_keep: float = 0.5,
-                                         min_stuff_area: int = 0):
-    """Build a panoptic map: instances painted in the given order (first wins), stuff from the semantic map.
+                                         min_stuff_area: int = 0, scores: Optional[Sequence[float]] = None):
+    """The panoptic merge, for predictions and ground truth alike: things from instance masks, stuff from a
+    semantic map.
 
-    semantic: int (H, W) labels; stuff_labels: labels that are stuff (their category id is the label itself);
-    instance_masks: bool (N, H, W) in priority order; an instance keeping less than `overlap_keep` of its mask
-    after earlier ones is dropped. Pixels left that are not stuff are void.
-    Returns (ids (H, W) int32, {segment id: GtSegment}).
+    semantic:        int (H, W) labels; stuff_labels: the labels that are stuff (a stuff segment's category id is
+                     its label); other labels (things without a surviving instance, the ignore label) stay void.
+    instance_masks:  bool (N, H, W), with instance_categories (N,) and optional instance_iscrowd (N,).
+    scores:          optional float (N,); given, instances are painted best first (stable for ties), else in order.
+    Each instance takes the still-free pixels of its mask; one keeping less than `overlap_keep` of its mask is
+    dropped. The one minimum-area rule (panopticapi's and Detectron2's stuff area limit): a stuff region of fewer
+    than `min_stuff_area` free pixels stays void, and an empty region never becomes a segment.
+    Returns (ids int32 (H, W), 0 = void; {segment id: GtSegment}), ids 1, 2, ... in painting order.
     """
     h, w = semantic.shape
     ids = np.zeros((h, w), dtype=np.int32)
     segments: Dict[int, GtSegment] = {}
     crowd = np.zeros(len(instance_masks), bool) if instance_iscrowd is None else np.asarray(instance_iscrowd, bool)
-    next_id = 1
-    for mask, cat, is_crowd in zip(instance_masks, instance_categories, crowd):
-        area = int(mask.sum())
-        free = mask & (ids == VOID)
+    for n in _painting_order(len(instance_masks), scores):
+        area = int(instance_masks[n].sum())
+        free = instance_masks[n] & (ids == VOID)
         if area == 0 or free.sum() < overlap_keep * area:
             continue
-        ids[free] = next_id
-        segments[next_id] = GtSegment(int(cat), bool(is_crowd))
-        next_id += 1
+        ids[free] = len(segments) + 1
+        segments[len(segments) + 1] = GtSegment(int(instance_categories[n]), bool(crowd[n]), int(n))
     for label in stuff_labels:
         region = (semantic == label) & (ids == VOID)
-        if region.sum() <= min_stuff_area or not region.any():
+        if region.sum() < max(min_stuff_area, 1):
             continue
-        ids[region] = next_id
-        segments[next_id] = GtSegment(int(label), False)
-        next_id += 1
+        ids[region] = len(segments) + 1
+        segments[len(segments) + 1] = GtSegment(int(label), False)
     return ids, segments
+
+
+def _painting_order(count: int, scores: Optional[Sequence[float]]) -> np.ndarray:
+    """int (count,) instance indices: by descending score (stable) when scores are given, else 0..count-1."""
+    if scores is None:
+        return np.arange(count)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(scores) != count:
+        raise EdgedetError(f"panoptic merge: {count} instance masks but {len(scores)} scores")
+    return np.argsort(-scores, kind="stable")

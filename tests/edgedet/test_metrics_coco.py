@@ -11,7 +11,8 @@ from edgedet.metrics import STAT_KEYS, coco_evaluate, evaluate_coco
 
 pytest.importorskip("pycocotools")
 
-from edgedet.device.rle import rle_encode, mask_to_counts
+from edgedet.device.rle import rle_encode
+from edgedet.rle import mask_to_rle, rle_to_bbox
 
 
 def random_coco_case(seed: int, num_images: int = 12, cat_ids=(3, 7, 11, 20), segm: bool = False,
@@ -85,7 +86,7 @@ def _fill_geometry(ann, box, rng, h, w, segm, crowd):
         return
     mask = _box_mask(box, h, w, rng)
     if crowd:  # crowd regions are uncompressed RLE, as in COCO
-        ann["segmentation"] = {"size": [h, w], "counts": [int(c) for c in mask_to_counts(mask)]}
+        ann["segmentation"] = {"size": [h, w], "counts": [int(c) for c in mask_to_rle(mask)["counts"]]}
     elif rng.random() < 0.5:
         x, y, bw, bh = box
         ann["segmentation"] = [[x, y, x + bw * 0.9, y + bh * 0.1, x + bw, y + bh, x + bw * 0.2, y + bh * 0.8]]
@@ -175,8 +176,6 @@ def test_results_in_unknown_categories_are_ignored_and_segm_results_define_bbox_
 
 def test_segm_results_with_boxes_take_area_from_the_box_as_loadres():
     gt, results = random_coco_case(6, num_images=6, segm=True)
-    from edgedet.device.rle import rle_to_bbox
-
     for r in results:
         r["bbox"] = [float(v) for v in rle_to_bbox(r["segmentation"])]
         r["bbox"][2] += 7  # area differs from the mask's: loadRes uses the box
@@ -185,8 +184,6 @@ def test_segm_results_with_boxes_take_area_from_the_box_as_loadres():
 
 def test_box_results_evaluated_as_segm_rasterise_the_box_polygon():
     gt, results = random_coco_case(7, num_images=5, segm=True)
-    from edgedet.device.rle import rle_to_bbox
-
     box_results = [{"image_id": r["image_id"], "category_id": r["category_id"], "score": r["score"],
                     "bbox": [float(v) for v in rle_to_bbox(r["segmentation"])]} for r in results]
     assert_same_as_pycocotools(gt, box_results, "segm")

@@ -125,3 +125,47 @@ def test_panoptic_map_builder_paints_instances_then_stuff():
     ids, segments = panoptic_from_semantic_and_instances(semantic, masks, [3, 4], stuff_labels=[0, 1])
     assert ids.tolist() == [[3, 1, 1, 2, 0]]
     assert {k: s.category for k, s in segments.items()} == {1: 3, 2: 4, 3: 0}
+
+
+def test_panoptic_merge_things_over_stuff():
+    semantic = np.zeros((10, 10), np.int64)  # label 0 = sky (stuff)
+    semantic[5:] = 1  # label 1 = road (stuff)
+    semantic[2:4, 2:4] = 2  # label 2 = car (thing) with no surviving instance: stays void
+    semantic[9, 9] = 255  # ignore
+    masks = np.zeros((3, 10, 10), bool)
+    masks[0, 5:8, 5:8] = True   # car, best
+    masks[1, 6:9, 6:9] = True   # car, overlaps the first by 4/9 visible 5/9 -> kept (>= 0.5)
+    masks[2, 5:8, 5:8] = True   # duplicate of the first: fully hidden -> dropped
+    scores = np.array([0.9, 0.8, 0.7])
+    seg, segments = panoptic_from_semantic_and_instances(semantic, masks, [2, 2, 2], stuff_labels=[0, 1],
+                                                         scores=scores)
+    things = [k for k, s in segments.items() if s.instance is not None]
+    stuff = {s.category: k for k, s in segments.items() if s.instance is None}
+    assert [scores[segments[k].instance] for k in things] == pytest.approx([0.9, 0.8])
+    assert [int((seg == k).sum()) for k in things] == [9, 5]
+    assert set(stuff) == {0, 1}
+    assert (seg[2:4, 2:4] == 0).all() and seg[9, 9] == 0
+    assert (seg[5:8, 5:8] == things[0]).all()
+    assert (seg == stuff[0]).sum() == 50 - 4 and (seg[0] == stuff[0]).all()
+    assert sorted(np.unique(seg).tolist()) == [0] + sorted(segments)
+
+
+def test_panoptic_merge_paints_by_score_when_scores_are_given():
+    semantic = np.zeros((1, 6), np.int64)
+    masks = np.array([[[1, 1, 1, 1, 0, 0]], [[0, 0, 1, 1, 1, 0]]], dtype=bool)
+    ids, segments = panoptic_from_semantic_and_instances(semantic, masks, [3, 4], stuff_labels=[], scores=[0.2, 0.9])
+    assert ids.tolist() == [[2, 2, 1, 1, 1, 0]]  # the second, scored higher, goes first and keeps its pixels
+    assert [segments[k].instance for k in (1, 2)] == [1, 0]
+    in_order, _ = panoptic_from_semantic_and_instances(semantic, masks, [3, 4], stuff_labels=[])
+    assert in_order.tolist() == [[1, 1, 1, 1, 0, 0]]  # without scores the first goes first; the second keeps 1/3
+    with pytest.raises(EdgedetError):
+        panoptic_from_semantic_and_instances(semantic, masks, [3, 4], stuff_labels=[], scores=[0.5])
+
+
+@pytest.mark.parametrize("min_stuff_area, kept", [(0, True), (3, True), (4, False)])
+def test_panoptic_stuff_below_the_minimum_area_stays_void(min_stuff_area, kept):
+    semantic = np.array([[0, 0, 0, 1, 1, 1, 1, 1]])  # stuff 0 has 3 pixels
+    ids, segments = panoptic_from_semantic_and_instances(semantic, np.zeros((0, 1, 8), bool), [], stuff_labels=[0, 1],
+                                                         min_stuff_area=min_stuff_area)
+    assert (0 in {s.category for s in segments.values()}) == kept
+    assert (ids[0, :3] != 0).all() == kept
