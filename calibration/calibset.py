@@ -10,11 +10,13 @@ import sys
 from dataclasses import dataclass
 from typing import Iterator, List, Sequence
 
+import cv2
 import numpy as np
 
-from .sampling import CalibrationItem, items_from_folder, sample_items
 from edgedet.device.errors import EdgedetError
+from edgedet.device.preprocessing import preprocess
 from edgedet.device.spec import ModelSpec
+from .sampling import CalibrationItem, items_from_folder, sample_items
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,6 @@ class CalibrationSet:
 
     def arrays(self) -> Iterator[np.ndarray]:
         """Preprocessed inputs, float32 (1, 3, H, W) or (1, H, W, 3) per `spec.input_layout`, RGB 0..1 letterboxed."""
-        from edgedet.device.preprocessing import preprocess
-
         for item in self.items:
             x, _ = preprocess(_read_bgr(item), self.spec)
             yield np.ascontiguousarray(x, dtype=np.float32)
@@ -65,8 +65,6 @@ def calibration_set_from_folder(folder, spec: ModelSpec, size: int = 200, seed: 
 
 
 def _read_bgr(item: CalibrationItem) -> np.ndarray:
-    import cv2
-
     image = cv2.imread(str(item.path), cv2.IMREAD_COLOR)
     if image is None:
         raise EdgedetError(f"cannot read calibration image {item.path}")

@@ -15,6 +15,7 @@ With entropy and percentile, the graph outputs (raw head logits) keep their obse
 """
 from __future__ import annotations
 
+import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,6 @@ def default_int8_scheme(machine: Optional[str] = None, flags: Optional[set] = No
     (measured on the tiny model: S8S8 8.1 ms, U8S8 1.2 ms, fp32 2.0 ms); without VNNI the weights
     also use reduce_range (7 bits), since plain U8S8 saturates the int16 accumulators of AVX2.
     """
-    import platform
-
     machine = (machine or platform.machine()).lower()
     flags = cpu_flags() if flags is None else flags
     if machine not in ("x86_64", "amd64", "i386", "i686"):

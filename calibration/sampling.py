@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from edgedet.device.errors import EdgedetError
+from edgedet.device.image_files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STRATEGIES = ("random", "balanced")
 
 

@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edgedet.device.ort_session import open_ort_session
 from .onnx_quant import Int8Scheme, quantizable_nodes, quantize_qdq
 
 
@@ -37,11 +38,7 @@ def sqnr_db(reference: Dict[str, np.ndarray], test: Dict[str, np.ndarray]) -> fl
 
 def run_outputs(model_path, inputs: Sequence[np.ndarray], threads: int = 1) -> Dict[str, np.ndarray]:
     """Raw outputs of an ONNX model over `inputs`, concatenated along axis 0 per output name."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    session = open_ort_session(model_path, threads)
     input_name = session.get_inputs()[0].name
     names = [o.name for o in session.get_outputs()]
     runs = [session.run(names, {input_name: x}) for x in inputs]

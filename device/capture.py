@@ -29,10 +29,10 @@ import cv2
 import numpy as np
 
 from .errors import EdgedetError
+from .image_files import IMAGE_SUFFIXES
 
 log = logging.getLogger("edgedet.capture")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -422,7 +422,6 @@ class LiveSource(Source):
         self._cond = threading.Condition()
         self._latest: Optional[Frame] = None
         self._stop = threading.Event()
-        self._last_frame_time = time.perf_counter()
         self._reader = self._open_first(open_timeout, on_fail)
         self._thread = threading.Thread(target=self._run, name="edgedet-capture", daemon=True)
         self._thread.start()
@@ -509,7 +508,6 @@ class LiveSource(Source):
                 self.dropped += 1
             self._latest = frame
             self.delivered += 1
-            self._last_frame_time = now
             self._cond.notify_all()
 
     def read(self, timeout: float = 1.0) -> Optional[Frame]:
@@ -519,10 +517,6 @@ class LiveSource(Source):
                 self._cond.wait_for(lambda: self._latest is not None or self._stop.is_set(), timeout)
             frame, self._latest = self._latest, None
             return frame
-
-    @property
-    def seconds_since_frame(self) -> float:
-        return time.perf_counter() - self._last_frame_time
 
     def close(self) -> None:
         self._stop.set()

@@ -51,6 +51,7 @@ from .data import load_dataset
 from .evaluate import evaluate_model
 from .export_cli import run_export
 from .models.loading import resolve_checkpoint
+from .progress import bar_text
 from .provenance import provenance
 from .report import build_tables, markdown_tables
 
@@ -284,7 +285,8 @@ def _worker(job_path: str) -> int:
 
 
 class Progress:
-    """Variants done out of the total, elapsed time and ETA, one line per event on stderr."""
+    """Variants done out of the total, elapsed time and ETA, one log line per event on stderr (a variant takes
+    minutes, so each line is kept rather than redrawn; the bar in it is drawn by edgedet.progress)."""
     def __init__(self, total: int, stream=None):
         self.total = total  # variants to measure
         self.stream = stream or sys.stderr  # where the lines go
@@ -292,11 +294,9 @@ class Progress:
         self.done = 0  # variants finished
 
     def line(self, text: str) -> str:
-        width = 20
-        filled = int(width * self.done / max(self.total, 1))
         elapsed = time.perf_counter() - self.start
         eta = elapsed / self.done * (self.total - self.done) if self.done else None
-        bar = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} variants"
+        bar = f"{bar_text(self.done, self.total)} {self.done}/{self.total} variants"
         times = f"elapsed {_duration(elapsed)}, ETA {_duration(eta) if eta is not None else '?'}"
         return f"bench {bar} {times} | {text}"
 

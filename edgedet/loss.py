@@ -13,7 +13,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .models.decode import level_values
+from .models.decode import cxcywh_to_xyxy, level_values
 from .models.model import STRIDES, ModelConfig, group_outputs
 
 PROTO_STRIDE = 4  # prototypes are at 1/4 of the input resolution
@@ -180,16 +180,11 @@ class EdgeDetLoss:
             c @ flat[b] for b, c in enumerate(coefs.split(counts)) if counts[b]
         ]).view(-1, *proto_hw)  # (P, Hp, Wp)
         gt = targets.masks[target].to(logits.dtype)
-        box_xyxy = _cxcywh_to_xyxy(targets.boxes[target, 2:6].to(logits.dtype)) / PROTO_STRIDE
+        box_xyxy = cxcywh_to_xyxy(targets.boxes[target, 2:6].to(logits.dtype)) / PROTO_STRIDE
         crop = box_crop_mask(box_xyxy, proto_hw)
         bce = F.binary_cross_entropy_with_logits(logits, gt, reduction="none")
         area = ((box_xyxy[:, 2] - box_xyxy[:, 0]) * (box_xyxy[:, 3] - box_xyxy[:, 1])).clamp(min=1.0)
         return ((bce * crop).sum(dim=(1, 2)) / area).mean()
-
-
-def _cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    half = boxes[:, 2:4] / 2
-    return torch.cat([boxes[:, 0:2] - half, boxes[:, 0:2] + half], dim=1)
 
 
 def box_crop_mask(xyxy: torch.Tensor, shape_hw: Tuple[int, int]) -> torch.Tensor:

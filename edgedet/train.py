@@ -11,9 +11,11 @@ Ctrl-C (or SIGTERM) saves OUT/last.pt before exiting.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
+import resource
 import signal
 import sys
 import threading
@@ -22,7 +24,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Dict, Optional
 
+import numpy as np
+
 from edgedet.device.errors import EdgedetError
+from edgedet.device.imgsz import parse_imgsz
+from .data import load_dataset
+from .data.synth import SynthConfig, synth_dataset_yaml, write_split
+from .data.yamlio import write_yaml
+from .models.anchors import kmeans_anchors, split_levels
+from .progress import progress_bar
 
 SHAPES = "shapes"  # --data value that generates (once) and uses the synthetic shapes data set
 
@@ -86,8 +96,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from parsed flags (flag names are the field names with '-' for '_')."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     config = TrainConfig(**values)
-    if config.imgsz <= 0 or config.imgsz % 32:
-        raise EdgedetError(f"--imgsz {config.imgsz} must be a positive multiple of 32")
+    parse_imgsz(config.imgsz, stride=32)  # EdgedetError naming a size that is not a positive multiple of 32
     if config.epochs <= 0 or config.batch <= 0:
         raise EdgedetError("--epochs and --batch must be positive")
     return config
@@ -133,9 +142,6 @@ def synthetic_data_dir(config: TrainConfig) -> Path:
 
 def ensure_synthetic_data(config: TrainConfig, is_main: bool) -> Path:
     """Generate the shapes data set once (main process) and return its folder."""
-    from .data.synth import SynthConfig, synth_dataset_yaml, write_split
-    from .data.yamlio import write_yaml
-
     folder = synthetic_data_dir(config)
     if is_main and not (folder / "dataset.yaml").is_file():
         print(f"generating synthetic shapes into {folder} ...", file=sys.stderr)
@@ -148,8 +154,6 @@ def ensure_synthetic_data(config: TrainConfig, is_main: bool) -> Path:
 
 def load_splits(config: TrainConfig, is_main: bool):
     """(train Dataset, val Dataset) named by config.data."""
-    from .data import load_dataset
-
     path = ensure_synthetic_data(config, is_main) if config.data == SHAPES else Path(config.data)
     distributed_barrier()
     train_set = load_dataset(path, split="train")
@@ -161,10 +165,7 @@ def load_splits(config: TrainConfig, is_main: bool):
 
 def anchors_for(train_set, imgsz: int, num_anchors: int):
     """K anchors per level by k-means (IoU distance) on the training boxes as the network sees them (letterboxed)."""
-    import numpy as np
-
-    from .models.anchors import kmeans_anchors, split_levels
-    from .models.model import STRIDES
+    from .models.model import STRIDES  # torch: the model module defines the strides
 
     wh = [s.xyxy[:, 2:] - s.xyxy[:, :2] for s in train_set.samples]
     scales = [imgsz / max(s.shape_hw) for s in train_set.samples]
@@ -186,7 +187,7 @@ def distributed_barrier() -> None:
         dist.barrier()
 
 
-# ---- schedule, EMA, progress --------------------------------------------------------------------
+# ---- schedule, EMA ------------------------------------------------------------------------------
 
 def learning_rate(step: int, progress: float, config: TrainConfig, steps_per_epoch: int) -> float:
     """Linear warm-up over the first steps, then cosine decay from config.lr to config.lr * final_lr_frac as
@@ -203,8 +204,6 @@ class ModelEMA:
     """Exponential moving average of a model's floating-point state; decay ramps up as 1 - exp(-updates / 200)."""
 
     def __init__(self, model, decay: float, updates: int = 0):
-        import copy
-
         self.module = copy.deepcopy(getattr(model, "module", model)).eval()
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
@@ -225,48 +224,14 @@ class ModelEMA:
                     value.copy_(source[name])
 
 
-class Progress:
-    """A plain-text progress bar on stderr: redrawn in place on a terminal, one line per ~10% in a log file."""
-
-    def __init__(self, total: int, prefix: str, stream=None):
-        self.total, self.prefix = total, prefix
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-        self.tty = self.stream.isatty()
-        self.next_line = 0
-
-    def update(self, done: int, values: Dict[str, float]) -> None:
-        if not self.tty and done < self.next_line and done != self.total:
-            return
-        self.next_line = done + max(1, self.total // 10)
-        elapsed = time.perf_counter() - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else 0.0
-        filled = int(20 * done / max(1, self.total))
-        losses = " ".join(f"{k} {v:.3f}" for k, v in values.items())
-        line = (f"{self.prefix} {done}/{self.total} [{'=' * filled}{' ' * (20 - filled)}] {losses} "
-                f"{rate:.2f} it/s ETA {_clock(eta)}")
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
-        if self.tty and done == self.total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 def _raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
 def cpu_seconds() -> float:
     """CPU time of this process plus its finished children (data loader workers), in seconds."""
-    import resource
-
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return sum(u.ru_utime + u.ru_stime for u in usage)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def fitness(metrics: Dict[str, float]) -> float:
@@ -433,33 +398,38 @@ class Trainer:
         return float(seconds)
 
     def _train_one_epoch(self, epoch: int, steps_per_epoch: int) -> None:
-        import torch
-
         self.model.train()
         self.train_data.epoch = epoch
         if hasattr(self.loader.sampler, "set_epoch"):
             self.loader.sampler.set_epoch(epoch)
-        progress = Progress(steps_per_epoch, f"epoch {epoch + 1}/{self.config.epochs}") if self.is_main else None
-        running: Dict[str, float] = {}
-        for i, (images, targets, _) in enumerate(self.loader):
-            progress_done = self.progress()
-            if progress_done >= 1.0:
-                break
-            for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate(self.step, progress_done, self.config, steps_per_epoch)
-            outputs = self.ddp(images.contiguous(memory_format=torch.channels_last))
-            loss, parts = self.loss(outputs, targets)
-            loss = loss + sum(o.sum() for o in outputs) * 0.0  # every head takes part in every DDP reduction
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
-            self.optimizer.step()
-            self.step += 1
-            if self.ema is not None:
-                self.ema.update(self.model)
-            running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in parts.items()}
-            if progress is not None:
-                progress.update(i + 1, running)
+        running: Dict[str, float] = {}  # exponentially smoothed loss parts, shown beside the bar
+        with progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{self.config.epochs}", "step", self.is_main) as bar:
+            for images, targets, _ in self.loader:
+                done = self.progress()
+                if done >= 1.0:
+                    break
+                parts = self._train_step(images, targets, learning_rate(self.step, done, self.config, steps_per_epoch))
+                running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in parts.items()}
+                bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in running.items()), refresh=False)
+                bar.update()
+
+    def _train_step(self, images, targets, lr: float) -> Dict[str, float]:
+        """One optimizer step at learning rate `lr` (and EMA update) on a batch; returns the batch's loss parts."""
+        import torch
+
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        outputs = self.ddp(images.contiguous(memory_format=torch.channels_last))
+        loss, parts = self.loss(outputs, targets)
+        loss = loss + sum(o.sum() for o in outputs) * 0.0  # every head takes part in every DDP reduction
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.optimizer.step()
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return parts
 
     def _end_epoch(self, epochs_done: int) -> None:
         from .train_val import validate

@@ -11,7 +11,9 @@ import torch
 from edgedet.device.postprocessing import postprocess, postprocess_semantic
 from edgedet.device.preprocessing import preprocess
 from edgedet.device.spec import ModelSpec
+from .data import coco_gt_dict
 from .evaluate import detections_to_coco
+from .metrics import SemanticMeter, coco_evaluate
 
 VAL_CONF = 0.005  # score threshold of validation detections (low, for the whole precision-recall curve)
 VAL_IOU = 0.6  # NMS IoU threshold during validation
@@ -33,9 +35,6 @@ def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int =
 
     Returns {"box/AP", "box/AP50", ... (the 12 COCO stats), "mask/..." with prototypes, "semantic/mIoU" with a seg head}.
     """
-    from .data import coco_gt_dict
-    from .metrics import SemanticMeter, coco_evaluate
-
     was_training = model.training
     model.eval()
     results: List[dict] = []

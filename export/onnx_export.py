@@ -13,6 +13,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from edgedet.device.ort_session import open_ort_session
 from edgedet.device.spec import ModelSpec
 from .artifacts import atomic_outputs
 
@@ -108,12 +109,8 @@ def torch_outputs(model, x: np.ndarray, output_names: Sequence[str]) -> Dict[str
 
 
 def onnx_outputs(path, x: np.ndarray, threads: Optional[int] = 1) -> Dict[str, np.ndarray]:
-    """Raw outputs of an ONNX file on one input, keyed by output name (onnxruntime, CPU)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """Raw outputs of an ONNX file on one input, keyed by output name (onnxruntime, CPU; threads None = all cores)."""
+    session = open_ort_session(path, threads)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {session.get_inputs()[0].name: x})))
 

@@ -5,13 +5,6 @@ Public names: Sample, Dataset, load_dataset, coco_gt_dict, read_coco, write_coco
 from .coco import coco_gt_dict, read_coco, write_coco
 from .loader import load_dataset
 from .sample import Dataset, Sample
+from .yolo import read_yolo, write_yolo
 
 __all__ = ["Sample", "Dataset", "load_dataset", "coco_gt_dict", "read_coco", "write_coco", "read_yolo", "write_yolo"]
-
-
-def __getattr__(name):
-    if name in ("read_yolo", "write_yolo"):
-        from . import yolo
-
-        return getattr(yolo, name)
-    raise AttributeError(f"module 'edgedet.data' has no attribute {name!r}")

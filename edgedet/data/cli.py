@@ -3,11 +3,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from edgedet.device.errors import EdgedetError
+from edgedet.device.imgsz import parse_imgsz
+from edgedet.progress import progress_bar
+from .coco import write_coco
+from .loader import load_dataset
+from .synth import SEMANTIC_NAMES, SynthConfig, THING_NAMES, synth_dataset_yaml, write_split
+from .yamlio import read_yaml, write_yaml
+from .yolo import write_yolo
 
 EPILOG = """\
 subcommands:
@@ -33,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--train", type=_count, default=2000, help="training images (default 2000; 0 skips)")
     synth.add_argument("--val", type=_count, default=300, help="validation images (default 300; 0 skips)")
-    synth.add_argument("--imgsz", type=_imgsz, default=320, help="image side in pixels (default 320)")
+    synth.add_argument("--imgsz", default="320", help="image side in pixels, a multiple of 32, at least 64 (default 320)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--workers", type=_count, default=min(os.cpu_count() or 1, 4),
                        help="processes drawing images (default: CPU count, at most 4); output is identical for any value")
@@ -65,11 +75,12 @@ def _count(text: str) -> int:
     return value
 
 
-def _imgsz(text: str) -> int:
-    value = int(text)
-    if value < 64 or value % 32:
-        raise argparse.ArgumentTypeError("must be a multiple of 32, at least 64")
-    return value
+def synth_imgsz(text: str) -> int:
+    """The side of the square synthetic images from the --imgsz text; EdgedetError naming a bad value."""
+    height, width = parse_imgsz(text, stride=32, minimum=64)
+    if height != width:
+        raise EdgedetError(f"--imgsz {text!r}: the synthetic images are square; give one size")
+    return height
 
 
 def main(args: argparse.Namespace) -> int:
@@ -85,51 +96,34 @@ def main(args: argparse.Namespace) -> int:
 
 def run_synth(args: argparse.Namespace) -> int:
     """Generate the synthetic data set and its dataset.yaml; prints images per second."""
-    from .synth import SEMANTIC_NAMES, SynthConfig, THING_NAMES, synth_dataset_yaml, write_split
-    from .yamlio import write_yaml
-
-    cfg = SynthConfig(imgsz=args.imgsz)
+    imgsz = synth_imgsz(args.imgsz)
+    cfg = SynthConfig(imgsz=imgsz)
     args.out.mkdir(parents=True, exist_ok=True)
     yaml_path = args.out / "dataset.yaml"  # written first: an interrupted run still leaves a readable folder
     splits = [split for split, count in (("train", args.train), ("val", args.val)) if count]
     write_yaml(yaml_path, synth_dataset_yaml(args.out, cfg, args.seed, splits),
-               header=f"edgedet synthetic shapes: edgedet data synth --seed {args.seed} --imgsz {args.imgsz}")
+               header=f"edgedet synthetic shapes: edgedet data synth --seed {args.seed} --imgsz {imgsz}")
     start = time.perf_counter()
     for split, count in (("train", args.train), ("val", args.val)):
         if count:
-            write_split(args.out, split, count, args.seed, cfg, progress=_progress_printer(split, count),
-                        workers=args.workers)
+            with progress_bar(count, f"synth {split}", "img") as bar:
+                write_split(args.out, split, count, args.seed, cfg, progress=bar.update, workers=args.workers)
     total, seconds = args.train + args.val, time.perf_counter() - start
-    print(f"wrote {args.train} train + {args.val} val images ({args.imgsz}x{args.imgsz}) to {args.out} "
+    print(f"wrote {args.train} train + {args.val} val images ({imgsz}x{imgsz}) to {args.out} "
           f"in {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} images/s)")
     print(f"things: {', '.join(THING_NAMES)}; semantic: {', '.join(SEMANTIC_NAMES)}; {yaml_path}")
     return 0
 
 
-def _progress_printer(split: str, count: int):
-    """A callback printing `split: done/count` on stderr every 10% (one line per update when not a tty)."""
-    step = max(count // 10, 1)
-
-    def progress(done: int) -> None:
-        if done % step == 0 or done == count:
-            end = "\n" if done == count or not sys.stderr.isatty() else "\r"
-            print(f"  {split}: {done}/{count}", end=end, file=sys.stderr, flush=True)
-
-    return progress
-
-
 def run_convert(args: argparse.Namespace) -> int:
     """Read SRC split by split and write it in the target format."""
-    from .coco import write_coco
-    from .yolo import write_yolo
-
     _check_source_format(args.src, args.src_format)
     for split in _splits(args):
         dataset = _load(args, split)
         if args.dst_format == "yolo":
             write_yolo(dataset, args.out, split)
         else:
-            _write_coco_folder(dataset, args.out, split, write_coco)
+            _write_coco_folder(dataset, args.out, split)
         skipped = f", skipped {len(dataset.skipped)} invalid records" if dataset.skipped else ""
         print(f"{split}: {len(dataset)} images, {sum(len(s) for s in dataset)} instances -> {args.out}{skipped}")
     return 0
@@ -147,8 +141,6 @@ def _check_source_format(src: Path, src_format: str) -> None:
 def detect_format(src: Path) -> str:
     """"coco" or "yolo": a .json is COCO; a dataset.yaml (or a folder holding one) is COCO if it names coco_<split>
     annotations; a folder without a yaml is COCO if it has annotations/, else YOLO."""
-    from .yamlio import read_yaml
-
     yaml_path = src if src.suffix.lower() in (".yaml", ".yml") else src / "dataset.yaml"
     if src.suffix.lower() == ".json":
         return "coco"
@@ -170,8 +162,6 @@ def _splits(args: argparse.Namespace) -> list:
 
 
 def _has_split(src: Path, split: str) -> bool:
-    from .yamlio import read_yaml
-
     folder = src if src.is_dir() else src.parent
     yaml_path = src if src.suffix.lower() in (".yaml", ".yml") else folder / "dataset.yaml"
     if yaml_path.is_file():
@@ -179,12 +169,8 @@ def _has_split(src: Path, split: str) -> bool:
     return (folder / "annotations" / f"instances_{split}.json").is_file() or (folder / "images" / split).is_dir()
 
 
-def _write_coco_folder(dataset, out: Path, split: str, write_coco) -> None:
+def _write_coco_folder(dataset, out: Path, split: str) -> None:
     """The synth layout: out/<split>/images, out/<split>/semantic, out/annotations/instances_<split>.json, dataset.yaml."""
-    import shutil
-
-    from .yamlio import read_yaml, write_yaml
-
     image_dir, semantic_dir = out / split / "images", out / split / "semantic"
     image_dir.mkdir(parents=True, exist_ok=True)
     for sample in dataset.samples:
@@ -204,8 +190,6 @@ def _write_coco_folder(dataset, out: Path, split: str, write_coco) -> None:
 
 
 def _load(args: argparse.Namespace, split: str):
-    from .loader import load_dataset
-
     dataset = load_dataset(args.src, split, images_dir=args.images, semantic_dir=args.semantic,
                            skip_invalid=args.skip_invalid)
     for message in dataset.skipped[:20]:
@@ -217,8 +201,6 @@ def _load(args: argparse.Namespace, split: str):
 
 def run_info(args: argparse.Namespace) -> int:
     """Print classes, image and instance counts of one split."""
-    import numpy as np
-
     dataset = _load(args, args.split)
     counts = np.bincount(np.concatenate([s.class_ids for s in dataset] + [np.zeros(0, np.int32)]),
                          minlength=len(dataset.names))

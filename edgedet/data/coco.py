@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import cv2
 import numpy as np
 
 from edgedet.device.boxes import xywh_to_xyxy, xyxy_to_xywh
@@ -145,8 +146,6 @@ def _image_size(record: dict, path: Path) -> Tuple[int, int]:
     """(height, width) from the record, else read from the image file."""
     if record.get("height") and record.get("width"):
         return int(record["height"]), int(record["width"])
-    import cv2
-
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise EdgedetError(f"{path}: cannot read image")

@@ -14,6 +14,7 @@ from edgedet.device.errors import EdgedetError
 from .coco import read_coco
 from .sample import Dataset
 from .yamlio import read_yaml
+from .yolo import read_yolo
 
 
 def load_dataset(path, split: str = "val", images_dir: Optional[Path] = None, semantic_dir: Optional[Path] = None,
@@ -44,8 +45,6 @@ def _load_folder(folder: Path, split: str, images_dir, semantic_dir, skip_invali
     if coco_json.is_file():
         return read_coco(coco_json, images_dir, semantic_dir, skip_invalid)
     if (folder / "images" / split).is_dir():
-        from .yolo import read_yolo
-
         return read_yolo(folder / "images" / split, names=None, skip_invalid=skip_invalid)
     raise EdgedetError(f"{folder}: no dataset.yaml, annotations/instances_{split}.json or images/{split} folder")
 
@@ -64,8 +63,6 @@ def _load_yaml(yaml_path: Path, split: str, skip_invalid: bool) -> Dataset:
         images_dir = root / config[split] if config.get(split) else None
         dataset = read_coco(root / config[f"coco_{split}"], images_dir, None, skip_invalid, semantic_names or None)
     elif config.get(split):
-        from .yolo import read_yolo
-
         dataset = read_yolo(root / str(config[split]), names=names, skip_invalid=skip_invalid,
                             semantic_names=semantic_names)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -17,7 +18,8 @@ from typing import Callable, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from .sample import mask_to_rle, mask_to_xyxy
+from edgedet.rle import mask_to_rle
+from .sample import mask_to_xyxy
 
 THING_NAMES = ["circle", "square", "triangle", "star", "hexagon"]
 STUFF_NAMES = ["sky", "grass", "water", "sand"]
@@ -270,8 +272,10 @@ def coco_categories() -> List[dict]:
 
 
 def write_split(out: Path, split: str, count: int, seed: int, cfg: SynthConfig,
-                progress: Optional[Callable[[int], None]] = None, workers: int = 1) -> Path:
+                progress: Optional[Callable[[], None]] = None, workers: int = 1) -> Path:
     """Write `count` images, semantic PNGs and annotations/instances_<split>.json under `out`; returns the JSON path.
+
+    progress, if given, is called once after each image is written (a progress bar's `update`).
 
     workers > 1 draws images in that many processes; the output is identical (each image has its own seed).
     On Ctrl-C the JSON still lists every image finished so far, then KeyboardInterrupt propagates.
@@ -286,7 +290,7 @@ def write_split(out: Path, split: str, count: int, seed: int, cfg: SynthConfig,
             images.append(image)
             annotations += [dict(a, id=len(annotations) + k + 1) for k, a in enumerate(scene_annots)]
             if progress is not None:
-                progress(len(images))
+                progress()
     finally:
         _write_json_atomic(json_path, {
             "info": {"description": f"edgedet synthetic shapes, split {split}, seed {seed}, imgsz {cfg.imgsz}"},
@@ -313,8 +317,6 @@ def _map(function, jobs: list, workers: int):
     if workers <= 1 or len(jobs) < 2:
         yield from map(function, jobs)
         return
-    from concurrent.futures import ProcessPoolExecutor
-
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(function, jobs, chunksize=8)
 

@@ -15,11 +15,12 @@ import numpy as np
 
 from edgedet.device.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from edgedet.device.errors import EdgedetError
+from edgedet.device.image_files import IMAGE_SUFFIXES
+from edgedet.rle import pixel_edge_contours, polygons_to_mask
 from .coco import RecordProblems
-from .sample import Dataset, Sample, mask_to_xyxy, polygons_to_mask
+from .sample import Dataset, Sample, mask_to_xyxy
 from .yamlio import read_yaml, write_yaml
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 COORD_TOLERANCE = 1e-3  # normalised coordinates may exceed 0..1 by this much (rounding) before they are malformed
 
 
@@ -139,11 +140,10 @@ def sample_label_lines(sample: Sample) -> List[str]:
 
 
 def _single_polygon(mask: np.ndarray) -> Optional[np.ndarray]:
-    """float (V, 2) one polygon (pixel-centre vertices + 0.5) for a mask with any parts and holes. Outer contours
-    and hole contours are joined by zero-width bridges (the path returns along each), so an even-odd fill of the
-    path gives back the mask up to the bridge pixels. None for an empty mask."""
-    contours, _ = cv2.findContours(np.asarray(mask, dtype=np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    parts = [c.reshape(-1, 2).astype(np.float64) + 0.5 for c in contours]
+    """float (V, 2) one polygon (vertices at pixel corners, along pixel edges) for a mask with any parts and holes.
+    Outer contours and hole contours are joined by zero-width bridges (the path returns along each), so an even-odd
+    fill of the path the pycocotools way (edgedet.rle) gives back the mask. None for an empty mask."""
+    parts = [c.astype(np.float64) for c in pixel_edge_contours(mask, cv2.RETR_CCOMP)]
     if not parts:
         return None
     parts.sort(key=len, reverse=True)

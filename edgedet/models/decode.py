@@ -73,7 +73,8 @@ def decode_boxes_cxcywh(
 
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) centre/size -> corners (torch mirror of device.boxes.cxcywh_to_xyxy)."""
+    """(..., 4) centre/size -> (..., 4) corners, same dtype and device: the one torch converter, the twin of the
+    NumPy edgedet.device.boxes.cxcywh_to_xyxy (the model's decode and the mask loss both use it)."""
     half = boxes[..., 2:4] / 2
     return torch.cat([boxes[..., 0:2] - half, boxes[..., 0:2] + half], dim=-1)
 

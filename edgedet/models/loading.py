@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgedet.device.errors import EdgedetError
-from edgedet.export.checkpoint import parse_imgsz
+from edgedet.device.imgsz import parse_imgsz
 from edgedet.export.torch_backend import TorchBackend
 from . import SHIPPED_CHECKPOINT
 

@@ -9,9 +9,10 @@ import pytest
 from edgedet.device.errors import EdgedetError
 from edgedet.cli import main
 from edgedet.data import load_dataset, read_coco, read_yolo, write_coco, write_yolo
-from edgedet.data.sample import mask_to_polygons, mask_to_rle, mask_to_xyxy, polygons_to_mask, rle_to_mask
+from edgedet.data.sample import mask_to_xyxy
 from edgedet.data.synth import SynthConfig, THING_NAMES, write_split
 from edgedet.data.yamlio import format_yaml, parse_yaml
+from edgedet.rle import mask_to_polygons, mask_to_rle, polygons_to_mask, rle_compress, rle_decode
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_masks_rle_and_polygons_are_exact():
     mask[3:12, 5:20] = True
     mask[20:28, 30:38] = True
     mask[0, 39] = True
-    assert np.array_equal(rle_to_mask(mask_to_rle(mask)), mask)
+    assert np.array_equal(rle_decode(mask_to_rle(mask)), mask)
     assert mask_to_rle(np.ones((2, 2), bool))["counts"] == [0, 4]
     assert np.array_equal(polygons_to_mask(mask_to_polygons(mask), mask.shape), mask)
     assert mask_to_xyxy(mask).tolist() == [5, 0, 40, 28]
@@ -111,6 +112,79 @@ def test_yaml_subset_reader():
     assert parse_yaml(format_yaml(data)) == data
     with pytest.raises(EdgedetError, match="line 2"):
         parse_yaml("a: 1\nnot a mapping\n")
+
+
+ULTRALYTICS_HEADER = """\
+# Ultralytics YOLO, AGPL-3.0 license
+# COCO8 dataset (first 8 images from COCO train2017) by Ultralytics
+# Example usage: yolo train data=coco8.yaml
+
+# Train/val/test sets as 1) dir: path/to/imgs, 2) file: path/to/imgs.txt, or 3) list: [path/to/imgs1, ..]
+path: ../datasets/coco8 # dataset root dir
+train: images/train # train images (relative to 'path')
+val: images/val # val images (relative to 'path')
+test: # test images (optional)
+
+# Classes
+"""
+ULTRALYTICS_DOWNLOAD = """
+# Download script/URL (optional)
+download: |
+  from ultralytics.utils.downloads import download
+  from pathlib import Path
+
+  # Download labels
+  segments = True  # segment or box labels
+  dir = Path(yaml['path'])  # dataset root dir
+  url = 'https://github.com/ultralytics/assets/releases/download/v0.0.0/'
+  urls = [url + ('coco2017labels-segments.zip' if segments else 'coco2017labels.zip')]  # labels
+  download(urls, dir=dir.parent)
+"""
+
+
+@pytest.mark.parametrize("names_block", ["names:\n  0: person\n  1: bicycle\n  2: car\n",
+                                         "names: ['person', 'bicycle', 'car']\n"])
+def test_ultralytics_dataset_yaml_with_download_script(tmp_path, names_block):
+    root = tmp_path / "datasets/coco8"
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        cv2.imwrite(str(root / "images" / split / "0001.jpg"), np.zeros((40, 60, 3), np.uint8))
+        (root / "labels" / split / "0001.txt").write_text("2 0.5 0.5 0.5 0.5\n0 0.25 0.25 0.1 0.1\n")
+    yaml_path = tmp_path / "cfg/coco8.yaml"
+    yaml_path.parent.mkdir()
+    yaml_path.write_text(ULTRALYTICS_HEADER + names_block + ULTRALYTICS_DOWNLOAD)
+    for split in ("train", "val"):
+        dataset = load_dataset(yaml_path, split)
+        assert dataset.names == ["person", "bicycle", "car"] and len(dataset) == 1
+        assert dataset[0].class_ids.tolist() == [2, 0] and dataset[0].shape_hw == (40, 60)
+    config = parse_yaml(yaml_path.read_text())
+    assert config["test"] is None and config["download"].startswith("from ultralytics.utils.downloads import")
+    assert "\n\n  # Download labels" not in config["download"] and "# Download labels\n" in config["download"]
+
+
+def test_malformed_yaml_is_one_line_naming_file_and_line(tmp_path):
+    yaml_path = tmp_path / "dataset.yaml"
+    yaml_path.write_text("path: .\ntrain: images/train\nnames: [a, b\nval: images/val\n")
+    with pytest.raises(EdgedetError) as error:
+        load_dataset(yaml_path, "train")
+    message = str(error.value)
+    assert message.startswith(f"{yaml_path}: line 3: ") and "\n" not in message
+    yaml_path.write_text("- a\n- b\n")
+    with pytest.raises(EdgedetError, match="dataset.yaml: expected 'key: value' lines at the top level"):
+        load_dataset(yaml_path, "train")
+
+
+def test_written_yaml_keeps_key_order_and_reads_back(tmp_path):
+    from edgedet.data.yamlio import read_yaml, write_yaml
+
+    data = {"path": "/data/set", "val": "images/val", "train": "images/train", "names": {0: "yes", 1: "1.5"},
+            "semantic_names": ["sky", "road"], "imgsz": 320}
+    write_yaml(tmp_path / "d.yaml", data, header="written by a test\nsecond line")
+    text = (tmp_path / "d.yaml").read_text()
+    assert text.startswith("# written by a test\n# second line\npath: /data/set\nval: images/val\n")
+    assert "names:\n  0: 'yes'\n" in text  # a name YAML would read as a bool stays a string
+    assert list(read_yaml(tmp_path / "d.yaml")) == list(data) and read_yaml(tmp_path / "d.yaml") == data
 
 
 # ---- malformed input ------------------------------------------------------------------------------
@@ -233,7 +307,5 @@ def test_rle_round_trip_on_random_masks(seed):
     mask = rng.random(shape) < rng.random()
     rle = mask_to_rle(mask)
     assert sum(rle["counts"]) == mask.size and rle["size"] == list(shape)
-    assert np.array_equal(rle_to_mask(rle), mask)
-    from edgedet.device.rle import rle_decode
-
-    assert np.array_equal(rle_decode(rle), mask)  # the runtime's codec reads what the generator writes
+    assert np.array_equal(rle_decode(rle), mask)
+    assert np.array_equal(rle_decode(rle_compress(rle)), mask)  # compressed as results are, it reads back the same

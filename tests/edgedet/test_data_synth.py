@@ -7,7 +7,8 @@ import pytest
 from edgedet.device.errors import EdgedetError
 
 from edgedet.data import coco_gt_dict, load_dataset
-from edgedet.data.sample import mask_to_xyxy, rle_to_mask
+from edgedet.data.sample import mask_to_xyxy
+from edgedet.rle import rle_decode
 from edgedet.data.synth import SEMANTIC_NAMES, STUFF_NAMES, THING_NAMES, SynthConfig, make_scene, write_split
 
 SMALL = SynthConfig(imgsz=128)
@@ -60,7 +61,7 @@ def test_coco_annotations_match_their_masks(synth_dir):
     assert coco["semantic_names"] == SEMANTIC_NAMES
     assert len(coco["images"]) == 4 and coco["annotations"]
     for ann in coco["annotations"]:
-        mask = rle_to_mask(ann["segmentation"])
+        mask = rle_decode(ann["segmentation"])
         assert ann["area"] == mask.sum() and ann["iscrowd"] == 0
         x, y, w, h = ann["bbox"]
         assert list(mask_to_xyxy(mask)) == [x, y, x + w, y + h]  # the box encloses the mask exactly
@@ -108,3 +109,14 @@ def test_parallel_workers_write_the_same_files(tmp_path):
     for index in range(5):
         name = f"{index:06d}.jpg"
         assert (tmp_path / "serial/train/images" / name).read_bytes() == (tmp_path / "parallel/train/images" / name).read_bytes()
+
+
+@pytest.mark.parametrize("imgsz, problem", [("100", "a multiple of 32"), ("32", "at least 64"),
+                                            ("64,128", "square"), ("abc", "one or two integers")])
+def test_synth_rejects_a_bad_imgsz_in_one_line(tmp_path, capsys, imgsz, problem):
+    from edgedet.cli import main
+
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--imgsz", imgsz, "--train", "1", "--val", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edgedet data: error: --imgsz '{imgsz}': ") and problem in err and "\n" not in err
+    assert not (tmp_path / "s").exists()
