@@ -12,6 +12,7 @@ import sys
 import threading
 from typing import List, Optional
 
+from . import layouts
 from .errors import EdgedetError
 from .runner import RunOptions, Runner
 
@@ -32,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", help="network input size H[,W] (only for models without metadata)")
     parser.add_argument("--names", help="class names, comma separated or a text file with one per line "
                                         "(only for models without metadata)")
-    parser.add_argument("--layout", help="output layout of a model without metadata: yolov5, yolov8, yolov8-seg")
+    parser.add_argument("--layout", help="output layout (default: the model's metadata, else recognised from the output "
+                        f"shapes): {', '.join(layouts.NAMES)}; without metadata: {', '.join(layouts.FROM_SHAPES)}")
     parser.add_argument("--backend", choices=["onnxruntime", "tflite"], help="override the runtime chosen from the suffix")
     parser.add_argument("--threads", type=int, help="inference threads (default: all cores but one, at least 1, so "
                                                     "that capture and outputs keep a core)")

@@ -15,9 +15,13 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .backends import load_backend
 from .detections import Detections
 from .errors import EdgedetError
 from .latency import StageTimer
+from .letterbox import Letterbox
+from .postprocessing import postprocess, postprocess_semantic
+from .preprocessing import preprocess
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Prepared:
     """One preprocessed frame: the network input and the transform back to the frame."""
 
     x: np.ndarray  # network input, (1, 3, H, W) or (1, H, W, 3), the model's input dtype
-    letterbox: object  # device.letterbox.Letterbox of this frame
+    letterbox: Letterbox  # the transform between this frame and the network input
 
 
 class Detector:
@@ -50,8 +54,6 @@ class Detector:
         if int(max_det) < 1:
             raise EdgedetError(f"--max-det must be >= 1, got {max_det}")
         if isinstance(model_or_backend, (str, os.PathLike)):
-            from .backends import load_backend
-
             self.backend = load_backend(model_or_backend, backend=backend, threads=threads,
                                         names=names, layout=layout, imgsz=imgsz)
         else:
@@ -68,8 +70,6 @@ class Detector:
 
     def prepare(self, image_bgr: np.ndarray) -> Prepared:
         """uint8 BGR (h, w, 3) frame -> `Prepared` network input (stage "preprocess")."""
-        from .preprocessing import preprocess
-
         with self.timer.stage("preprocess"):
             x, letterbox = preprocess(image_bgr, self.spec)
         return Prepared(x, letterbox)
@@ -81,15 +81,11 @@ class Detector:
 
     def finish(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> Detections:
         """Raw outputs -> `Detections` in frame pixels (stages "decode", "nms", "masks" timed by postprocess)."""
-        from .postprocessing import postprocess
-
         return postprocess(outputs, self.spec, prepared.letterbox, conf=self.conf, iou=self.iou,
                            max_det=self.max_det, classes=self.classes, agnostic=self.agnostic, timer=self.timer)
 
     def finish_semantic(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> np.ndarray:
         """Raw outputs -> (h, w) semantic class map of the frame (stage "semantic")."""
-        from .postprocessing import postprocess_semantic
-
         with self.timer.stage("semantic"):
             return postprocess_semantic(outputs, self.spec, prepared.letterbox)
 

@@ -1,6 +1,7 @@
 """Postprocess: raw model outputs -> `Detections` in the original frame.
 
-dequantize -> decode -> score filter (vectorised) -> NMS -> instance masks for the kept boxes -> un-letterbox.
+layout decode (device.layouts; integer outputs are dequantized by the layout, only the values it uses) -> score
+filter (vectorised) -> NMS -> instance masks for the kept boxes -> un-letterbox.
 """
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .decode import Candidates, decode, decode_edgedet, dequantize_outputs, edgedet_protos, select_layout
+from . import layouts
+from .candidates import Candidates, dequantized_output
 from .detections import Detections
 from .errors import EdgedetError
 from .letterbox import Letterbox
-from .suppression import nms
+from .masks import instance_masks, semantic_map
 from .spec import ModelSpec
+from .suppression import nms
 
 MAX_NMS_CANDIDATES = 30000  # pre-NMS cap: only the best this many candidates enter NMS
 
@@ -44,23 +47,16 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
     if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
         raise EdgedetError(f"conf and iou must be in 0..1, got conf={conf} iou={iou}")
     with _stage(timer, "decode"):
-        layout = select_layout(outputs, spec, layout)
-        if layout == "edgedet":  # integer outputs stay integer: only the values used are dequantized
-            candidates, protos = decode_edgedet(outputs, spec, min_score=conf), None
-        else:
-            candidates, protos = decode(dequantize_outputs(outputs, spec), spec, layout, min_score=conf)
-        candidates = filter_candidates(candidates, conf, classes)
+        chosen = layouts.select(outputs, spec, layout)
+        candidates = filter_candidates(chosen.decode(outputs, spec, min_score=conf), conf, classes)
     with _stage(timer, "nms"):
         kept = nms(candidates.xyxy, candidates.scores, iou, class_ids=candidates.class_ids, agnostic=agnostic,
                    max_det=max_det, top_k=MAX_NMS_CANDIDATES)
         candidates = candidates[kept]
     masks = None
-    if candidates.mask_coefs is not None and (protos is not None or layout == "edgedet"):
-        from .masks import instance_masks
-
+    if candidates.mask_coefs is not None:
         with _stage(timer, "masks"):
-            if layout == "edgedet":
-                protos = edgedet_protos(outputs, spec)  # prototypes dequantized only here
+            protos = chosen.prototypes(outputs, spec)  # read (and dequantized) only now, for the kept boxes
             if protos is not None:
                 masks = instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox)
     return Detections(letterbox.boxes_to_original(candidates.xyxy), candidates.scores, candidates.class_ids, masks)
@@ -68,12 +64,10 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
 
 def postprocess_semantic(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox) -> np.ndarray:
     """Semantic logits (1, S, h, w) (or NHWC) of output spec.seg_output -> int32 (H, W) class map in the frame."""
-    from .masks import semantic_map
-
     if not spec.seg_output or spec.seg_output not in outputs:
         raise EdgedetError(f"model has no semantic segmentation output (spec.seg_output={spec.seg_output!r}, "
                            f"outputs {sorted(outputs)})")
-    logits = dequantize_outputs({spec.seg_output: outputs[spec.seg_output]}, spec)[spec.seg_output]
+    logits = dequantized_output(outputs, spec, spec.seg_output)
     logits = logits[0] if logits.ndim == 4 else logits
     if spec.output_layout == "NHWC":
         logits = logits.transpose(2, 0, 1)

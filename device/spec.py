@@ -1,25 +1,12 @@
 """`ModelSpec`: everything the runtime needs to pre- and post-process a model, read from the model file.
 
-Where it comes from:
-- edgedet ONNX files: metadata_props key "edgedet_spec" holds `ModelSpec.to_json()`.
-- edgedet TFLite files: a sidecar `<model>.json` beside the .tflite holds the same JSON.
-- other exporters (Ultralytics): their metadata (names, imgsz, stride, task) plus the output shapes;
-  `device.decode` recognises the layout from the shapes.
+Where it comes from: device/spec_sources.py builds every ModelSpec, from an edgedet ONNX file's metadata_props
+("edgedet_spec" holds `ModelSpec.to_json()`), the sidecar `<model>.json` beside an edgedet .tflite, Ultralytics
+metadata plus the output shapes, or command-line flags plus the output shapes.
 
-Layouts (`layout` field):
-- "edgedet":    this project's raw multi-scale anchor head. Per FPN level (named by `level_outputs`, e.g. "p3")
-                two or three outputs, NCHW (1, K*D, H/s, W/s) with, per anchor k, D channels:
-                  "<level>_box"   D=4    (tx, ty, tw, th) raw regressions
-                  "<level>_score" D=1+C  (obj, cls_1..cls_C) raw logits
-                  "<level>_mask"  D=M    mask coefficients (only with an instance-mask head)
-                Each is its own tensor so that an int8 export gives each its own scale: box offsets and
-                logits of very different ranges never share one. Optional "seg" output (1, S, H/8, W/8)
-                semantic logits and "proto" output (1, M, H/4, W/4) mask prototypes.
-- "grid":       the lecture's single-scale YOLO grid (S, S, A*(5+C)) or (S, S, A, 5+C), per anchor
-                (p_c, b_x, b_y, b_h, b_w, c_1..c_C).
-- "yolov5":     (1, N, 5+C): cx, cy, w, h (pixels), objectness, class probabilities.
-- "yolov8":     (1, 4+C, N) or (1, N, 4+C): cx, cy, w, h, class scores (no objectness).
-- "yolov8-seg": (1, 4+C+32, N) plus prototypes (1, 32, h, w) or (1, h, w, 32).
+The `layout` field names a module of device/layouts/, which documents its outputs and decodes them; the
+"<level>_<part>" helpers below name the outputs of this project's own head (the "edgedet" layout), which the
+models, the exporter and the runtime share.
 """
 from __future__ import annotations
 
@@ -28,7 +15,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
 
 SPEC_VERSION = 2  # 2: the edgedet head's box, score and mask outputs are separate tensors
-LAYOUTS = ("edgedet", "grid", "yolov5", "yolov8", "yolov8-seg")
 HEAD_PARTS = ("box", "score", "mask")  # the outputs of one edgedet level, named "<level>_<part>"
 
 
@@ -57,13 +43,24 @@ class QuantParams:
     dtype: str  # "int8" or "uint8"
 
 
+@dataclass(frozen=True)
+class TensorDetails:
+    """One input or output tensor of a model file, as its backend reports it."""
+
+    name: str  # role name for outputs ("p3_box", "seg", ...), tensor name for the input
+    shape: Tuple[Optional[int], ...]  # static dims; None where the file leaves a dim dynamic
+    dtype: str  # numpy dtype name: "float32", "int8", "uint8", ...
+    quant: Optional[QuantParams] = None  # affine quantization of integer tensors, None for float
+    file_name: str = ""  # the tensor's name inside the model file
+
+
 @dataclass
 class ModelSpec:
     """How to feed a model and how to read its outputs. Saved in every exported model."""
 
     names: List[str]  # class names of detected "things", index = class id
     input_size_hw: Tuple[int, int]  # network input (height, width) in pixels, divisible by the largest stride
-    layout: str = "edgedet"  # one of LAYOUTS: how the raw outputs are decoded
+    layout: str = "edgedet"  # name of a device/layouts module: how the raw outputs are decoded
     task: str = "detect"  # "detect", "segment" (instance masks), "semantic" or "panoptic"
     strides: Tuple[int, ...] = (8, 16, 32)  # pixel stride of each FPN level, finest first
     anchors: List[List[Tuple[float, float]]] = field(default_factory=list)  # per level, K (w, h) anchor sizes in input pixels
@@ -88,8 +85,6 @@ class ModelSpec:
     version: int = SPEC_VERSION  # spec format version
 
     def __post_init__(self):
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"unknown layout {self.layout!r}; expected one of {', '.join(LAYOUTS)}")
         self.input_size_hw = tuple(int(v) for v in self.input_size_hw)
         self.strides = tuple(int(s) for s in self.strides)
         self.anchors = [[tuple(float(v) for v in a) for a in level] for level in self.anchors]
@@ -145,9 +140,6 @@ class ModelSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"model spec has unknown fields {unknown}: written by a newer edgedet?")
-        if data.get("layout", "edgedet") == "edgedet" and data.get("version", SPEC_VERSION) < SPEC_VERSION:
-            raise ValueError(f"model spec version {data.get('version')} (one combined output per level) was written "
-                             f"by an older edgedet; re-export the model from its checkpoint")
         return cls(**data)
 
     @classmethod

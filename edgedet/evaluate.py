@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from edgedet.device import layouts
 from edgedet.device.boxes import xyxy_to_xywh
 from edgedet.device.errors import EdgedetError
 from edgedet.device.pipeline import Detector
@@ -29,6 +30,7 @@ from .data import Dataset, coco_gt_dict, load_dataset
 from .metrics import PanopticMeter, SemanticMeter, evaluate_coco, panoptic_from_semantic_and_instances, voc_evaluate
 from .metrics.coco import STAT_KEYS, CocoParams, _STAT_SPECS, _summary_line
 from .models.loading import torch_backend
+from .progress import progress_bar
 
 IOU_TYPES = ("bbox", "segm")
 
@@ -224,7 +226,7 @@ class _EvalPlan:
     @classmethod
     def make(cls, spec, dataset, with_semantic: bool) -> "_EvalPlan":
         categories = _category_map(spec.names, dataset)
-        has_protos = (bool(spec.proto_output) and spec.num_mask_coefs > 0) or spec.layout == "yolov8-seg"
+        has_protos = layouts.by_name(spec.layout).has_masks(spec)
         semantic_lut = None
         if with_semantic and dataset.semantic_names:
             semantic_lut = _label_lut(spec.semantic_names, dataset.semantic_names)
@@ -276,18 +278,18 @@ def _run_images(detector, samples, plan: "_EvalPlan", progress: bool, save_pred)
         if plan.thing_label_of_class is not None:
             isthing = {i: i not in plan.stuff_labels for i in range(len(plan.semantic_names))}
             state.panoptic_meter = PanopticMeter(isthing)
-    bar = _Progress(len(samples), enabled=progress)
+    bar = progress_bar(len(samples), "eval", "img", enabled=progress)
     try:
-        for sample in samples:
+        for done, sample in enumerate(samples):
             try:
                 _evaluate_one(detector, sample, plan, state)
             except Exception as error:  # one bad frame must not end a long run: log it, go on
                 text = str(error) if isinstance(error, EdgedetError) else f"{type(error).__name__}: {error}"
                 state.errors.append(f"image {sample.image_id}: {text}")
                 print(f"edgedet eval: image {sample.image_id} skipped: {text}", file=sys.stderr)
-                if len(state.errors) == bar.done + 1 == EARLY_ABORT:
+                if len(state.errors) == done + 1 == EARLY_ABORT:
                     raise EdgedetError(f"the first {EARLY_ABORT} images all failed; first: {state.errors[0]}") from None
-            bar.step()
+            bar.update()
     except KeyboardInterrupt:
         if save_pred:
             write_json(save_pred, state.results)  # keep what was predicted so far
@@ -382,32 +384,6 @@ def _named(per_class: dict, names: dict) -> dict:
 def _latency(timer) -> dict:
     """{stage: {p50, p90, p99, mean, count}} in ms over the run."""
     return {stage: {k: float(v) for k, v in stats.items()} for stage, stats in timer.summary().items()}
-
-
-class _Progress:
-    """A one-line progress bar on stderr: images done, rate and ETA; redrawn at most 5 times a second."""
-    def __init__(self, total: int, enabled: bool = True):
-
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
-        self.start = self.last = time.perf_counter()
-
-    def step(self) -> None:
-
-        self.done += 1
-        now = time.perf_counter()
-        if self.enabled and (now - self.last > 0.2 or self.done == self.total):
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / rate if rate > 0 else 0.0
-            filled = int(24 * self.done / self.total)
-            sys.stderr.write(f"\reval {self.done:>6}/{self.total} [{'#' * filled}{'.' * (24 - filled)}] "
-                             f"{rate:6.1f} img/s  ETA {int(eta) // 60}:{int(eta) % 60:02d} ")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def format_report(report: dict) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from edgedet.device.backends import load_backend
 from edgedet.device.errors import EdgedetError
-from edgedet.device.latency import LatencyLog, StageTimer, format_rolling_line, format_summary_table, percentiles
+from edgedet.device.latency import StageTimer, format_rolling_line, format_summary_table, percentiles
 from edgedet.device.spec import ModelSpec
 
 NAMES = ["circle", "square"]
@@ -156,14 +156,6 @@ def test_percentiles_of_nothing_are_nan_and_formatting_handles_them():
     assert "inference 3.0/3.0/3.0" in format_rolling_line(timer.rolling(), fps=10.0)
     table = format_summary_table(timer.summary())
     assert table.splitlines()[0].split() == ["stage", "count", "mean", "p50", "p90", "p99"]
-
-
-def test_latency_log_writes_flushed_json_lines(tmp_path):
-    log = LatencyLog(str(tmp_path / "lat.jsonl"))
-    log.write(0, {"inference": 1.5}, source="x")
-    assert json.loads((tmp_path / "lat.jsonl").read_text()) == {"frame": 0, "source": "x", "ms": {"inference": 1.5}}
-    log.close()
-    log.write(1, {"inference": 1.0})  # after close: ignored, no crash
 
 
 # ------------------------------------------------------------------------------------------------ onnx
@@ -364,8 +356,8 @@ def test_ultralytics_style_tflite_with_zipped_metadata(tmp_path, tflite_models):
 def test_onnxruntime_threads_do_not_spin_after_run():
     import onnxruntime as ort
 
-    from edgedet.device.backends import _ort_session_options
+    from edgedet.device.ort_session import session_options
 
-    options = _ort_session_options(ort, threads=2, optimization="all")
+    options = session_options(ort, threads=2, optimization="all")
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

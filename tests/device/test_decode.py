@@ -1,13 +1,15 @@
-"""Decoders against hand-built outputs of every layout and, for the edgedet head, against a torch twin."""
+"""Layout decodes against hand-built outputs of every layout and, for the edgedet head, the plain NumPy reference
+`decode_edgedet_level` (the oracle the runtime's gathered decode must equal) against a torch twin."""
 import numpy as np
 import pytest
 import torch
 
-from edgedet.device.decode import (decode, decode_edgedet, decode_edgedet_level, decode_grid, decode_yolov5,
-                           decode_yolov8, dequantize_outputs, infer_layout, select_layout,
-                           spec_from_ultralytics_metadata)
+from edgedet.device import layouts
+from edgedet.device.candidates import Candidates, best_class, dequantize_outputs, sigmoid
 from edgedet.device.errors import EdgedetError
+from edgedet.device.layouts import edgedet, grid, yolov5, yolov8
 from edgedet.device.spec import ModelSpec, QuantParams
+from edgedet.device.spec_sources import spec_from_ultralytics_metadata
 
 ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)], [(116, 90), (156, 198), (373, 326)]]
 
@@ -19,6 +21,78 @@ def logit(p):
 def edgedet_spec(num_classes=3, num_mask_coefs=0, size=64, **kw):
     return ModelSpec(names=[f"c{i}" for i in range(num_classes)], input_size_hw=(size, size), anchors=ANCHORS,
                      num_mask_coefs=num_mask_coefs, **kw)
+
+
+def decode(outputs, spec, min_score=None):
+    """(Candidates, prototypes or None) of the layout `layouts.select` picks, as postprocess uses them."""
+    layout = layouts.select(outputs, spec)
+    return layout.decode(outputs, spec, min_score), layout.prototypes(outputs, spec)
+
+
+def infer_layout(shapes, num_classes):
+    """The name of the layout recognised from a list of output shapes."""
+    return layouts.recognise({f"output{i}": s for i, s in enumerate(shapes)}, num_classes).NAME
+
+
+# ---------------------------------------------------------------- the edgedet head's plain reference decode
+
+def decode_edgedet_level(raw_box, raw_score, raw_mask, stride, anchors_wh):
+    """Decode one FPN level of the edgedet head, plainly: THE reference the runtime's decode
+    (device/layouts/edgedet.py, which gathers only the candidates it keeps) and the torch twin
+    (edgedet/models/decode.py) must equal.
+
+    raw_box:    float32 (K*4, H, W) one image's "<level>_box" output (NCHW without the batch axis); per anchor k
+                the channels 4k + (tx, ty, tw, th).
+    raw_score:  float32 (K*(1+C), H, W) "<level>_score"; per anchor k the channels k*(1+C) + (to, tc_1..tc_C).
+    raw_mask:   float32 (K*M, H, W) "<level>_mask", per anchor k the channels k*M + (m_1..m_M); None if M = 0.
+    stride:     s, input pixels per cell.  anchors_wh: (K, 2) anchor (w, h) in input pixels.
+    For anchor k at cell (row i, column j):
+        cx = (j + 2*sigmoid(tx) - 0.5) * s          cy = (i + 2*sigmoid(ty) - 0.5) * s
+        w  = anchor_w[k] * (2*sigmoid(tw))**2       h  = anchor_h[k] * (2*sigmoid(th))**2
+        objectness = sigmoid(to), class probability = sigmoid(tc), mask coefficients = m (linear).
+    Returns, with candidates ordered by anchor k, then row i, then column j (N = K*H*W):
+        xyxy float32 (N, 4) input pixels, objectness float32 (N,), class_probs float32 (N, C),
+        mask_coefs float32 (N, M) (M = 0 without raw_mask).
+    """
+    anchors_wh = np.asarray(anchors_wh, dtype=np.float32).reshape(-1, 2)
+    k = len(anchors_wh)
+    h, w = raw_box.shape[1:]
+    box = np.asarray(raw_box, dtype=np.float32).reshape(k, 4, h * w)
+    score = np.asarray(raw_score, dtype=np.float32).reshape(k, -1, h * w)
+    n, num_classes = k * h * w, score.shape[1] - 1
+    act = sigmoid(box)
+    s = np.float32(stride)
+    cols = np.arange(w, dtype=np.float32)[None, None, :]
+    rows = np.arange(h, dtype=np.float32)[None, :, None]
+    cx = ((cols + 2 * act[:, 0].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
+    cy = ((rows + 2 * act[:, 1].reshape(k, h, w) - np.float32(0.5)) * s).reshape(-1)
+    bw = (anchors_wh[:, 0:1] * (2 * act[:, 2]) ** 2).reshape(-1)
+    bh = (anchors_wh[:, 1:2] * (2 * act[:, 3]) ** 2).reshape(-1)
+    probs = sigmoid(score)
+    objectness = probs[:, 0].reshape(-1)
+    class_probs = probs[:, 1:].transpose(0, 2, 1).reshape(n, num_classes)
+    if raw_mask is None:
+        mask_coefs = np.zeros((n, 0), np.float32)
+    else:
+        mask = np.asarray(raw_mask, dtype=np.float32).reshape(k, -1, h * w)
+        mask_coefs = mask.transpose(0, 2, 1).reshape(n, mask.shape[1])
+    xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+    return xyxy, objectness, class_probs, mask_coefs
+
+
+def reference_decode_edgedet(outputs, spec):
+    """Every candidate of float outputs through `decode_edgedet_level`: level, then anchor, row, column."""
+    parts = []
+    for level, stride, anchors in zip(spec.level_outputs, spec.strides, spec.anchors):
+        chw = {}
+        for part in spec.head_parts:
+            array = np.asarray(outputs[f"{level}_{part}"])[0]
+            chw[part] = array.transpose(2, 0, 1) if spec.output_layout == "NHWC" else array
+        xyxy, objectness, class_probs, coefs = decode_edgedet_level(
+            chw["box"], chw["score"], chw.get("mask"), stride, np.asarray(anchors))
+        best, ids = best_class(class_probs)
+        parts.append(Candidates(xyxy, objectness * best, ids, coefs if "mask" in chw else None))
+    return Candidates.concatenate(parts)
 
 
 def split_level(raw, k, c, m):
@@ -102,7 +176,7 @@ def planted_edgedet_outputs(spec, objects, layout="NCHW", dtype=np.float32):
 def test_decode_edgedet_candidate_order_and_scores():
     spec = edgedet_spec(num_mask_coefs=2)
     outs = planted_edgedet_outputs(spec, [(0, 2, 1, 3, 1, 0.7), (2, 0, 1, 0, 2, 0.6)])
-    cands = decode_edgedet(outs, spec)
+    cands = edgedet.decode(outs, spec)
     assert len(cands) == 3 * (64 + 16 + 4) and cands.mask_coefs.shape == (len(cands), 2)
     first = 2 * 64 + 1 * 8 + 3
     second = 3 * 80 + 0 * 4 + 1 * 2 + 0
@@ -118,11 +192,11 @@ def test_decode_edgedet_candidate_order_and_scores():
 def test_decode_edgedet_nhwc_agrees_with_nchw():
     spec = edgedet_spec()
     objects = [(1, 1, 2, 2, 0, 0.9)]
-    ref = decode_edgedet(planted_edgedet_outputs(spec, objects), spec)
+    ref = edgedet.decode(planted_edgedet_outputs(spec, objects), spec)
     nhwc_spec = edgedet_spec(output_layout="NHWC")
     nhwc = planted_edgedet_outputs(spec, objects, "NHWC")
     for min_score in (None, 0.5):
-        got = decode_edgedet(nhwc, nhwc_spec, min_score)
+        got = edgedet.decode(nhwc, nhwc_spec, min_score)
         keep = np.flatnonzero(ref.scores > 0.5) if min_score else slice(None)
         np.testing.assert_array_equal(got.xyxy, ref.xyxy[keep])
         np.testing.assert_array_equal(got.scores, ref.scores[keep])
@@ -133,14 +207,14 @@ def test_decode_edgedet_needs_the_head_outputs_by_name():
     outs = planted_edgedet_outputs(spec, [(1, 1, 2, 2, 0, 0.9)])
     renamed = {f"StatefulPartitionedCall:{i}": v for i, v in enumerate(outs.values())}
     with pytest.raises(EdgedetError, match="lack the edgedet head outputs.*p3_box"):
-        decode_edgedet(renamed, spec)
+        edgedet.decode(renamed, spec)
 
 
 def test_decode_edgedet_wrong_channels_raise():
     spec = edgedet_spec()
     outs = planted_edgedet_outputs(edgedet_spec(num_classes=4), [])
     with pytest.raises(EdgedetError):
-        decode_edgedet(outs, spec)
+        edgedet.decode(outs, spec)
 
 
 def test_dequantize_int8_edgedet_outputs():
@@ -150,7 +224,7 @@ def test_dequantize_int8_edgedet_outputs():
     q = {n: np.clip(np.round(v / 0.1) + 5, -128, 127).astype(np.int8) for n, v in floats.items()}
     spec.output_quant = {n: quant for n in q}
     deq = dequantize_outputs(q, spec)
-    ref, got = decode_edgedet(floats, spec), decode_edgedet(deq, spec)
+    ref, got = edgedet.decode(floats, spec), edgedet.decode(deq, spec)
     best = ref.scores.argmax()
     assert got.scores.argmax() == best and got.class_ids[best] == 2
     np.testing.assert_allclose(got.xyxy[best], ref.xyxy[best], atol=0.5)
@@ -173,7 +247,7 @@ def test_grid_lecture_19x19x5x85_flat_and_split():
     split[7, 11, 2] = [1.0, 0.4, 0.3, 0.5, 0.9] + [0] * 80
     split[7, 11, 2, 5 + 2] = 0.8
     for output in (split, split.reshape(19, 19, 425), split.reshape(1, 19, 19, 425), split[None]):
-        cands = decode_grid(output, spec)
+        cands = grid.decode({"grid": output}, spec)
         assert len(cands) == 19 * 19 * 5
         best = int(cands.scores.argmax())
         assert best == (7 * 19 + 11) * 5 + 2 and cands.class_ids[best] == 2  # order: row, column, anchor
@@ -186,7 +260,7 @@ def test_grid_without_anchors_is_relative_to_cell():
     spec = plain_spec(3, "grid", size=(96, 96))
     y = np.zeros((3, 3, 8), np.float32)  # the lecture's 3x3 grid, 3 classes, one box per cell
     y[1, 2] = [1, 0.4, 0.3, 0.5, 0.9, 0, 1, 0]
-    cands = decode_grid(y, spec)
+    cands = grid.decode({"y": y}, spec)
     best = int(cands.scores.argmax())
     assert best == 1 * 3 + 2 and cands.class_ids[best] == 1
     np.testing.assert_allclose(cands.xyxy[best], [(2.4 * 32) - 14.4, (1.3 * 32) - 8, 2.4 * 32 + 14.4, 1.3 * 32 + 8],
@@ -219,8 +293,8 @@ def check_rows(cands, scale=1.0):
 def test_yolov5_both_orientations():
     spec = plain_spec(5, "yolov5")
     rows = yolo_rows(5, ROWS)
-    check_rows(decode_yolov5(rows[None], spec))
-    check_rows(decode_yolov5(rows.T[None], spec))
+    check_rows(yolov5.decode({"output0": rows[None]}, spec))
+    check_rows(yolov5.decode({"output0": rows.T[None]}, spec))
 
 
 @pytest.mark.parametrize("channels_first", [True, False])
@@ -228,14 +302,15 @@ def test_yolov8_both_orientations(channels_first):
     spec = plain_spec(80, "yolov8")
     rows = np.concatenate([yolo_rows(80, ROWS, objectness=False), np.zeros((8397, 84), np.float32)])
     pred = rows.T[None] if channels_first else rows[None]  # (1, 84, 8400) or (1, 8400, 84)
-    cands = decode_yolov8(pred, spec)
+    cands = yolov8.decode({"output0": pred}, spec)
     assert len(cands) == 8400 and cands.mask_coefs is None
     check_rows(cands[:3])
 
 
 def test_yolov8_without_known_class_count_uses_smaller_axis():
     rows = yolo_rows(80, ROWS, objectness=False)
-    check_rows(decode_yolov8(np.concatenate([rows, np.zeros((97, 84), np.float32)]).T[None], plain_spec(0, "yolov8"))[:3])
+    pred = np.concatenate([rows, np.zeros((97, 84), np.float32)]).T[None]
+    check_rows(yolov8.decode({"output0": pred}, plain_spec(0, "yolov8"))[:3])
 
 
 def seg_outputs(num_classes=2, m=32, nhwc=False, n=300):
@@ -315,13 +390,13 @@ def test_infer_layout_from_shapes(shapes, num_classes, layout):
 
 def test_select_layout_prefers_override_then_spec_then_shapes():
     outs = {"output0": np.zeros((1, 84, 100), np.float32)}
-    assert select_layout(outs, plain_spec(80)) == "yolov8"  # default edgedet spec, outputs say otherwise
-    assert select_layout(outs, plain_spec(80, "yolov5")) == "yolov5"
-    assert select_layout(outs, plain_spec(80), override="grid") == "grid"
+    assert layouts.select(outs, plain_spec(80)).NAME == "yolov8"  # default edgedet spec, outputs say otherwise
+    assert layouts.select(outs, plain_spec(80, "yolov5")).NAME == "yolov5"
+    assert layouts.select(outs, plain_spec(80), "grid").NAME == "grid"
     with pytest.raises(EdgedetError):
-        select_layout(outs, plain_spec(80), override="nope")
+        layouts.select(outs, plain_spec(80), "nope")
     spec = edgedet_spec()
-    assert select_layout(planted_edgedet_outputs(spec, []), spec) == "edgedet"
+    assert layouts.select(planted_edgedet_outputs(spec, []), spec).NAME == "edgedet"
 
 
 def test_spec_from_ultralytics_onnx_metadata():

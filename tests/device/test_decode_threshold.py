@@ -1,13 +1,16 @@
-"""The edgedet decode with a score threshold (objectness first, then only the survivors) gives exactly the rows
-of the full reference decode that pass the threshold, for float and integer outputs, NCHW and NHWC; postprocess
-on integer outputs equals postprocess on the dequantized floats."""
+"""The runtime's edgedet decode (device/layouts/edgedet.py: objectness first, then only the survivors gathered)
+gives exactly the rows of the plain reference decode (tests/device/test_decode.py `decode_edgedet_level`) that
+pass the threshold, and without a threshold all of them, bit for bit, for float and integer outputs, NCHW and
+NHWC; postprocess on integer outputs equals postprocess on the dequantized floats."""
 import numpy as np
 import pytest
 
-from edgedet.device.decode import decode_edgedet, dequantize_outputs
+from edgedet.device.candidates import dequantize_outputs
+from edgedet.device.layouts import edgedet
 from edgedet.device.letterbox import Letterbox
 from edgedet.device.postprocessing import postprocess
 from edgedet.device.spec import ModelSpec, QuantParams
+from tests.device.test_decode import reference_decode_edgedet
 
 ANCHORS = [[(10, 13), (16, 30), (33, 23)], [(30, 61), (62, 45), (59, 119)], [(116, 90), (156, 198), (373, 326)]]
 QUANT = {"p3_box": QuantParams(0.04, 3, "int8"), "p3_score": QuantParams(0.11, -20, "int8"),
@@ -60,10 +63,11 @@ def test_thresholded_decode_is_the_full_decode_filtered(layout, quantized, c, m)
     rng = np.random.default_rng([c, m, layout == "NHWC", quantized])
     for _ in range(3):
         outputs = _outputs(spec, rng, quantized)
-        full = decode_edgedet(dequantize_outputs(outputs, spec), spec)
+        full = reference_decode_edgedet(dequantize_outputs(outputs, spec), spec)
         assert len(full) == 3 * (8 * 12 + 4 * 6 + 2 * 3)
+        _assert_same(edgedet.decode(outputs, spec), full)
         for conf in (0.0, 0.1, 0.5, 0.9, 0.999):
-            fast = decode_edgedet(outputs, spec, min_score=conf)
+            fast = edgedet.decode(outputs, spec, min_score=conf)
             assert len(fast) < len(full) or conf == 0.0
             keep_full = np.flatnonzero(full.scores > np.float32(conf))
             keep_fast = np.flatnonzero(fast.scores > np.float32(conf))

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgedet.device.decode import Candidates
+from edgedet.device.candidates import Candidates
 from edgedet.device.detections import Detections
 from edgedet.device.errors import EdgedetError
 from edgedet.device.letterbox import Letterbox
@@ -97,7 +97,7 @@ def test_timer_stages_are_recorded():
 
 def test_yolov8_seg_end_to_end_masks_in_frame():
     """An Ultralytics-style YOLOv8-seg output: boxes and masks come back in the 240x320 frame."""
-    from edgedet.device.decode import spec_from_ultralytics_metadata
+    from edgedet.device.spec_sources import spec_from_ultralytics_metadata
 
     num_classes, m = 2, 4
     preds = np.zeros((4 + num_classes + m, 100), np.float32)

@@ -38,8 +38,15 @@ def _write(path, data):
     return str(path)
 
 
-def _run(argv):
-    out, err = io.StringIO(), io.StringIO()
+class _Terminal(io.StringIO):
+    """A captured stderr that says it is a terminal: the progress bar is drawn only on one."""
+
+    def isatty(self):
+        return True
+
+
+def _run(argv, tty=False):
+    out, err = io.StringIO(), (_Terminal() if tty else io.StringIO())
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
     return code, out.getvalue(), err.getvalue()
@@ -128,7 +135,7 @@ def test_eval_model_checkpoint_over_synth_data(tmp_path, tiny_checkpoint, synth_
     pytest.importorskip("pycocotools")
     out_json, pred_json = tmp_path / "report.json", tmp_path / "pred.json"
     code, out, err = _run(["eval", "--model", str(tiny_checkpoint), "--data", str(synth_data), "--limit", "2",
-                           "--json", str(out_json), "--save-pred", str(pred_json)])
+                           "--json", str(out_json), "--save-pred", str(pred_json)], tty=True)
     assert code == 0, err
     assert "eval      2/2" in err  # progress bar on stderr
     report = json.loads(out_json.read_text())

@@ -67,7 +67,7 @@ def _random_levels(num_classes, num_coefs, size_hw, seed=0):
 
 @pytest.mark.parametrize("num_classes,num_coefs,size_hw", [(5, 16, (64, 96)), (1, 0, (32, 32)), (3, 4, (128, 64))])
 def test_torch_decode_matches_device_decode(num_classes, num_coefs, size_hw):
-    from edgedet.device.decode import decode_edgedet_level
+    from tests.device.test_decode import decode_edgedet_level  # the plain NumPy reference decode
 
     anchors = [[(10.0, 13.0), (16.0, 30.0), (33.0, 23.0)], [(30.0, 61.0), (62.0, 45.0), (59.0, 119.0)],
                [(116.0, 90.0), (156.0, 198.0), (373.0, 326.0)]]

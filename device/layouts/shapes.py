@@ -1,0 +1,88 @@
+"""What several layouts share about output tensors: shapes as the recognisers see them, the one prediction
+tensor of Ultralytics-style exports ((1, F, N) or (1, N, F)), and prototypes in either tensor layout."""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import EdgedetError
+from ..spec import ModelSpec
+
+Shape = Tuple[int, ...]  # an output's dims; 0 where the file leaves a dim dynamic
+
+
+def as_shapes(shapes: Mapping[str, Sequence[Optional[int]]]) -> Dict[str, Shape]:
+    """Output dims as the recognisers see them: int tuples, 0 for a dynamic (None) dim."""
+    return {name: tuple(int(d or 0) for d in shape) for name, shape in shapes.items()}
+
+
+def is_prediction(shape: Shape) -> bool:
+    """A (1, F, N) or (1, N, F) prediction of one image (batch 1 or dynamic). (1, 1, D) is not one: a 1x1 grid."""
+    return len(shape) == 3 and shape[0] in (0, 1) and 1 not in shape[1:]
+
+
+def prediction_fields(shapes: Mapping[str, Shape], layout: str) -> dict:
+    """ModelSpec fields of a model whose only output is one prediction tensor; raises if it has another."""
+    if len(shapes) != 1 or not is_prediction(next(iter(shapes.values()))):
+        raise EdgedetError(f"outputs {describe(shapes)} do not look like a {layout} model (one (1, F, N) output)")
+    return {"task": "detect", "level_outputs": list(shapes)}
+
+
+def describe(shapes: Mapping[str, Shape]) -> str:
+    """"[name [d, ...], ...]" for error messages."""
+    return "[" + ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items()) + "]"
+
+
+def single_output(outputs: Mapping[str, np.ndarray], layout: str) -> str:
+    """The name of the one output of a single-output layout."""
+    if len(outputs) != 1:
+        raise EdgedetError(f"layout {layout!r} expects one output, got {len(outputs)}: {sorted(outputs)}")
+    return next(iter(outputs))
+
+
+def rows_by_feature(pred: np.ndarray, features: Optional[int]) -> np.ndarray:
+    """(1, F, N) or (1, N, F) (or without batch) -> (N, F) rows: orientation from the known feature count F,
+    else the smaller axis is the feature axis."""
+    pred = np.asarray(pred)
+    if pred.ndim == 3:
+        if pred.shape[0] != 1:
+            raise EdgedetError(f"expected a batch of one image, got prediction shape {pred.shape}")
+        pred = pred[0]
+    if pred.ndim != 2:
+        raise EdgedetError(f"prediction output must be (1, F, N) or (1, N, F), got shape {pred.shape}")
+    if features is not None and pred.shape[1] == features and pred.shape[0] != features:
+        return pred
+    if features is not None and pred.shape[0] == features:
+        return pred.T
+    if features is not None:
+        raise EdgedetError(f"prediction output shape {pred.shape} has no axis of {features} features")
+    return pred.T if pred.shape[0] < pred.shape[1] else pred
+
+
+def scale_normalized(xyxy: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Boxes in 0..1 of the input (third-party TFLite) -> input pixels; pixel boxes pass through."""
+    if not spec.boxes_normalized:
+        return xyxy
+    h, w = spec.input_size_hw
+    return xyxy * np.array([w, h, w, h], dtype=np.float32)
+
+
+def proto_channel_axis(shape: Shape, spec: ModelSpec) -> int:
+    """The channel axis (1 or 3) of prototypes (1, M, h, w) NCHW or (1, h, w, M) NHWC: the axis of
+    spec.num_mask_coefs channels when that tells them apart, else the one spec.output_layout names."""
+    m = spec.num_mask_coefs
+    if m and shape[1] == m and shape[3] != m:
+        return 1
+    if m and shape[3] == m and shape[1] != m:
+        return 3
+    return 3 if spec.output_layout == "NHWC" else 1
+
+
+def protos_chw(protos: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Prototypes (1, M, h, w) NCHW or (1, h, w, M) NHWC (batch axis optional) -> float32 (M, h, w)."""
+    p = np.asarray(protos, dtype=np.float32)
+    p = p[None] if p.ndim == 3 else p
+    if proto_channel_axis(p.shape, spec) == 3:
+        return np.ascontiguousarray(p[0].transpose(2, 0, 1))
+    return p[0]
