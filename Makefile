@@ -10,6 +10,8 @@ setup: .venv/.installed
 .venv/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	.venv/bin/pip install -q -c constraints.txt -e ".[all]"
+	# TFLite from a foreign ONNX file: onnx2torch, without its torchvision requirement (which would replace torch)
+	.venv/bin/pip install -q --no-deps onnx2torch==1.5.15
 	touch $@
 
 test: setup
@@ -66,3 +68,19 @@ train-shipped: setup
 bench-int8: setup
 	test -f runs/shapes320/dataset.yaml || .venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
 	$(PY) benchmarks/bench_int8.py --data runs/shapes320 --imgsz 320 --out runs/bench-int8
+
+# ---- ultralytics-models (issue 13): YOLOv8n and YOLOv8n-seg trained by Ultralytics on the synthetic data, as ONNX,
+# for benchmarks/bench_foreign_int8.py. Ultralytics runs in a venv of its own; edgedet never imports it.
+# From scratch (model yaml, no downloaded weights), 320 px, batch 16, 2 epochs each: 250 steps an epoch at ~2.7 s
+# (detect) / ~3 s (segment) on 2 cores, about 23-27 minutes per training. The synthetic set is converted to YOLO
+# labels once (runs/shapes320-yolo, by `edgedet data convert`); outputs runs/ultralytics/yolov8n-{det,seg}.onnx.
+ULTRA_PY := PYTHONPATH=scripts/ultralytics_shim YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$(CURDIR)/.cache/ultralytics-config .cache/ultralytics-venv/bin/python
+ULTRA_EPOCHS := 2
+.PHONY: ultralytics-models
+ultralytics-models: setup
+	scripts/ultralytics_env.sh
+	test -f runs/shapes320/dataset.yaml || .venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
+	$(ULTRA_PY) scripts/ultralytics_models.py train --data runs/shapes320/dataset.yaml --task detect --imgsz 320 \
+	  --epochs $(ULTRA_EPOCHS) --batch 16 --out runs/ultralytics
+	$(ULTRA_PY) scripts/ultralytics_models.py train --data runs/shapes320/dataset.yaml --task segment --imgsz 320 \
+	  --epochs $(ULTRA_EPOCHS) --batch 16 --out runs/ultralytics

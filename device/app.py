@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import List, Optional
 from . import layouts
 from .errors import EdgedetError
 from .runner import RunOptions, Runner
+from .spec_sources import read_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise EdgedetError(f"--log-every must be > 0 seconds, got {args.log_every}")
     return RunOptions(model=args.model, source=str(source), conf=args.conf, iou=args.iou, max_det=args.max_det,
                       classes=_split_list(args.classes), agnostic=args.agnostic_nms, imgsz=args.imgsz,
-                      names=_read_names(args.names), layout=args.layout, backend=args.backend, threads=args.threads,
+                      names=read_names(args.names), layout=args.layout, backend=args.backend, threads=args.threads,
                       pin=args.pin, show=args.show, save=args.save, json=args.json, stream=args.stream,
                       latency_log=args.latency_log, max_frames=args.max_frames, log_every=args.log_every,
                       open_timeout=args.open_timeout)
@@ -84,21 +84,6 @@ def _split_list(values) -> Optional[List[str]]:
     if not values:
         return None
     return [item.strip() for value in values for item in str(value).split(",") if item.strip()]
-
-
-def _read_names(text: Optional[str]) -> Optional[List[str]]:
-    """--names: "a,b,c" or a file with one name per line (a YAML/JSON list also works if one per line)."""
-    if text is None:
-        return None
-    if os.path.isfile(text):
-        with open(text, encoding="utf-8") as handle:
-            names = [line.strip().strip("-").strip().strip("'\"") for line in handle]
-        names = [n for n in names if n]
-    else:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise EdgedetError(f"--names gives no class names: {text!r}")
-    return names
 
 
 class _StderrHandler(logging.StreamHandler):

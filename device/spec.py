@@ -65,6 +65,7 @@ class ModelSpec:
     strides: Tuple[int, ...] = (8, 16, 32)  # pixel stride of each FPN level, finest first
     anchors: List[List[Tuple[float, float]]] = field(default_factory=list)  # per level, K (w, h) anchor sizes in input pixels
     num_mask_coefs: int = 0  # M: mask coefficients per anchor (0 = no instance masks)
+    reg_max: int = 0  # R: DFL bins per box side of a distribution box head (yolov8-split), 0 = none
     semantic_names: List[str] = field(default_factory=list)  # semantic classes of the "seg" output (stuff and things), index = label
     level_outputs: List[str] = field(default_factory=lambda: ["p3", "p4", "p5"])  # FPN level names, finest first (edgedet: prefixes of "<level>_<part>" outputs; others: output names)
     seg_output: Optional[str] = None  # output name of the semantic logits, None if absent

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -136,7 +137,8 @@ def _ultralytics_tflite_metadata(path: Path) -> Dict[str, object]:
 
 
 def is_ultralytics(metadata: Mapping[str, object]) -> bool:
-    return "names" in metadata and ("imgsz" in metadata or "task" in metadata)
+    """Ultralytics exports carry names with imgsz and task; the YOLOv5 repo's exporter writes names and stride."""
+    return "names" in metadata and any(key in metadata for key in ("imgsz", "task", "stride"))
 
 
 def spec_from_ultralytics_metadata(metadata: Mapping[str, object],
@@ -319,3 +321,18 @@ def _match_roles(expected: Mapping[str, Shape], outputs: List[TensorDetails]):
 
 def _shape_matches(actual: Tuple[Optional[int], ...], expected: Tuple[int, ...]) -> bool:
     return len(actual) == len(expected) and all(a is None or a == e for a, e in zip(actual, expected))
+
+
+def read_names(text: Optional[str]) -> Optional[List[str]]:
+    """--names: "a,b,c" or a file with one name per line (a YAML/JSON list also works if one per line)."""
+    if text is None:
+        return None
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as handle:
+            names = [line.strip().strip("-").strip().strip("'\"") for line in handle]
+        names = [n for n in names if n]
+    else:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise EdgedetError(f"--names gives no class names: {text!r}")
+    return names

@@ -148,7 +148,6 @@ def plan_variants(models: Sequence[str], imgsz: Sequence[int], threads: Sequence
 def sweep_models(config: BenchConfig) -> List[str]:
     """Export `config.sweep` to every format in `config.formats` at every input size with H5's exporter (which
     also checks each artifact on the data set), into DIR/models/<imgsz>/; the model files written, in order."""
-
     formats = parse_formats(",".join(config.formats))
     stem = resolve_checkpoint(config.sweep).stem
     models: List[str] = []
@@ -174,7 +173,6 @@ def measure_variant(variant: Variant, config: BenchConfig) -> dict:
     Accuracy and per-stage latency come from the same run of `edgedet.evaluate.evaluate_model`; peak memory
     is this process's peak resident set size, so call it in a fresh process (see `run_variant`).
     """
-
     start = time.perf_counter()
     result = evaluate_model(variant.model, config.data, imgsz=variant.imgsz, threads=variant.threads,
                             conf=config.conf, iou=config.iou, limit=config.frames, progress=False)

@@ -7,18 +7,22 @@ This verb loads the checkpoint, the calibration set and, for --map-budget, the e
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from edgedet.calibration.onnx_quant import METHODS, SCHEMES
 from edgedet.device.errors import EdgedetError
 from edgedet.calibration.calibset import build_calibration_set
-from edgedet.export.calibrate import CalibrateConfig, calibrate_model
+from edgedet.export.calibrate import CalibrateConfig, calibrate_model, calibrate_onnx_model
+from edgedet.export.foreign_onnx import cut_foreign_onnx
+from .export_cli import is_foreign_model
 from .export_inputs import calibration_items, evaluator, validation_data
 from .models.loading import load_for_export
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="CKPT", help="checkpoint (.pt) or 'shipped'")
+    parser.add_argument("checkpoint", metavar="MODEL", help="checkpoint (.pt), 'shipped', or an Ultralytics/YOLOv5 "
+                        "ONNX file (cut before its decode first, as by `edgedet export`)")
     parser.add_argument("--calib", metavar="DATA", required=True, help="calibration data set or image folder")
     parser.add_argument("--sensitivity", action="store_true", help="per-layer sensitivity report (JSON + table)")
     budget = parser.add_mutually_exclusive_group()
@@ -53,8 +57,14 @@ def run_calibrate(config: CalibrateConfig) -> int:
     data = validation_data(config.data, config.calib)
     if config.map_budget is not None and data is None:
         raise EdgedetError("--map-budget needs validation data: pass --data DATA (or a data set as --calib)")
-    model, spec = load_for_export(config.checkpoint, config.imgsz)
     items, description = calibration_items(config.calib)
-    calib = build_calibration_set(items, spec, config.calib_size, "random", config.seed)
     evaluate = evaluator(data, limit=config.val_limit) if data is not None else None
+    if is_foreign_model(config.checkpoint):
+        with tempfile.TemporaryDirectory(prefix="edgedet-cut-") as tmp:
+            cut = Path(tmp) / f"{Path(config.checkpoint).stem}.onnx"
+            spec = cut_foreign_onnx(config.checkpoint, cut, imgsz=config.imgsz)
+            calib = build_calibration_set(items, spec, config.calib_size, "random", config.seed)
+            return calibrate_onnx_model(cut, spec, calib, description, config, evaluate)
+    model, spec = load_for_export(config.checkpoint, config.imgsz)
+    calib = build_calibration_set(items, spec, config.calib_size, "random", config.seed)
     return calibrate_model(model, spec, calib, description, config, evaluate)

@@ -329,7 +329,6 @@ def detections_to_coco(detections, image_id: int, category_ids, with_masks: bool
     """`device.Detections` of one image -> COCO result dicts: bbox [x, y, w, h] (3 decimals), score (5 decimals),
     category_ids[class_id], and with masks a compressed RLE segmentation. Training validation uses it too, so the
     per-epoch mAP is the one `edgedet eval` reports."""
-
     xywh = xyxy_to_xywh(detections.xyxy.astype(np.float64))
     out = []
     for i in range(len(detections)):

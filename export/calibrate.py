@@ -43,9 +43,19 @@ class CalibrateConfig:
 
 def calibrate_model(model, spec, calib: CalibrationSet, description: str, config: CalibrateConfig,
                     evaluate: Optional[Evaluate] = None) -> int:
-    """Sensitivity ranking of `model` (torch.nn.Module, eval mode; `spec` its device.ModelSpec) calibrated on
-    `calib` (from `description`), then the keep-float int8 model if asked. `evaluate` (model path -> metrics on
-    the validation split) is needed for --map-budget only. Returns the exit code."""
+    """`calibrate_onnx_model` for `model` (torch.nn.Module, eval mode; `spec` its device.ModelSpec), exported to
+    fp32 ONNX first. Returns the exit code."""
+    with tempfile.TemporaryDirectory(prefix="edgedet-calibrate-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_onnx(model, spec, fp32, output_roles(model, spec))
+        return calibrate_onnx_model(fp32, spec, calib, description, config, evaluate)
+
+
+def calibrate_onnx_model(fp32: Path, spec, calib: CalibrationSet, description: str, config: CalibrateConfig,
+                         evaluate: Optional[Evaluate] = None) -> int:
+    """Sensitivity ranking of the fp32 ONNX model `fp32` (an edgedet export or a foreign file's cut; `spec` its
+    ModelSpec) calibrated on `calib` (from `description`), then the keep-float int8 model if asked. `evaluate`
+    (model path -> metrics on the validation split) is needed for --map-budget only. Returns the exit code."""
     from .onnx_int8 import calibrate_onnx
 
     if config.map_budget is not None and evaluate is None:
@@ -55,8 +65,7 @@ def calibrate_model(model, spec, calib: CalibrationSet, description: str, config
     config.out.mkdir(parents=True, exist_ok=True)
     stem = Path(str(spec.source) or "model").stem
     with tempfile.TemporaryDirectory(prefix="edgedet-calibrate-") as tmp:
-        fp32, cache = Path(tmp) / "fp32.onnx", Path(tmp) / "ranges.json"
-        export_onnx(model, spec, fp32, output_roles(model, spec))
+        cache = Path(tmp) / "ranges.json"
         calibrate_onnx(fp32, calib, config.calib_method, cache)
         inputs = stack_arrays(calib, config.sensitivity_images)
         layers = layer_sensitivity(fp32, cache, config.calib_method, scheme, inputs, progress=_progress)

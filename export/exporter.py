@@ -1,9 +1,12 @@
-"""`edgedet export`'s work on a loaded model: the requested formats, then the accuracy gate.
+"""`edgedet export`'s work on a loaded model or a foreign ONNX file: the requested formats, then the gate.
 
 Formats: onnx (fp32), onnx-int8 (QDQ), tflite (fp32), tflite-fp16 (fp16 weights), tflite-int8 (full integer).
-Files are named <checkpoint stem><suffix> in the output folder and appear only when complete.
+Files are named <checkpoint or source stem><suffix> in the output folder and appear only when complete.
 The caller (edgedet.export_cli) loads the checkpoint and passes in the model, its spec, where calibration
-images come from (`SampleSource`) and the evaluator (`export.accuracy.Evaluate`).
+images come from (`SampleSource`) and the evaluator (`export.accuracy.Evaluate`). A foreign ONNX detector
+(Ultralytics YOLOv8/11, -seg, YOLOv5) is cut before its decode first (export.foreign_onnx); its fp32 "onnx"
+artifact is the cut file. The gate compares every artifact with a `Reference`: the PyTorch checkpoint, or the
+foreign file as its exporter wrote it; with labels by mAP, without by agreement of detections (export.agreement).
 """
 from __future__ import annotations
 
@@ -19,8 +22,11 @@ from edgedet.calibration.onnx_quant import SCHEMES, default_int8_scheme
 from edgedet.calibration.sampling import STRATEGIES
 from edgedet.device.errors import EdgedetError
 from .accuracy import ArtifactAccuracy, Evaluate, format_table, gate_failures
+from .agreement import agreement, agreement_failures, detections_of
+from .foreign_onnx import cut_foreign_onnx
 from .checkpoint import output_roles
 from .onnx_export import export_onnx
+from .onnx_to_torch import onnx_to_torch
 from .torch_backend import TorchBackend
 
 # format name -> file name suffix
@@ -32,6 +38,16 @@ FORMATS = {
     "tflite-int8": "-int8.tflite",
 }
 INT8_FORMATS = ("onnx-int8", "tflite-int8")
+TFLITE_FORMATS = ("tflite", "tflite-fp16", "tflite-int8")
+
+
+@dataclass
+class Reference:
+    """What the gate compares every artifact with."""
+
+    name: str  # row name in the table: "torch" (the checkpoint) or "source" (a foreign file as exported)
+    path: Path  # the file
+    model: object  # what the evaluator and the runtime take: a backend object or a model file path
 
 # Where calibration images come from, called once when an int8 format is asked for:
 # () -> (list of calibration.sampling.CalibrationItem, description such as "data set DIR").
@@ -41,7 +57,7 @@ SampleSource = Callable[[], Tuple[list, str]]
 @dataclass
 class ExportConfig:
     """Everything `edgedet export` needs; the CLI flags map one to one."""
-    checkpoint: str  # checkpoint path, or "shipped" for edgedet.models.SHIPPED_CHECKPOINT
+    checkpoint: str  # checkpoint path, "shipped" (edgedet.models.SHIPPED_CHECKPOINT) or a foreign .onnx file
     formats: List[str] = field(default_factory=lambda: list(FORMATS))  # names from FORMATS
     out: Path = Path("exports")  # output folder
     imgsz: Optional[str] = None  # export input size "320" or "320,256"; None = the checkpoint's
@@ -55,6 +71,9 @@ class ExportConfig:
     data: Optional[str] = None  # validation data set for the accuracy check; None = --calib if it is a data set
     val_limit: Optional[int] = None  # evaluate on the first N validation images only (None = all)
     max_map_drop: Optional[float] = None  # fail when an artifact loses more mAP@.5:.95 points than this
+    min_agreement: Optional[float] = None  # fail when an int8 artifact agrees less than this with the reference
+    names: Optional[List[str]] = None  # foreign ONNX without metadata: class names (--names)
+    layout: Optional[str] = None  # foreign ONNX without metadata: its layout (--layout)
     threads: Optional[int] = None  # inference threads during evaluation
 
 
@@ -75,6 +94,8 @@ def check_request(config: ExportConfig) -> None:
     """EdgedetError for a request that cannot work, before anything is loaded or written."""
     if config.calib_sampling not in STRATEGIES:
         raise EdgedetError(f"unknown --calib-sampling {config.calib_sampling!r}; expected one of {', '.join(STRATEGIES)}")
+    if config.min_agreement is not None and not 0 <= config.min_agreement <= 1:
+        raise EdgedetError(f"--min-agreement must be in 0..1, got {config.min_agreement}")
     if needs_calibration(config) and not config.calib:
         raise EdgedetError(f"formats {', '.join(n for n in config.formats if n in INT8_FORMATS)} need --calib DATA (a data set or image folder)")
 
@@ -87,7 +108,6 @@ def needs_calibration(config: ExportConfig) -> bool:
 def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSource) -> Dict[str, Path]:
     """{format: path written} for config.formats of `model` (torch.nn.Module, eval mode) described by `spec`
     (device.ModelSpec); files are named `stem` + FORMATS suffix; `samples` is called only for int8 formats."""
-
     roles = output_roles(model, spec)
     items = _calibration_items(config, samples) if needs_calibration(config) else None
     config.out.mkdir(parents=True, exist_ok=True)
@@ -97,16 +117,44 @@ def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSo
         return _export_all(model, spec, roles, paths, calib, config, Path(tmp))
 
 
-def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: ExportConfig, tmp: Path) -> Dict[str, Path]:
+def export_foreign(source: Path, config: ExportConfig, samples: SampleSource) -> Tuple[object, Dict[str, Path]]:
+    """(spec of the cut model, {format: path written}) for config.formats of a foreign ONNX detector `source`:
+    cut before its decode, then quantized and converted like an edgedet export (files named by its stem)."""
+    paths = artifact_paths(config.out, source.stem, config.formats)
+    for path in paths.values():
+        if path.resolve() == source.resolve():
+            raise EdgedetError(f"exporting {source} to {config.out} would overwrite it; pass another --out")
+    items = _calibration_items(config, samples) if needs_calibration(config) else None
+    config.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="edgedet-export-") as tmp:
+        cut = paths.get("onnx") or Path(tmp) / "cut.onnx"
+        spec = cut_foreign_onnx(source, cut, names=config.names, layout=config.layout, imgsz=config.imgsz)
+        print(f"{source.name}: cut before its decode into {spec.layout} outputs per level "
+              f"{', '.join(spec.level_outputs)}{' and ' + spec.proto_output if spec.proto_output else ''}")
+        model = onnx_to_torch(cut) if any(name in TFLITE_FORMATS for name in paths) else None
+        calib = _calibration_set(items, spec, config) if items else None
+        roles = _onnx_output_names(cut)
+        return spec, _export_all(model, spec, roles, paths, calib, config, Path(tmp), fp32_onnx=cut)
+
+
+def _onnx_output_names(path: Path) -> List[str]:
+    import onnx
+
+    return [output.name for output in onnx.load(str(path), load_external_data=False).graph.output]
+
+
+def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: ExportConfig, tmp: Path,
+                fp32_onnx: Optional[Path] = None) -> Dict[str, Path]:
+    """Every format of `paths`. `fp32_onnx`: an fp32 ONNX file already written (a foreign file's cut); without
+    it `model` is exported to ONNX first. `model` (torch.nn.Module) is needed for the TFLite formats only."""
     from .tflite_export import export_tflite
 
     written: Dict[str, Path] = {}
-    fp32_onnx = paths.get("onnx")
-    if "onnx" in paths or "onnx-int8" in paths:
-        fp32_onnx = fp32_onnx or tmp / "fp32.onnx"
+    if fp32_onnx is None and ("onnx" in paths or "onnx-int8" in paths):
+        fp32_onnx = paths.get("onnx") or tmp / "fp32.onnx"
         export_onnx(model, spec, fp32_onnx, roles)
-        if "onnx" in paths:
-            written["onnx"] = fp32_onnx
+    if "onnx" in paths:
+        written["onnx"] = fp32_onnx
     if "onnx-int8" in paths:
         scheme, reason = choose_int8_scheme(config.int8_scheme)
         print(f"onnx-int8: {scheme.name} ({reason})")
@@ -144,13 +192,21 @@ def _calibration_set(items, spec, config: ExportConfig):
     return build_calibration_set(items, spec, config.calib_size, sampling, config.seed)
 
 
-def check_accuracy(model, spec, checkpoint: Path, written: Dict[str, Path], evaluate: Evaluate,
-                   config: ExportConfig) -> int:
-    """Evaluate the checkpoint (`model`, `spec`, file `checkpoint`) and every artifact with `evaluate`
-    (model path or backend -> metrics), print the table, apply the gate. Returns the exit code (1: an artifact failed)."""
+def checkpoint_reference(model, spec, checkpoint: Path, threads: Optional[int] = None) -> Reference:
+    """The gate's reference for an export of this project's checkpoint: the PyTorch model itself."""
+    return Reference("torch", Path(checkpoint), TorchBackend(model, spec, threads))
 
-    torch_metrics = evaluate(TorchBackend(model, spec, config.threads))
-    reference = ArtifactAccuracy("torch", str(checkpoint), os.path.getsize(checkpoint) / 1e6, torch_metrics)
+
+def source_reference(source: Path) -> Reference:
+    """The gate's reference for a foreign ONNX file: the file as its exporter wrote it (fp32, decode in graph)."""
+    return Reference("source", Path(source), str(source))
+
+
+def check_accuracy(source: Reference, written: Dict[str, Path], evaluate: Evaluate, config: ExportConfig) -> int:
+    """Evaluate the reference and every artifact with `evaluate` (model path or backend -> metrics), print the
+    table, apply the gate. Returns the exit code (1: an artifact failed)."""
+    reference = ArtifactAccuracy(source.name, str(source.path), os.path.getsize(source.path) / 1e6,
+                                 evaluate(source.model))
     rows = [ArtifactAccuracy(name, str(path), os.path.getsize(path) / 1e6, evaluate(str(path)))
             for name, path in written.items()]
     print(format_table(rows, reference))
@@ -162,6 +218,27 @@ def check_accuracy(model, spec, checkpoint: Path, written: Dict[str, Path], eval
     for row in rows:
         if any(message.startswith(f"{row.name} (") for message in failures):
             _reject(Path(row.path))
+    return 1 if failures else 0
+
+
+def check_agreement(source: Reference, written: Dict[str, Path], images: Sequence, config: ExportConfig) -> int:
+    """The label-free gate: each int8 artifact's detections against the reference's on `images` (BGR arrays);
+    one line per artifact and, with --min-agreement, those below it are rejected. Returns the exit code."""
+    expected = detections_of(source.model, images, threads=config.threads)
+    rows = []
+    for name, path in written.items():
+        if name in INT8_FORMATS:
+            measured = agreement(expected, detections_of(str(path), images, threads=config.threads))
+            print(f"{name:<12} {measured.describe()}  {path}")
+            rows.append((name, str(path), measured))
+    if config.min_agreement is None:
+        return 0
+    failures = agreement_failures(rows, config.min_agreement)
+    for message in failures:
+        print(f"edgedet export: error: {message}", file=sys.stderr)
+    for name, path, _ in rows:
+        if any(message.startswith(f"{name} (") for message in failures):
+            _reject(Path(path))
     return 1 if failures else 0
 
 

@@ -35,6 +35,11 @@ OWN_OUTPUTS = [
     ("yolov8", {"output0": (1, 8400, 84)}, 80),
     ("yolov8", {"output0": (1, 85, 25200)}, 0),  # class count unknown: a prediction without objectness
     ("yolov8", {"output0": (0, 6, 0)}, 2),  # dynamic batch and candidates
+    ("yolov8-split", {"p3_dist": (1, 64, 80, 80), "p3_cls": (1, 80, 80, 80), "p4_dist": (1, 64, 40, 40),
+                      "p4_cls": (1, 80, 40, 40)}, 80),
+    ("yolov8-split", {"p3_dist": (1, 8, 8, 64), "p3_cls": (1, 8, 8, 5), "p3_coef": (1, 8, 8, 32),
+                      "proto": (1, 32, 32, 32)}, 5),
+    ("yolov5-split", {"p3_raw": (1, 255, 80, 80), "p4_raw": (1, 255, 40, 40), "p5_raw": (1, 255, 20, 20)}, 80),
     ("grid", {"y": (19, 19, 425)}, 80),
     ("grid", {"y": (1, 19, 19, 5, 85)}, 80),
     ("grid", {"y": (3, 3, 8)}, 3),
