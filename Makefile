@@ -71,11 +71,11 @@ bench-int8: setup
 
 # ---- ultralytics-models (issue 13): YOLOv8n and YOLOv8n-seg trained by Ultralytics on the synthetic data, as ONNX,
 # for benchmarks/bench_foreign_int8.py. Ultralytics runs in a venv of its own; edgedet never imports it.
-# From scratch (model yaml, no downloaded weights), 320 px, batch 16, 2 epochs each: 250 steps an epoch at ~2.7 s
-# (detect) / ~3 s (segment) on 2 cores, about 23-27 minutes per training. The synthetic set is converted to YOLO
+# From scratch (model yaml, no downloaded weights), 320 px, batch 16, 4 epochs each of 250 steps (1.4 s a step for
+# detect on this 2-core machine when idle). The synthetic set is converted to YOLO
 # labels once (runs/shapes320-yolo, by `edgedet data convert`); outputs runs/ultralytics/yolov8n-{det,seg}.onnx.
 ULTRA_PY := PYTHONPATH=scripts/ultralytics_shim YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$(CURDIR)/.cache/ultralytics-config .cache/ultralytics-venv/bin/python
-ULTRA_EPOCHS := 2
+ULTRA_EPOCHS := 4
 .PHONY: ultralytics-models
 ultralytics-models: setup
 	scripts/ultralytics_env.sh

@@ -45,6 +45,7 @@ def calibrate_model(model, spec, calib: CalibrationSet, description: str, config
                     evaluate: Optional[Evaluate] = None) -> int:
     """`calibrate_onnx_model` for `model` (torch.nn.Module, eval mode; `spec` its device.ModelSpec), exported to
     fp32 ONNX first. Returns the exit code."""
+    _check_budget_request(config, evaluate)
     with tempfile.TemporaryDirectory(prefix="edgedet-calibrate-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         export_onnx(model, spec, fp32, output_roles(model, spec))
@@ -58,8 +59,7 @@ def calibrate_onnx_model(fp32: Path, spec, calib: CalibrationSet, description: s
     (model path -> metrics on the validation split) is needed for --map-budget only. Returns the exit code."""
     from .onnx_int8 import calibrate_onnx
 
-    if config.map_budget is not None and evaluate is None:
-        raise ValueError("calibrate_model: --map-budget needs an evaluate callable (model path -> metrics)")
+    _check_budget_request(config, evaluate)
     scheme, reason = choose_int8_scheme(config.int8_scheme)
     print(f"calibration: {len(calib)} images from {description}, {config.calib_method}; int8 {scheme.name} ({reason})")
     config.out.mkdir(parents=True, exist_ok=True)
@@ -78,6 +78,11 @@ def calibrate_onnx_model(fp32: Path, spec, calib: CalibrationSet, description: s
         write_report(config.out / "sensitivity.json", layers, report)
     print(f"wrote {config.out / 'sensitivity.json'}")
     return 0
+
+
+def _check_budget_request(config: CalibrateConfig, evaluate: Optional[Evaluate]) -> None:
+    if config.map_budget is not None and evaluate is None:
+        raise ValueError("calibrate_model: --map-budget needs an evaluate callable (model path -> metrics)")
 
 
 def _progress(index: int, total: int, node: str) -> None:

@@ -16,7 +16,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from .onnx_export import set_spec
 # ops that only move values around: walking through them keeps a tensor's meaning
 SHAPE_OPS = {"Reshape", "Concat", "Split", "Slice", "Transpose", "Identity", "Flatten", "Squeeze", "Unsqueeze"}
 LEVEL_NAMES = ("p2", "p3", "p4", "p5", "p6", "p7")  # by stride 4, 8, 16, 32, 64, 128
-HINT = "pass --layout yolov8|yolov8-seg|yolov5 and --names FILE, or export the model with Ultralytics' format=onnx"
+HINT = (f"pass --layout {'|'.join((yolov8.NAME, yolov8_seg.NAME, yolov5.NAME))} and --names FILE, or export the "
+        "model with Ultralytics' format=onnx")
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Graph:
         node = self.producer.get(tensor)
         return node.op_type if node is not None else ""
 
-    def frontier_convs(self, tensor: str, through: Iterable[str] = (), stop_at_conv: bool = True) -> List[object]:
+    def frontier_convs(self, tensor: str, through: Iterable[str] = ()) -> List[object]:
         """Conv nodes first met walking up from `tensor` through the ops named in `through` (any op when empty),
         in the order met; Convs whose weights are a fixed integral (the DFL) are walked through."""
         allowed = set(through)
@@ -82,7 +83,7 @@ class Graph:
             if node is None or id(node) in seen:
                 continue
             seen.add(id(node))
-            if node.op_type == "Conv" and stop_at_conv and not self.is_dfl_integral(node):
+            if node.op_type == "Conv" and not self.is_dfl_integral(node):
                 found.append(node)
                 continue
             if allowed and node.op_type not in allowed:

@@ -6,6 +6,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..candidates import dequantized_output
 from ..errors import EdgedetError
 from ..spec import ModelSpec
 
@@ -86,3 +87,16 @@ def protos_chw(protos: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if proto_channel_axis(p.shape, spec) == 3:
         return np.ascontiguousarray(p[0].transpose(2, 0, 1))
     return p[0]
+
+
+def has_spec_prototypes(spec: ModelSpec) -> bool:
+    """A model whose spec names a prototype output and a mask-coefficient count (edgedet and split heads)."""
+    return bool(spec.proto_output) and spec.num_mask_coefs > 0
+
+
+def spec_prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Optional[np.ndarray]:
+    """The prototypes of output spec.proto_output as float32 (M, h, w) (dequantized if integer), or None when the
+    spec names none or the output is absent."""
+    if not has_spec_prototypes(spec) or spec.proto_output not in outputs:
+        return None
+    return protos_chw(dequantized_output(outputs, spec, spec.proto_output), spec)

@@ -16,10 +16,10 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..candidates import Candidates, dequantize_array, dequantized_output, sigmoid
+from ..candidates import Candidates, dequantize_array, sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
-from .shapes import Shape, protos_chw
+from .shapes import Shape, has_spec_prototypes, spec_prototypes
 
 NAME = "yolov8-split"
 MIN_SPEC_VERSION = 2
@@ -60,13 +60,12 @@ def output_shapes(spec: ModelSpec, tensor_layout: str) -> Dict[str, Shape]:
 
 
 def has_masks(spec: ModelSpec) -> bool:
-    return bool(spec.proto_output) and spec.num_mask_coefs > 0
+    return has_spec_prototypes(spec)
 
 
 def prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Optional[np.ndarray]:
-    if not has_masks(spec) or spec.proto_output not in outputs:
-        return None
-    return protos_chw(dequantized_output(outputs, spec, spec.proto_output), spec)
+    """The prototypes float32 (M, h, w) (dequantized if integer), or None without a mask head."""
+    return spec_prototypes(outputs, spec)
 
 
 def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Optional[float] = None) -> Candidates:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgedet.export.agreement import best_same_class_iou
+
 pytestmark = pytest.mark.slow
 
 MATCH_SCORE = 0.4  # fp32 detections at least this confident are matched at MIN_IOU
@@ -43,16 +45,6 @@ def shipped_exports(tmp_path_factory):
                           out=tmp_path_factory.mktemp("shipped"), calib=str(data), calib_size=64)
     _, _, written = export_artifacts(config)
     return written, sorted((data / "val" / "images").iterdir())
-
-
-def best_same_class_iou(reference, other) -> np.ndarray:
-    """(N,) for each detection of `reference` the highest IoU with a detection of `other` of the same class."""
-    from edgedet.device.boxes import box_iou
-
-    if len(reference) == 0 or len(other) == 0:
-        return np.zeros(len(reference))
-    same_class = reference.class_ids[:, None] == other.class_ids[None, :]
-    return np.where(same_class, box_iou(reference.xyxy, other.xyxy), 0.0).max(axis=1)
 
 
 def nms_boundary_duplicates(detections) -> np.ndarray:
