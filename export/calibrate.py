@@ -30,6 +30,8 @@ class CalibrateConfig:
     calib: str  # calibration data set or image folder
     out: Path = Path("calibration")  # output folder: sensitivity.json and the keep-float int8 model
     imgsz: Optional[str] = None  # input size; None = the checkpoint's
+    names: Optional[List[str]] = None  # foreign ONNX without metadata: class names (--names)
+    layout: Optional[str] = None  # foreign ONNX without metadata: its layout (--layout)
     calib_size: int = 100  # calibration images
     calib_method: str = "percentile"  # "minmax", "entropy" or "percentile"
     sensitivity_images: int = 8  # calibration images whose outputs score each layer

@@ -6,7 +6,7 @@ concatenations, the DFL softmax and integral, the distance-to-box arithmetic wit
 the class sigmoid and one final Concat of pixel boxes with 0..1 scores. Quantized as one graph, that Concat
 shares one int8 scale between values up to the image size and scores below 1, which is how such files lose
 their scores. The cut file ends at the head convolutions instead, one output per level and role
-("p3_box", "p3_score", "p3_mask", ..., "proto"), so each gets its own scale; the decode moves to the device
+("p3_dist", "p3_cls", "p3_coef", ..., "proto"; "p3_raw" for YOLOv5), so each gets its own scale; the decode moves to the device
 runtime (edgedet.device.layouts). The cut model is an ordinary edgedet ONNX file: its ModelSpec travels in
 metadata_props like that of the project's own exports.
 """
@@ -65,10 +65,6 @@ class Graph:
             if dims and all(d.HasField("dim_value") for d in dims):
                 graph.shapes[info.name] = tuple(int(d.dim_value) for d in dims)
         return graph
-
-    def op(self, tensor: str) -> str:
-        node = self.producer.get(tensor)
-        return node.op_type if node is not None else ""
 
     def frontier_convs(self, tensor: str, through: Iterable[str] = ()) -> List[object]:
         """Conv nodes first met walking up from `tensor` through the ops named in `through` (any op when empty),
@@ -133,10 +129,6 @@ def load_onnx(path):
     return model
 
 
-def metadata_of(model) -> Dict[str, str]:
-    return {p.key: p.value for p in model.metadata_props}
-
-
 
 
 # ---------------------------------------------------------------- YOLOv8 / YOLO11 (detect and segment)
@@ -163,7 +155,7 @@ def find_yolov8_head(graph: Graph, num_classes: int) -> Dict[str, Dict[str, str]
         shape = graph.shapes.get(name)
         if shape is None or len(shape) != 4:
             raise EdgedetError(f"head convolution {name} has no static NCHW shape; export with a fixed imgsz")
-        role = _head_role(id(conv) in to_scores, id(conv) in to_boxes, shape[1], num_classes)
+        role = _head_role(graph, conv, id(conv) in to_scores, id(conv) in to_boxes, num_classes)
         level = levels.setdefault(shape[2:], {})
         if role in level:
             raise EdgedetError(f"two {role} convolutions at level {shape[2:]} ({level[role]}, {name}); {HINT}")
@@ -175,10 +167,15 @@ def find_yolov8_head(graph: Graph, num_classes: int) -> Dict[str, Dict[str, str]
     return _name_levels(graph, levels)
 
 
-def _head_role(to_scores: bool, to_boxes: bool, channels: int, num_classes: int) -> str:
-    """"cls", "dist" or "coef" for a head convolution, from the paths it feeds (and C where it feeds both)."""
+def _head_role(graph: Graph, conv, to_scores: bool, to_boxes: bool, num_classes: int) -> str:
+    """"cls", "dist" or "coef" for a head convolution, from the paths it feeds. One that feeds both (a per-level
+    Concat split later) is the box part when it comes first in that Concat, as exporters write it, else the classes;
+    without such a Concat the channel count (C for classes) decides."""
     if to_scores and to_boxes:
-        return "cls" if channels == num_classes else "dist"
+        concat = next((n for n in graph.consumers.get(conv.output[0], []) if n.op_type == "Concat"), None)
+        if concat is not None and len(concat.input) == 2:
+            return "dist" if concat.input[0] == conv.output[0] else "cls"
+        return "cls" if graph.shapes[conv.output[0]][1] == num_classes else "dist"
     if to_scores:
         return "cls"
     return "dist" if to_boxes else "coef"
@@ -218,7 +215,7 @@ def _name_levels(graph: Graph, levels: Dict[Tuple[int, int], Dict[str, str]]) ->
     named = {}
     for hw in sorted(levels, key=lambda hw: -hw[0]):
         stride = height // hw[0]
-        if stride < 4 or stride & (stride - 1):
+        if stride < 4 or stride > 128 or stride & (stride - 1):
             raise EdgedetError(f"head level {hw} gives stride {stride} for input height {height}; {HINT}")
         named[LEVEL_NAMES[stride.bit_length() - 3]] = levels[hw]
     return named
@@ -340,8 +337,8 @@ def cut_foreign_onnx(path, out_path, names=None, layout=None, imgsz=None) -> Mod
     names / layout / imgsz: what the runtime needs to read a file without Ultralytics metadata (--names, --layout,
     --imgsz), as for `edgedet run`."""
     path = Path(path)
-    model = load_onnx(path)
     spec = load_backend(path, threads=1, names=names, layout=layout, imgsz=imgsz).spec
+    model = pin_input_shape(load_onnx(path), spec)
     if spec.layout not in CUTTERS:
         raise EdgedetError(f"{path} is a {spec.layout!r} model; edgedet cuts {', '.join(CUTTERS)} files "
                            f"(an edgedet export needs no cut: export its checkpoint instead)")
@@ -355,6 +352,18 @@ def cut_foreign_onnx(path, out_path, names=None, layout=None, imgsz=None) -> Mod
     set_spec(cut, cut_spec)
     _save_checked(cut, out_path)
     return cut_spec
+
+
+def pin_input_shape(model, spec: ModelSpec):
+    """The model with its image input fixed at (1, 3, H, W) of spec.input_size_hw where the file left dims dynamic
+    (an export with dynamic=True), so that shape inference gives every head tensor a static shape."""
+    inputs = [i for i in model.graph.input if i.name == spec.input_name] or list(model.graph.input[:1])
+    dims = inputs[0].type.tensor_type.shape.dim
+    if len(dims) == 4:
+        for dim, value in zip(dims, (1, 3, *spec.input_size_hw)):
+            if not dim.HasField("dim_value"):
+                dim.dim_value = value
+    return model
 
 
 def _save_checked(model, out_path) -> None:

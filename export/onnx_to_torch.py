@@ -57,11 +57,11 @@ def _import_onnx2torch():
         from onnx2torch import convert
         return convert
     except ModuleNotFoundError as error:
-        if error.name != "onnx2torch" and not str(error.name).startswith("torchvision"):
-            raise
         if error.name == "onnx2torch":
             raise EdgedetError(f"converting a foreign ONNX to TFLite needs {CONVERTER}: {PIP_COMMAND}") from None
-    except RuntimeError:  # a torchvision built for another torch fails to register its operators
+        if not str(error.name).startswith("torchvision"):
+            raise EdgedetError(f"onnx2torch cannot be imported ({error}); reinstall it: {PIP_COMMAND}") from None
+    except (ImportError, RuntimeError):  # a torchvision built for another torch fails to load its operators
         pass
     saved = {name: mod for name, mod in sys.modules.items() if name.split(".")[0] in ("torchvision", "onnx2torch")}
     for name in saved:

@@ -14,11 +14,10 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..boxes import cxcywh_to_xyxy
 from ..candidates import Candidates, best_class, dequantize_array, sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
-from .shapes import Shape, has_spec_prototypes, spec_prototypes
+from .shapes import Shape, anchor_boxes_xyxy, has_spec_prototypes, spec_prototypes
 
 NAME = "edgedet"
 MIN_SPEC_VERSION = 2  # version 1 had one combined output per level
@@ -100,16 +99,10 @@ def _decode_level(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], s
         rows = view[cell, anchor, :] if nhwc else view[anchor, :, cell]  # (n, D), the channel order of one anchor
         return dequantize_array(rows, quant[part], names[part])
 
-    box = sigmoid(gather("box"))  # (n, 4): tx, ty, tw, th
-    s = np.float32(stride)
-    row, col = np.divmod(cell, w)
-    cxcywh = np.stack([(col.astype(np.float32) + 2 * box[:, 0] - np.float32(0.5)) * s,
-                       (row.astype(np.float32) + 2 * box[:, 1] - np.float32(0.5)) * s,
-                       anchors_wh[anchor, 0] * (2 * box[:, 2]) ** 2,
-                       anchors_wh[anchor, 1] * (2 * box[:, 3]) ** 2], axis=1)
+    xyxy = anchor_boxes_xyxy(sigmoid(gather("box")), anchor, cell, w, stride, anchors_wh)
     best, ids = best_class(sigmoid(gather("score")[:, 1:]))
     coefs = np.ascontiguousarray(gather("mask")) if "mask" in views else None
-    return Candidates(cxcywh_to_xyxy(cxcywh), objectness[index] * best, ids, coefs)
+    return Candidates(xyxy, objectness[index] * best, ids, coefs)
 
 
 def _anchor_view(raw: np.ndarray, k: int, nhwc: bool, channels: int, name: str) -> Tuple[np.ndarray, Tuple[int, int]]:

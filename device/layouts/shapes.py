@@ -6,6 +6,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..boxes import cxcywh_to_xyxy
 from ..candidates import dequantized_output
 from ..errors import EdgedetError
 from ..spec import ModelSpec
@@ -100,3 +101,17 @@ def spec_prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Optio
     if not has_spec_prototypes(spec) or spec.proto_output not in outputs:
         return None
     return protos_chw(dequantized_output(outputs, spec, spec.proto_output), spec)
+
+
+def anchor_boxes_xyxy(box: np.ndarray, anchor: np.ndarray, cell: np.ndarray, width: int, stride: int,
+                      anchors_wh: np.ndarray) -> np.ndarray:
+    """YOLOv5-style anchor boxes: (n, 4) sigmoids of (tx, ty, tw, th) at candidate `cell` (row-major index in a
+    level `width` cells wide) of anchor index `anchor` -> float32 (n, 4) xyxy in input pixels:
+        cx = (j + 2*sx - 0.5) * s    cy = (i + 2*sy - 0.5) * s    w = anchor_w * (2*sw)**2    h = anchor_h * (2*sh)**2"""
+    row, col = np.divmod(cell, width)
+    s = np.float32(stride)
+    cxcywh = np.stack([(col.astype(np.float32) + 2 * box[:, 0] - np.float32(0.5)) * s,
+                       (row.astype(np.float32) + 2 * box[:, 1] - np.float32(0.5)) * s,
+                       anchors_wh[anchor, 0] * (2 * box[:, 2]) ** 2,
+                       anchors_wh[anchor, 1] * (2 * box[:, 3]) ** 2], axis=1)
+    return cxcywh_to_xyxy(cxcywh)

@@ -12,11 +12,10 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..boxes import cxcywh_to_xyxy
 from ..candidates import Candidates, best_class, dequantize_array, sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
-from .shapes import Shape
+from .shapes import Shape, anchor_boxes_xyxy
 
 NAME = "yolov5-split"
 MIN_SPEC_VERSION = 2
@@ -59,8 +58,9 @@ def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Option
         score = sigmoid(objectness) x best sigmoid(class). Float or integer outputs.
     min_score: if given, only candidates with objectness > min_score are decoded (score <= objectness).
     """
-    if not spec.anchors or len(spec.anchors) != len(spec.strides):
-        raise EdgedetError(f"{NAME} model spec needs one anchor list per stride {spec.strides}, got {len(spec.anchors)}")
+    if not spec.anchors or not spec.level_outputs or not len(spec.anchors) == len(spec.strides) == len(spec.level_outputs):
+        raise EdgedetError(f"{NAME} model spec needs one anchor list and one stride per level: levels "
+                           f"{spec.level_outputs}, strides {spec.strides}, {len(spec.anchors)} anchor lists")
     return Candidates.concatenate([_decode_level(outputs, name, spec, stride, anchors, min_score)
                                    for name, stride, anchors in zip(level_outputs(outputs, spec), spec.strides,
                                                                     spec.anchors)])
@@ -84,14 +84,9 @@ def _decode_level(outputs: Mapping[str, np.ndarray], name: str, spec: ModelSpec,
     index = np.arange(objectness.size) if min_score is None else np.flatnonzero(objectness > np.float32(min_score))
     anchor, cell = np.divmod(index, h * w)
     values = sigmoid(dequantize_array(view[anchor, :, cell], quant, name))  # (n, D)
-    row, col = np.divmod(cell, w)
-    s = np.float32(stride)
-    cxcywh = np.stack([(col.astype(np.float32) + 2 * values[:, 0] - np.float32(0.5)) * s,
-                       (row.astype(np.float32) + 2 * values[:, 1] - np.float32(0.5)) * s,
-                       anchors_wh[anchor, 0] * (2 * values[:, 2]) ** 2,
-                       anchors_wh[anchor, 1] * (2 * values[:, 3]) ** 2], axis=1)
     best, ids = best_class(values[:, 5:])
-    return Candidates(cxcywh_to_xyxy(cxcywh), objectness[index] * best, ids)
+    xyxy = anchor_boxes_xyxy(values[:, :4], anchor, cell, w, stride, anchors_wh)
+    return Candidates(xyxy, objectness[index] * best, ids)
 
 
 def _anchor_view(raw: np.ndarray, k: int, features: int, nhwc: bool, name: str) -> Tuple[np.ndarray, Tuple[int, int]]:

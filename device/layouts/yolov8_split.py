@@ -80,6 +80,9 @@ def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Option
     """
     if spec.reg_max < 1:
         raise EdgedetError(f"{NAME} model spec has no DFL bin count (reg_max {spec.reg_max})")
+    if not spec.level_outputs or len(spec.level_outputs) != len(spec.strides):
+        raise EdgedetError(f"{NAME} model spec needs one stride per level, got levels {spec.level_outputs} and "
+                           f"strides {spec.strides}")
     return Candidates.concatenate([_decode_level(outputs, names, spec, stride, min_score)
                                    for names, stride in zip(level_outputs(outputs, spec), spec.strides)])
 
@@ -102,9 +105,7 @@ def _decode_level(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], s
     if min_score is None:
         cells = np.arange(h * w)
     else:
-        threshold = np.float32(np.log(min_score / (1 - min_score))) if 0 < min_score < 1 else \
-            np.float32(-np.inf if min_score <= 0 else np.inf)
-        cells = np.flatnonzero(best_logit > threshold)
+        cells = np.flatnonzero(best_logit > _logit_below(min_score))
     scores = sigmoid(best_logit[cells])
     class_ids = logits[:, cells].argmax(axis=0).astype(np.int32)
     dist = _gather(outputs, names["dist"], cells, nhwc, 4 * spec.reg_max, spec)  # (n, 4R)
@@ -117,6 +118,16 @@ def _decode_level(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], s
     coefs = (np.ascontiguousarray(_gather(outputs, names["coef"], cells, nhwc, spec.num_mask_coefs, spec))
              if "coef" in names else None)
     return Candidates(xyxy, scores, class_ids, coefs)
+
+
+def _logit_below(score: float) -> np.float32:
+    """A float32 logit at or just below logit(score): every cell whose sigmoid exceeds `score` lies above it (one
+    step lower than the rounded logit, so float32 rounding never drops one; the caller filters by score again)."""
+    if score <= 0:
+        return np.float32(-np.inf)
+    if score >= 1:
+        return np.float32(np.inf)
+    return np.nextafter(np.float32(np.log(score / (1 - score))), np.float32(-np.inf))
 
 
 def _expected_bins(logits: np.ndarray) -> np.ndarray:

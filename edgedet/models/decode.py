@@ -1,4 +1,4 @@
-"""Torch twin of the device runtime's edgedet-head decode (device/decode.py), for the loss and training validation.
+"""Torch twin of the device runtime's edgedet-head decode (device/layouts/edgedet.py), for the loss and training validation.
 
 A level is the model's {"box", "score"[, "mask"]} outputs; `level_values` joins them per anchor into
 raw (to, tx, ty, tw, th, tc_1..tc_C, m_1..m_M), and for anchor k at cell (row i, col j) of a level with stride s:

@@ -1,4 +1,4 @@
-"""edgedet.models: output shapes for several sizes and presets, the torch decode twin against device.decode,
+"""edgedet.models: output shapes for several sizes and presets, the torch decode twin against device/layouts/edgedet.py,
 checkpoint round trip, and the shipped checkpoint."""
 import subprocess
 import sys

@@ -100,7 +100,7 @@ def test_yolov5_cut_reads_the_anchors_from_the_graph(tmp_path):
 # ---------------------------------------------------------------- the head of Ultralytics 8.0-8.3 files
 
 
-def old_style_yolov8(path: Path, num_classes: int = 3, reg_max: int = 16, imgsz: int = 64) -> Path:
+def old_style_yolov8(path: Path, num_classes: int = 3, reg_max: int = 16, imgsz: int = 64, dynamic: bool = False) -> Path:
     """An ONNX file whose head has the graph form of Ultralytics 8.0-8.3 exports, written for this test: per
     level one Concat of the box (4 x reg_max) and class convolutions, a Concat over levels, a Split into box
     distribution and class logits, the DFL (softmax, integral Conv), distance-to-box around cell centres times
@@ -144,7 +144,8 @@ def old_style_yolov8(path: Path, num_classes: int = 3, reg_max: int = 16, imgsz:
 
     with torch.no_grad():
         torch.onnx.export(Head().eval(), (torch.rand(1, 3, imgsz, imgsz),), str(path), input_names=["images"],
-                          output_names=["output0"], opset_version=17, dynamo=False)
+                          output_names=["output0"], opset_version=17, dynamo=False,
+                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}} if dynamic else None)
     model = onnx.load(str(path))
     names = {i: f"class{i}" for i in range(num_classes)}
     for key, value in {"names": str(names), "imgsz": str([imgsz, imgsz]), "stride": "32", "task": "detect"}.items():
@@ -163,7 +164,50 @@ def test_cut_of_the_split_head_of_older_ultralytics_files(images, tmp_path):
         assert_same_candidates(source, cut, image)
 
 
+def test_split_head_with_as_many_classes_as_box_channels_is_told_apart_by_concat_order(images, tmp_path):
+    source = old_style_yolov8(tmp_path / "old64.onnx", num_classes=64)
+    cut = tmp_path / "cut.onnx"
+    spec = cut_foreign_onnx(source, cut)
+    assert spec.reg_max == 16 and spec.num_classes == 64
+    assert_same_candidates(source, cut, images[0])
+
+
+def test_a_dynamic_shape_export_is_cut_at_its_metadata_size(images, tmp_path):
+    source = old_style_yolov8(tmp_path / "dynamic.onnx", dynamic=True)
+    cut = tmp_path / "cut.onnx"
+    spec = cut_foreign_onnx(source, cut)
+    assert spec.input_size_hw == (64, 64)
+    assert_same_candidates(source, cut, images[0])
+
+
 # ---------------------------------------------------------------- the command
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_fixture_exports_to_int8_that_runs(name, synth_data, images, tmp_path):
+    result = subprocess.run([*EDGEDET, "export", str(FIXTURES / f"{name}.onnx"), "--format", "onnx-int8", "--calib",
+                             str(synth_data / "train" / "images"), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "agreement with source on 8 calibration images (in-sample)" in result.stdout
+    int8 = Detector(str(tmp_path / f"{name}-int8.onnx"), threads=1, conf=0.05)
+    assert sum(len(int8.predict(image)) for image in images) > 0
+
+
+def test_a_file_without_metadata_exports_with_names_and_layout(synth_data, tmp_path):
+    import onnx
+
+    model = onnx.load(str(FIXTURES / "yolov8-det.onnx"))
+    del model.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(model, str(bare))
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(NAMES) + "\n")
+    result = subprocess.run([*EDGEDET, "export", str(bare), "--names", str(names), "--layout", "yolov8", "--imgsz",
+                             "96", "--format", "onnx-int8", "--calib", str(synth_data / "train" / "images"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert load_backend(tmp_path / "out" / "bare-int8.onnx", threads=1).spec.names == NAMES
 
 
 @pytest.fixture(scope="module")
