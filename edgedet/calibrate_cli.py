@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgedet.calibration.onnx_quant import METHODS, SCHEMES
 from edgedet.device.errors import EdgedetError
+from edgedet.device.spec_sources import read_names
 from edgedet.calibration.calibset import build_calibration_set
 from edgedet.export.calibrate import CalibrateConfig, calibrate_model, calibrate_onnx_model
 from edgedet.export.foreign_onnx import cut_foreign_onnx
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-limit", type=int, help="evaluate on the first N validation images only")
     parser.add_argument("--out", default="calibration", help="output folder (default: %(default)s)")
     parser.add_argument("--imgsz", help="input size N or H,W, divisible by 32 (default: the checkpoint's)")
+    parser.add_argument("--names", help="foreign ONNX without metadata: class names, comma separated or a file")
+    parser.add_argument("--layout", help="foreign ONNX without metadata: yolov8, yolov8-seg or yolov5")
     parser.add_argument("--calib-size", type=int, default=100, help="calibration images (default: %(default)s)")
     parser.add_argument("--calib-method", choices=METHODS, default="percentile", help="default: %(default)s")
     parser.add_argument("--sensitivity-images", type=int, default=8, help="images scoring each layer (default: %(default)s)")
@@ -44,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, calib=args.calib, out=Path(args.out), imgsz=args.imgsz, calib_size=args.calib_size,
         calib_method=args.calib_method, sensitivity_images=args.sensitivity_images, int8_scheme=args.int8_scheme,
         auto_keep_float=args.auto_keep_float, map_budget=args.map_budget, data=args.data, val_limit=args.val_limit,
-        seed=args.seed)
+        seed=args.seed, names=read_names(args.names), layout=args.layout)
     if not (args.sensitivity or config.auto_keep_float is not None or config.map_budget is not None):
         raise EdgedetError("nothing to do: pass --sensitivity, --auto-keep-float N or --map-budget X")
     return run_calibrate(config)
@@ -62,7 +65,8 @@ def run_calibrate(config: CalibrateConfig) -> int:
     if is_foreign_model(config.checkpoint):
         with tempfile.TemporaryDirectory(prefix="edgedet-cut-") as tmp:
             cut = Path(tmp) / f"{Path(config.checkpoint).stem}.onnx"
-            spec = cut_foreign_onnx(config.checkpoint, cut, imgsz=config.imgsz)
+            spec = cut_foreign_onnx(config.checkpoint, cut, names=config.names, layout=config.layout,
+                                    imgsz=config.imgsz)
             calib = build_calibration_set(items, spec, config.calib_size, "random", config.seed)
             return calibrate_onnx_model(cut, spec, calib, description, config, evaluate)
     model, spec = load_for_export(config.checkpoint, config.imgsz)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import cv2
 
@@ -22,7 +22,7 @@ from edgedet.device.spec_sources import read_names
 from edgedet.export.exporter import (FORMATS, INT8_FORMATS, ExportConfig, Reference, check_accuracy, check_agreement,
                                      check_request, checkpoint_reference, export_foreign, export_model, parse_formats,
                                      source_reference)
-from .export_inputs import calibration_items, evaluator, validation_data
+from .export_inputs import calibration_items, evaluator, is_dataset, validation_data
 from .models.loading import load_for_export, resolve_checkpoint
 
 
@@ -98,7 +98,7 @@ def export_artifacts(config: ExportConfig):
     if is_foreign_model(config.checkpoint):
         source = Path(config.checkpoint)
         spec, written = export_foreign(source, config, samples)
-        return source_reference(source), spec, written
+        return source_reference(source, config), spec, written
     ckpt_path = resolve_checkpoint(config.checkpoint)
     model, spec = load_for_export(ckpt_path, config.imgsz)
     written = export_model(model, spec, ckpt_path.stem, config, samples)
@@ -114,20 +114,27 @@ def _check_accuracy(source: Reference, written: Dict[str, Path], data, config: E
 
 
 def _check_agreement(source: Reference, written: Dict[str, Path], config: ExportConfig) -> int:
-    """The label-free gate on the first calibration images (export.exporter.check_agreement)."""
-    images = agreement_images(config.calib, config.val_limit or AGREEMENT_IMAGES)
-    print(f"agreement with {source.name} on {len(images)} calibration images (same class, IoU >= 0.5):", flush=True)
+    """The label-free gate (export.exporter.check_agreement) on held-out images where there are some."""
+    images, description = agreement_images(config.calib, AGREEMENT_IMAGES)
+    print(f"agreement with {source.name} on {len(images)} {description} (same class, IoU >= 0.5):", flush=True)
     return check_agreement(source, written, images, config)
 
 
-AGREEMENT_IMAGES = 50  # calibration images the label-free gate compares on
+AGREEMENT_IMAGES = 50  # images the label-free gate compares on
 
 
-def agreement_images(calib, count: int) -> List:
-    """The first `count` calibration images as BGR arrays (unreadable ones left out)."""
-    items, _ = calibration_items(calib)
+def agreement_images(calib, count: int) -> Tuple[List, str]:
+    """(up to `count` BGR images, what they are): the val split of a calibration data set (images calibration did
+    not see), else the first images of the calibration folder (in-sample: a folder has no held-out part)."""
+    path = Path(str(calib))
+    if is_dataset(path):
+        items, _ = calibration_items(path, split="val")
+        description = "val images"
+    else:
+        items, _ = calibration_items(path)
+        description = "calibration images (in-sample)"
     images = [cv2.imread(str(item.path), cv2.IMREAD_COLOR) for item in items[:count]]
     images = [image for image in images if image is not None]
     if not images:
-        raise EdgedetError(f"no readable calibration images in {calib} for the agreement check")
-    return images
+        raise EdgedetError(f"no readable images in {calib} for the agreement check")
+    return images, description

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgedet.calibration.calibset import build_calibration_set
-from edgedet.calibration.onnx_quant import SCHEMES, default_int8_scheme
+from edgedet.calibration.onnx_quant import METHODS, SCHEMES, default_int8_scheme
 from edgedet.calibration.sampling import STRATEGIES
+from edgedet.device.backends import load_backend
 from edgedet.device.errors import EdgedetError
 from .accuracy import ArtifactAccuracy, Evaluate, format_table, gate_failures
-from .agreement import agreement, agreement_failures, detections_of
+from .agreement import AGREEMENT_CONF, agreement, agreement_failures, detections_of
 from .foreign_onnx import cut_foreign_onnx
 from .checkpoint import output_roles
 from .onnx_export import export_onnx
@@ -96,6 +97,8 @@ def check_request(config: ExportConfig) -> None:
         raise EdgedetError(f"unknown --calib-sampling {config.calib_sampling!r}; expected one of {', '.join(STRATEGIES)}")
     if config.min_agreement is not None and not 0 <= config.min_agreement <= 1:
         raise EdgedetError(f"--min-agreement must be in 0..1, got {config.min_agreement}")
+    if config.min_agreement is not None and not needs_calibration(config):
+        raise EdgedetError("--min-agreement compares int8 files with the source: ask for onnx-int8 or tflite-int8")
     if needs_calibration(config) and not config.calib:
         raise EdgedetError(f"formats {', '.join(n for n in config.formats if n in INT8_FORMATS)} need --calib DATA (a data set or image folder)")
 
@@ -197,9 +200,12 @@ def checkpoint_reference(model, spec, checkpoint: Path, threads: Optional[int] =
     return Reference("torch", Path(checkpoint), TorchBackend(model, spec, threads))
 
 
-def source_reference(source: Path) -> Reference:
-    """The gate's reference for a foreign ONNX file: the file as its exporter wrote it (fp32, decode in graph)."""
-    return Reference("source", Path(source), str(source))
+def source_reference(source: Path, config: ExportConfig) -> Reference:
+    """The gate's reference for a foreign ONNX file: the file as its exporter wrote it (fp32, decode in graph),
+    read with the same --names/--layout/--imgsz as the cut."""
+    backend = load_backend(source, threads=config.threads, names=config.names, layout=config.layout,
+                           imgsz=config.imgsz)
+    return Reference("source", Path(source), backend)
 
 
 def check_accuracy(source: Reference, written: Dict[str, Path], evaluate: Evaluate, config: ExportConfig) -> int:
@@ -215,6 +221,8 @@ def check_accuracy(source: Reference, written: Dict[str, Path], evaluate: Evalua
     failures = gate_failures(rows, reference, config.max_map_drop)
     for message in failures:
         print(f"edgedet export: error: {message}", file=sys.stderr)
+    if _int8_failed(failures):
+        print(f"edgedet export: hint: {gate_hint(config)}", file=sys.stderr)
     for row in rows:
         if any(message.startswith(f"{row.name} (") for message in failures):
             _reject(Path(row.path))
@@ -225,6 +233,12 @@ def check_agreement(source: Reference, written: Dict[str, Path], images: Sequenc
     """The label-free gate: each int8 artifact's detections against the reference's on `images` (BGR arrays);
     one line per artifact and, with --min-agreement, those below it are rejected. Returns the exit code."""
     expected = detections_of(source.model, images, threads=config.threads)
+    if not any(len(d) for d in expected):
+        message = (f"the source finds no objects at conf {AGREEMENT_CONF} on these {len(images)} images: agreement "
+                   "cannot be measured (pass labelled --data, or images with the model's objects)")
+        print(f"edgedet export: {'error' if config.min_agreement is not None else 'warning'}: {message}",
+              file=sys.stderr)
+        return 1 if config.min_agreement is not None else 0
     rows = []
     for name, path in written.items():
         if name in INT8_FORMATS:
@@ -236,10 +250,26 @@ def check_agreement(source: Reference, written: Dict[str, Path], images: Sequenc
     failures = agreement_failures(rows, config.min_agreement)
     for message in failures:
         print(f"edgedet export: error: {message}", file=sys.stderr)
+    if _int8_failed(failures):
+        print(f"edgedet export: hint: {gate_hint(config)}", file=sys.stderr)
     for name, path, _ in rows:
         if any(message.startswith(f"{name} (") for message in failures):
             _reject(Path(path))
     return 1 if failures else 0
+
+
+def _int8_failed(failures: Sequence[str]) -> bool:
+    """True when a gate message (each starts with "<format> (") names an int8 artifact."""
+    return any(message.startswith(f"{name} (") for message in failures for name in INT8_FORMATS)
+
+
+def gate_hint(config: ExportConfig) -> str:
+    """What usually brings a rejected int8 artifact within the gate, for one line after the errors."""
+    others = " or ".join(method for method in METHODS if method != config.calib_method)
+    return (f"int8 usually recovers with more calibration images (a larger --calib set or --calib-size, now "
+            f"{config.calib_size}), another --calib-method ({others}; {config.calib_method} now), or, for onnx-int8, "
+            f"the most sensitive layers kept float: `edgedet calibrate {config.checkpoint} --calib "
+            f"{config.calib or 'DATA'} --auto-keep-float 3`, then --keep-float with the layer names it prints")
 
 
 def _reject(path: Path) -> None:
