@@ -1,12 +1,41 @@
-"""The one value type for detector results: parallel NumPy arrays in original-image pixels."""
+"""The one value type for detector results: parallel NumPy arrays in original-image pixels.
+
+    >>> import numpy as np
+    >>> detections = Detections(np.array([[10, 20, 50, 80], [60, 10, 90, 40]]), np.array([0.9, 0.4]),
+    ...                         np.array([0, 1]), names=["person", "dog"])
+    >>> detections
+    Detections(2 objects: 1 person, 1 dog)
+    >>> detections[detections.scores > 0.5]
+    Detections(1 object: 1 person)
+    >>> [(d.name, round(d.score, 2)) for d in detections]
+    [('person', 0.9), ('dog', 0.4)]
+    >>> detections.to_dict()["detections"][0]
+    {'xyxy': [10.0, 20.0, 50.0, 80.0], 'score': 0.9, 'class_id': 0, 'class_name': 'person'}
+    >>> detections.to_coco(image_id=7)[1]
+    {'image_id': 7, 'category_id': 1, 'bbox': [60.0, 10.0, 30.0, 30.0], 'score': 0.4}
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .boxes import box_area
+from .boxes import box_area, xyxy_to_xywh
+from .rle import rle_encode
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object of a `Detections`, as iteration yields it."""
+
+    xyxy: Tuple[float, float, float, float]  # corners in original-image pixels, continuous coordinates
+    score: float  # confidence in 0..1
+    class_id: int  # index into the model's class names
+    name: str  # the class name (the id as text when the names are unknown)
+    mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # bool (H, W) at image size, or None
 
 
 @dataclass(frozen=True)
@@ -17,14 +46,17 @@ class Detections:
     scores:    float32 (N,), confidence in 0..1.
     class_ids: int32 (N,), index into the model's class names.
     masks:     optional bool (N, H, W), instance masks at original-image resolution.
+    names:     optional tuple of str, the model's class names (index = class id); kept by indexing.
 
     Filtering is indexing (`d[d.scores > 0.5]`) and returns a new value; "nothing found" is `Detections.empty()`.
+    Iterating yields one `Detection` record per object.
     """
 
     xyxy: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     masks: Optional[np.ndarray] = None
+    names: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self):
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -41,24 +73,90 @@ class Detections:
             if masks.ndim != 3 or len(masks) != n:
                 raise ValueError(f"Detections: masks must be (N={n}, H, W), got {masks.shape}")
             object.__setattr__(self, "masks", masks)
+        if self.names is not None:
+            object.__setattr__(self, "names", tuple(str(name) for name in self.names))
 
     @classmethod
-    def empty(cls, mask_shape_hw: Optional[tuple] = None) -> "Detections":
+    def empty(cls, mask_shape_hw: Optional[tuple] = None, names: Optional[Sequence[str]] = None) -> "Detections":
         """No detections; with `mask_shape_hw` the masks field is an empty (0, H, W) array."""
         masks = None if mask_shape_hw is None else np.zeros((0, *mask_shape_hw), dtype=bool)
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), masks)
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32), masks, names)
 
     def __len__(self) -> int:
         return len(self.scores)
 
     def __getitem__(self, index) -> "Detections":
-        """Select by integer array, slice or boolean mask; always returns a `Detections`."""
+        """Select by integer array, slice or boolean mask; always returns a `Detections` (names kept)."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         masks = None if self.masks is None else self.masks[index]
-        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], masks)
+        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], masks, self.names)
+
+    def __iter__(self) -> Iterator[Detection]:
+        """One `Detection` per object, in order (most confident first for a detector's output)."""
+        for k, name in enumerate(self.class_names):
+            mask = None if self.masks is None else self.masks[k]
+            yield Detection(tuple(float(v) for v in self.xyxy[k]), float(self.scores[k]), int(self.class_ids[k]),
+                            name, mask)
+
+    def __repr__(self) -> str:
+        """`Detections(3 objects: 2 person, 1 dog; masks 480x640)`: counts per class, most frequent first."""
+        n = len(self)
+        counts = Counter(self.class_names)
+        text = f"{n} object{'' if n == 1 else 's'}"
+        if n:
+            text += ": " + ", ".join(f"{count} {name}" for name, count in counts.most_common())
+        if self.masks is not None:
+            text += f"; masks {self.masks.shape[1]}x{self.masks.shape[2]}"
+        return f"Detections({text})"
+
+    @property
+    def class_names(self) -> List[str]:
+        """The class name of each detection (its id as text when `names` is unknown or too short)."""
+        names = self.names or ()
+        return [names[c] if 0 <= c < len(names) else str(c) for c in self.class_ids.tolist()]
 
     @property
     def area(self) -> np.ndarray:
         """float32 (N,): box areas in pixels squared (continuous, no +1)."""
         return box_area(self.xyxy)
+
+    def with_names(self, names: Optional[Sequence[str]]) -> "Detections":
+        """The same detections carrying `names` (class names, index = class id)."""
+        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, names)
+
+    # ---- serialisation
+
+    def to_dict(self, ndigits: int = 2) -> dict:
+        """JSON-ready {"count": N, "detections": [{"xyxy": [x1, y1, x2, y2], "score", "class_id", "class_name",
+        "segmentation" (masks only: COCO compressed RLE {"size": [H, W], "counts": str})}, ...]}.
+        Box coordinates are rounded to `ndigits` decimals, scores to 4."""
+        segmentations = rle_encode(self.masks) if self.masks is not None and len(self) else None
+        items = []
+        for k, name in enumerate(self.class_names):
+            item = {"xyxy": [round(float(v), ndigits) for v in self.xyxy[k]], "score": round(float(self.scores[k]), 4),
+                    "class_id": int(self.class_ids[k]), "class_name": name}
+            if segmentations is not None:
+                item["segmentation"] = segmentations[k]
+            items.append(item)
+        return {"count": len(items), "detections": items}
+
+    def to_json(self, ndigits: int = 2, **dumps_kwargs) -> str:
+        """`to_dict()` as a JSON string; keyword arguments go to `json.dumps` (e.g. indent=2)."""
+        return json.dumps(self.to_dict(ndigits), **dumps_kwargs)
+
+    def to_coco(self, image_id: int, category_ids: Optional[Sequence[int]] = None) -> List[dict]:
+        """COCO results of this image: {"image_id", "category_id", "bbox": [x, y, w, h] (3 decimals), "score"
+        (5 decimals), "segmentation" (masks only, compressed RLE)} per object. category_ids[class_id] is the
+        category id (COCO files number them from 1); None: the class id itself."""
+        xywh = xyxy_to_xywh(self.xyxy.astype(np.float64))
+        segmentations = rle_encode(self.masks) if self.masks is not None and len(self) else None
+        results = []
+        for k, class_id in enumerate(self.class_ids.tolist()):
+            category = class_id if category_ids is None else int(category_ids[class_id])
+            result = {"image_id": int(image_id), "category_id": category,
+                      "bbox": [round(float(v), 3) for v in xywh[k]], "score": round(float(self.scores[k]), 5)}
+            if segmentations is not None:
+                result["segmentation"] = segmentations[k]
+            results.append(result)
+        return results

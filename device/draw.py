@@ -21,18 +21,20 @@ def palette(n: int) -> np.ndarray:
     return np.array([class_color(k) for k in range(max(n, 1))], dtype=np.uint8)
 
 
-def draw_detections(image_bgr: np.ndarray, detections: Detections, names: Sequence[str],
+def draw_detections(image_bgr: np.ndarray, detections: Detections, names: Optional[Sequence[str]] = None,
                     mask_alpha: float = 0.45, thickness: int = 2) -> np.ndarray:
-    """Draw `detections` onto `image_bgr` in place (masks first, then boxes and "name 0.87" labels); returns it."""
+    """Draw `detections` onto `image_bgr` in place (masks first, then boxes and "name 0.87" labels); returns it.
+    names: class names, index = class id; None = the detections' own names (ids as text without either)."""
     if detections.masks is not None and len(detections):
         draw_masks(image_bgr, detections.masks, detections.class_ids, mask_alpha)
     h, w = image_bgr.shape[:2]
     scale = max(0.4, min(w, h) / 900)
-    for (x1, y1, x2, y2), score, class_id in zip(detections.xyxy, detections.scores, detections.class_ids):
+    labels = detections.class_names if names is None else detections.with_names(names).class_names
+    for (x1, y1, x2, y2), score, class_id, name in zip(detections.xyxy, detections.scores, detections.class_ids,
+                                                       labels):
         color = class_color(int(class_id))
         p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
         cv2.rectangle(image_bgr, p1, p2, color, thickness, cv2.LINE_AA)
-        name = names[class_id] if 0 <= class_id < len(names) else str(int(class_id))
         _label(image_bgr, f"{name} {score:.2f}", p1, color, scale)
     return image_bgr
 
@@ -88,10 +90,11 @@ def _label(image: np.ndarray, text: str, corner: tuple, color: tuple, scale: flo
     cv2.putText(image, text, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 1, cv2.LINE_AA)
 
 
-def annotate(image_bgr: np.ndarray, detections: Detections, names: Sequence[str],
+def annotate(image_bgr: np.ndarray, detections: Detections, names: Optional[Sequence[str]] = None,
              semantic: Optional[np.ndarray] = None, fps: Optional[float] = None,
              latency_ms: Optional[Dict[str, float]] = None) -> np.ndarray:
-    """A copy of the frame with the semantic map, detections and (if fps is given) the FPS/latency line."""
+    """A copy of the frame with the semantic map, detections and (if fps is given) the FPS/latency line.
+    names: class names (None = the detections' own, `draw_detections`)."""
     canvas = image_bgr.copy()
     if semantic is not None:
         draw_semantic(canvas, semantic)

@@ -1,8 +1,24 @@
 """`Detector`: preprocess -> backend.run -> postprocess around one backend, every stage timed.
 
-    detector = Detector("model_int8.tflite", conf=0.3, threads=4)
-    detections = detector.predict(frame_bgr)          # device.Detections in frame pixels
-    print(detector.timer.summary()["inference"])      # p50/p90/p99 in ms
+    >>> import cv2
+    >>> from edgedet.device import Detector
+    >>> detector = Detector("model.onnx", conf=0.7)
+    >>> detections = detector("image.jpg")      # a path, or a uint8 BGR / BGRA / grey array
+    >>> detections
+    Detections(3 objects: 3 circle)
+    >>> for d in detections:                    # one record per object: xyxy (image pixels), score, class_id,
+    ...     print(d.name, f"{d.score:.2f}")     # name, mask (bool (H, W) or None)
+    circle 0.72
+    circle 0.71
+    circle 0.71
+    >>> detections[detections.scores > 0.715]   # filtering is indexing; the names travel along
+    Detections(1 object: 1 circle)
+    >>> detections.to_dict()["detections"][0]["class_name"]   # also .to_json(), .to_coco(image_id)
+    'circle'
+    >>> cv2.imwrite("annotated.jpg", detector.annotate("image.jpg", detections))
+    True
+    >>> detector.timer.summary()["inference"]["count"]        # per-stage latency: p50/p90/p99 in ms
+    1
 
 The three steps are also public (`prepare`, `infer`, `finish`) so the run loop can pipeline them:
 postprocess of frame t overlaps inference of frame t+1.
@@ -11,17 +27,50 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 
 from .backends import load_backend
 from .detections import Detections
+from .draw import annotate
 from .errors import EdgedetError
 from .latency import StageTimer
 from .letterbox import Letterbox
 from .postprocessing import postprocess, postprocess_semantic
 from .preprocessing import preprocess
+
+
+ImageLike = Union[str, os.PathLike, np.ndarray]  # an image file, or a uint8 BGR / BGRA / grey array
+
+
+def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
+    """An image file -> uint8 BGR (h, w, 3) (alpha dropped, grey expanded); an EdgedetError when unreadable."""
+    if not Path(path).is_file():
+        raise EdgedetError(f"image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise EdgedetError(f"cannot read image {path}: not an image file OpenCV can decode")
+    return image
+
+
+def as_bgr(image: ImageLike) -> np.ndarray:
+    """A path (read with OpenCV) or a uint8 array -> uint8 BGR (h, w, 3): BGRA (h, w, 4) loses its alpha, grey
+    (h, w) or (h, w, 1) is expanded; a BGR array is returned as is (no copy)."""
+    if isinstance(image, (str, os.PathLike)):
+        return read_image(image)
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise EdgedetError(f"image must be a uint8 array or an image path, got an array of {image.dtype}")
+    if image.ndim == 3 and image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
+        raise EdgedetError(f"image must be (h, w, 3) BGR, (h, w, 4) BGRA or (h, w) grey, got shape {image.shape}")
+    return image
 
 
 @dataclass(frozen=True)
@@ -34,6 +83,9 @@ class Prepared:
 
 class Detector:
     """A model file (or any backend object with `.spec` and `.run`) plus thresholds and a per-stage timer.
+
+    `detector(image)` is `detector.predict(image)`: an image path or a uint8 BGR / BGRA / grey array -> `Detections`
+    in image pixels, carrying the model's class names. `detector.annotate(image, detections)` draws them.
 
     model_or_backend: path to a .onnx / .tflite file, or a backend object.
     conf:     minimum score (objectness * class probability) in 0..1.
@@ -68,10 +120,10 @@ class Detector:
 
     # ---- the three steps, each timed
 
-    def prepare(self, image_bgr: np.ndarray) -> Prepared:
-        """uint8 BGR (h, w, 3) frame -> `Prepared` network input (stage "preprocess")."""
+    def prepare(self, image: ImageLike) -> Prepared:
+        """Image path or uint8 BGR (h, w, 3) / BGRA / grey frame -> `Prepared` network input (stage "preprocess")."""
         with self.timer.stage("preprocess"):
-            x, letterbox = preprocess(image_bgr, self.spec)
+            x, letterbox = preprocess(as_bgr(image), self.spec)
         return Prepared(x, letterbox)
 
     def infer(self, prepared: Prepared) -> Dict[str, np.ndarray]:
@@ -80,9 +132,11 @@ class Detector:
             return self.backend.run(prepared.x)
 
     def finish(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> Detections:
-        """Raw outputs -> `Detections` in frame pixels (stages "decode", "nms", "masks" timed by postprocess)."""
-        return postprocess(outputs, self.spec, prepared.letterbox, conf=self.conf, iou=self.iou,
-                           max_det=self.max_det, classes=self.classes, agnostic=self.agnostic, timer=self.timer)
+        """Raw outputs -> `Detections` in frame pixels with the model's class names (stages "decode", "nms",
+        "masks" timed by postprocess)."""
+        detections = postprocess(outputs, self.spec, prepared.letterbox, conf=self.conf, iou=self.iou,
+                                 max_det=self.max_det, classes=self.classes, agnostic=self.agnostic, timer=self.timer)
+        return detections.with_names(self.spec.names)
 
     def finish_semantic(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> np.ndarray:
         """Raw outputs -> (h, w) semantic class map of the frame (stage "semantic")."""
@@ -91,23 +145,32 @@ class Detector:
 
     # ---- one-call API
 
-    def predict(self, image_bgr: np.ndarray) -> Detections:
-        """uint8 BGR (h, w, 3) frame -> `Detections` (boxes in frame pixels, masks at frame size if the model has them)."""
-        prepared = self.prepare(image_bgr)
+    def predict(self, image: ImageLike) -> Detections:
+        """Image path or uint8 BGR / BGRA / grey (h, w[, C]) array -> `Detections` (boxes in image pixels, masks at
+        image size if the model has them, the model's class names)."""
+        prepared = self.prepare(image)
         return self.finish(self.infer(prepared), prepared)
 
-    def predict_semantic(self, image_bgr: np.ndarray) -> np.ndarray:
-        """uint8 BGR (h, w, 3) frame -> (h, w) semantic label map (index into spec.semantic_names)."""
+    __call__ = predict
+
+    def predict_semantic(self, image: ImageLike) -> np.ndarray:
+        """Image path or uint8 BGR / BGRA / grey array -> (h, w) semantic label map (index into
+        spec.semantic_names)."""
         self._require_semantic()
-        prepared = self.prepare(image_bgr)
+        prepared = self.prepare(image)
         return self.finish_semantic(self.infer(prepared), prepared)
 
-    def predict_all(self, image_bgr: np.ndarray) -> Tuple[Detections, Optional[np.ndarray]]:
+    def predict_all(self, image: ImageLike) -> Tuple[Detections, Optional[np.ndarray]]:
         """Both heads from one inference: (`Detections`, semantic map or None when the model has no "seg" output)."""
-        prepared = self.prepare(image_bgr)
+        prepared = self.prepare(image)
         outputs = self.infer(prepared)
         semantic = self.finish_semantic(outputs, prepared) if self.has_semantic else None
         return self.finish(outputs, prepared), semantic
+
+    def annotate(self, image: ImageLike, detections: Detections) -> np.ndarray:
+        """A new uint8 BGR (h, w, 3) copy of the image (path or array, as `predict` takes) with the detections drawn:
+        masks, boxes and "name 0.87" labels (`device.draw`), named by the detections' names, else the model's."""
+        return annotate(as_bgr(image), detections, detections.names or self.spec.names)
 
     @property
     def has_semantic(self) -> bool:

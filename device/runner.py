@@ -39,8 +39,8 @@ from .draw import annotate
 from .errors import EdgedetError
 from .latency import format_rolling_line, format_summary_table
 from .pipeline import Detector, Prepared
-from .sinks import (FrameResult, JsonLinesSink, LatencyLogSink, Sink, VideoSink, WindowSink, check_video_path,
-                    display_available)
+from .sinks import (CropSink, FrameResult, ImageFolderSink, JsonLinesSink, LabelsSink, LatencyLogSink, Sink,
+                    VideoSink, WindowSink, check_video_path, display_available, is_image_folder)
 from .stream import StreamSink, parse_host_port
 
 log = logging.getLogger("edgedet.run")
@@ -69,7 +69,9 @@ class RunOptions:
     threads: Optional[int] = None  # inference threads; None = default_threads()
     pin: bool = True  # inference threads on cores of their own, the other threads on the rest (device.affinity)
     show: bool = False  # OpenCV window
-    save: Optional[str] = None  # annotated video path
+    save: Optional[str] = None  # annotated video path, or a folder (ending in / or existing) for annotated images
+    save_txt: Optional[str] = None  # folder for YOLO label files, one per frame
+    save_crop: Optional[str] = None  # folder for per-object crops, <class name>/<stem>_<k>.jpg
     json: Optional[str] = None  # JSON lines path
     stream: Optional[str] = None  # HOST:PORT of the HTTP server
     latency_log: Optional[str] = None  # per-frame latency JSON lines path
@@ -94,7 +96,7 @@ def check_output_options(options: RunOptions) -> None:
     """Validate the output flags that can be checked before the (slow) model load, so bad input fails fast."""
     if options.stream:
         parse_host_port(options.stream)
-    if options.save:
+    if options.save and not is_image_folder(options.save):
         check_video_path(options.save)
 
 
@@ -105,8 +107,14 @@ def build_sinks(options: RunOptions, names: Sequence[str], fps: float, status: C
     try:
         if options.json:
             sinks.append(JsonLinesSink(options.json, names))
-        if options.save:
+        if options.save and is_image_folder(options.save):
+            sinks.append(ImageFolderSink(options.save))
+        elif options.save:
             sinks.append(VideoSink(options.save, fps=fps))
+        if options.save_txt:
+            sinks.append(LabelsSink(options.save_txt))
+        if options.save_crop:
+            sinks.append(CropSink(options.save_crop, names))
         if options.latency_log:
             sinks.append(LatencyLogSink(options.latency_log))
         if options.stream:

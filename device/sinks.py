@@ -6,7 +6,10 @@ plus its flag (the argument in device.app, its field in `device.runner.RunOption
 `device.runner.build_sinks`.
 
     JsonLinesSink    --json         one JSON object per frame (below), flushed per line
-    VideoSink        --save         the annotated frames as a video, finalised on close
+    VideoSink        --save OUT.mp4 the annotated frames as a video (H.264 when OpenCV can encode it), on close
+    ImageFolderSink  --save DIR/    each annotated frame as an image, under its source file's name, at its size
+    LabelsSink       --save-txt DIR one YOLO label file per frame (boxes, or mask polygons), normalised to 0..1
+    CropSink         --save-crop DIR  every object cut from the frame: DIR/<class name>/<stem>_<k>.jpg
     WindowSink       --show         an OpenCV window, shown from the main thread (`pump_events`)
     LatencyLogSink   --latency-log  {"frame": i, "source": ..., "ms": {stage: ms}} per frame, output stage included
     StreamSink       --stream       MJPEG and a status page (device.stream); a canvas only while someone watches
@@ -23,11 +26,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, TextIO
+from typing import Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple
 
 import cv2
 import numpy as np
@@ -35,7 +42,9 @@ import numpy as np
 from .capture import Frame
 from .detections import Detections
 from .errors import EdgedetError
-from .rle import rle_encode
+from .image_files import IMAGE_SUFFIXES
+from .letterbox import Letterbox
+from .polygons import mask_to_polygon
 
 log = logging.getLogger("edgedet.sinks")
 WINDOW_TITLE = "edgedet"
@@ -78,21 +87,9 @@ class Sink(ABC):
 
 
 def detections_to_dicts(detections: Detections, names: Sequence[str], ndigits: int = 2) -> List[dict]:
-    """JSON-ready list of detections; instance masks become COCO compressed RLE under "segmentation"."""
-    segmentations = None
-    if detections.masks is not None and len(detections):
-        segmentations = rle_encode(detections.masks)  # one batch over the frame's masks, each scanned in its box
-    items = []
-    for k in range(len(detections)):
-        class_id = int(detections.class_ids[k])
-        item = {"xyxy": [round(float(v), ndigits) for v in detections.xyxy[k]],
-                "score": round(float(detections.scores[k]), 4),
-                "class_id": class_id,
-                "class_name": names[class_id] if 0 <= class_id < len(names) else str(class_id)}
-        if segmentations is not None:
-            item["segmentation"] = segmentations[k]
-        items.append(item)
-    return items
+    """JSON-ready list of detections named by `names` (`Detections.to_dict`'s "detections"); instance masks become
+    COCO compressed RLE under "segmentation"."""
+    return detections.with_names(names).to_dict(ndigits)["detections"]
 
 
 def open_for_writing(path: str, flag: str) -> TextIO:
@@ -168,23 +165,109 @@ class LatencyLogSink(Sink):
         self._writer.close()
 
 
-VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+# codecs to try per suffix, best first: H.264 ('avc1') plays in browsers, but the opencv-python(-headless) wheels
+# from PyPI ship an FFmpeg without an H.264 encoder (only the V4L2 hardware one, which needs a device that has it),
+# so 'mp4v' (MPEG-4 Part 2) is the usual result; .webm (VP8) plays in browsers with those wheels
+VIDEO_CODECS = {".mp4": ("avc1", "mp4v"), ".m4v": ("avc1", "mp4v"), ".mov": ("avc1", "mp4v"),
+                ".webm": ("VP80",), ".avi": ("MJPG",), ".mkv": ("MJPG",)}
+BROWSER_CODECS = ("avc1", "VP80")  # of those, the ones web browsers play
+PLAYERS = {"mp4v": "VLC, mpv, ffplay and most desktop players, but not web browsers",
+           "MJPG": "VLC, mpv, ffplay and most desktop players, but not web browsers"}
+LETTERBOX_PAD = 0  # border value around frames letterboxed onto the video's canvas (black bars)
+
+
+def is_image_folder(path: str) -> bool:
+    """True when --save names a folder for annotated images: a path ending in '/' or an existing folder."""
+    return str(path).endswith(("/", os.sep)) or Path(path).is_dir()
 
 
 def check_video_path(path: str) -> None:
     """Raise an EdgedetError (naming --save) unless `path` has a known video suffix and an existing folder."""
     suffix = Path(path).suffix.lower()
-    if suffix not in VIDEO_FOURCC:
-        raise EdgedetError(f"--save: unsupported video suffix {suffix!r} in {path}; use one of {', '.join(VIDEO_FOURCC)}")
+    if suffix not in VIDEO_CODECS:
+        raise EdgedetError(f"--save: unsupported video suffix {suffix!r} in {path}; use one of "
+                           f"{', '.join(VIDEO_CODECS)}, or end the path with / to save annotated images in a folder")
     parent = Path(path).parent
     if not parent.is_dir():
         raise EdgedetError(f"--save: folder {parent} does not exist")
 
 
-class VideoSink(Sink):
-    """--save: the annotated frames to a video file; opened at the first frame (its size), released on `close`.
+def make_output_folder(path: str, flag: str) -> Path:
+    """Create (with parents) the folder an option writes into, or raise an EdgedetError naming the flag."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EdgedetError(f"{flag}: cannot create folder {path}: {error.strerror or error}") from None
+    return folder
 
-    Frames of another size (image folders) are resized to the first frame's size.
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null for the duration: FFmpeg and OpenCV print their codec probing (errors
+    of encoders that are absent, by design here) from C, past Python's sys.stderr and logging."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@lru_cache(maxsize=None)
+def can_encode(fourcc: str, suffix: str) -> bool:
+    """True when this OpenCV build writes a `suffix` file with codec `fourcc` (probed once per process by writing
+    two frames of 64x64 to a temporary file)."""
+    with tempfile.TemporaryDirectory() as folder, native_stderr_silenced():
+        path = os.path.join(folder, "probe" + suffix)
+        writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), 10.0, (64, 64))
+        opened = writer.isOpened()
+        if opened:
+            for _ in range(2):
+                writer.write(np.zeros((64, 64, 3), np.uint8))
+        writer.release()
+        return opened and os.path.getsize(path) > 0
+
+
+def video_codec(suffix: str) -> str:
+    """The first codec of VIDEO_CODECS[suffix] this OpenCV can encode (the last one when none probes well: its
+    writer then reports the failure). When a browser codec had to be skipped, says once which players work."""
+    codecs = VIDEO_CODECS[suffix]
+    chosen = next((fourcc for fourcc in codecs if can_encode(fourcc, suffix)), codecs[-1])
+    if chosen not in BROWSER_CODECS and any(fourcc in BROWSER_CODECS for fourcc in codecs):
+        _note_no_browser_codec(suffix, chosen)
+    return chosen
+
+
+@lru_cache(maxsize=None)
+def _note_no_browser_codec(suffix: str, fourcc: str) -> None:
+    log.info("--save: this OpenCV %s cannot encode H.264, so %s files are written as %s, which plays in %s; "
+             "--save OUT.webm writes VP8, which browsers play", cv2.__version__, suffix, fourcc,
+             PLAYERS.get(fourcc, "desktop players"))
+
+
+def fit_canvas(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
+    """uint8 (h, w, 3) image -> (H, W, 3) for a canvas of `size_wh` = (W, H): unchanged when it fits exactly,
+    otherwise scaled to fit, aspect ratio kept, and centred between black bars (letterboxed, never squashed)."""
+    width, height = size_wh
+    if image.shape[:2] == (height, width):
+        return image
+    return Letterbox.fit(image.shape[:2], (height, width), pad_value=LETTERBOX_PAD).apply(image)
+
+
+class VideoSink(Sink):
+    """--save OUT.mp4: the annotated frames to a video file; opened at the first frame (its size), released on
+    `close`. The codec is the best of VIDEO_CODECS[suffix] this OpenCV can encode (`video_codec`).
+
+    Frames of another size (image folders) are letterboxed onto the first frame's canvas.
     """
 
     needs_canvas = True
@@ -193,6 +276,7 @@ class VideoSink(Sink):
         check_video_path(path)
         self.path = path
         self.fps = float(fps) if fps and fps > 0 else 30.0  # frame rate written into the file
+        self.fourcc = video_codec(Path(path).suffix.lower())  # codec of the file, e.g. "avc1" or "mp4v"
         self.frames = 0  # frames written
         self._size_wh: Optional[tuple] = None
         self._writer: Optional[cv2.VideoWriter] = None
@@ -200,23 +284,169 @@ class VideoSink(Sink):
     def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
         if self._writer is None:
             self._open(canvas.shape[1], canvas.shape[0])
-        if (canvas.shape[1], canvas.shape[0]) != self._size_wh:
-            canvas = cv2.resize(canvas, self._size_wh, interpolation=cv2.INTER_AREA)
-        self._writer.write(canvas)
+        self._writer.write(fit_canvas(canvas, self._size_wh))
         self.frames += 1
 
     def _open(self, width: int, height: int) -> None:
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC[Path(self.path).suffix.lower()])
-        writer = cv2.VideoWriter(self.path, fourcc, self.fps, (width, height))
+        # FFmpeg notes a fourcc it maps to its own tag (VP80 in WebM) on stderr; nothing the user can act on
+        with native_stderr_silenced():
+            writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (width, height))
         if not writer.isOpened():
-            raise EdgedetError(f"--save: OpenCV cannot write {self.path}")
+            raise EdgedetError(f"--save: OpenCV cannot write {self.path} (codec {self.fourcc})")
         self._writer, self._size_wh = writer, (width, height)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            log.info("saved %d frames to %s", self.frames, self.path)
+            log.info("saved %d frames to %s (%s)", self.frames, self.path, self.fourcc)
+
+
+# ---- per-image outputs: annotated images, YOLO label files, crops
+
+
+class FrameNames:
+    """The file stem of each frame of a run: an image file's own stem, otherwise `<source>_<frame index>`
+    (video frames, cameras); a stem already given in this run (two folders of one glob) gets `_<index>` added."""
+
+    def __init__(self):
+        self._used: Set[str] = set()
+
+    def stem(self, frame: Frame) -> str:
+        path = Path(frame.source)
+        if is_image_file(frame.source):
+            stem = path.stem
+        else:
+            stem = f"{_safe_name(path.stem) or 'frame'}_{frame.index:06d}"
+        if stem in self._used:
+            stem = f"{stem}_{frame.index}"
+        self._used.add(stem)
+        return stem
+
+
+def is_image_file(source: str) -> bool:
+    """True when a frame's source is a still image file (not a video, camera or URL)."""
+    return Path(source).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _safe_name(text: str) -> str:
+    """`text` with every character that is not a letter, digit, '.', '-' or '_' replaced by '_'."""
+    return re.sub(r"[^\w.\-]", "_", text).strip("_")
+
+
+def _folder_name(class_name: str, class_id: int) -> str:
+    """A class name as one folder name: path separators become '_'; the id when nothing usable is left."""
+    name = class_name.replace("/", "_").replace("\\", "_").strip()
+    return name if name not in ("", ".", "..") else str(class_id)
+
+
+def write_image(path: Path, image: np.ndarray, flag: str) -> None:
+    """cv2.imwrite, or an EdgedetError naming the flag when the file cannot be written."""
+    try:
+        ok = cv2.imwrite(str(path), image)
+    except cv2.error as error:
+        raise EdgedetError(f"{flag}: cannot write {path}: {str(error).strip().splitlines()[-1]}") from None
+    if not ok:
+        raise EdgedetError(f"{flag}: cannot write {path}")
+
+
+class ImageFolderSink(Sink):
+    """--save DIR/: every annotated frame as an image file in DIR, at the frame's own size, under its source
+    file's name (same suffix); frames of videos and cameras as `<source>_<index>.jpg`."""
+
+    needs_canvas = True
+
+    def __init__(self, folder: str):
+        self.folder = make_output_folder(folder, "--save")
+        self.images = 0  # images written
+        self._names = FrameNames()
+
+    def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
+        frame = result.frame
+        stem = self._names.stem(frame)
+        suffix = Path(frame.source).suffix if is_image_file(frame.source) else ".jpg"
+        write_image(self.folder / f"{stem}{suffix}", canvas, "--save")
+        self.images += 1
+
+    def close(self) -> None:
+        if self.images:
+            log.info("saved %d annotated images to %s", self.images, self.folder)
+
+
+def yolo_label_lines(detections: Detections, shape_hw: Tuple[int, int]) -> List[str]:
+    """YOLO label lines of one frame of (h, w) pixels: `class cx cy w h`, or with masks `class x1 y1 x2 y2 ...`
+    (the mask's polygon along pixel edges, `device.polygons`), every coordinate normalised to 0..1 (6 decimals).
+    An object whose mask is empty is written as its box."""
+    h, w = shape_hw
+    lines = []
+    for k, item in enumerate(detections):
+        polygon = None if item.mask is None else mask_to_polygon(item.mask)
+        if polygon is not None:
+            coords = " ".join(f"{v:.6f}" for v in (polygon / [w, h]).ravel())
+            lines.append(f"{item.class_id} {coords}")
+            continue
+        x1, y1, x2, y2 = item.xyxy
+        values = ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
+        lines.append(f"{item.class_id} " + " ".join(f"{v:.6f}" for v in values))
+    return lines
+
+
+class LabelsSink(Sink):
+    """--save-txt DIR: `DIR/<stem>.txt` per frame in YOLO format (`yolo_label_lines`); a frame without
+    detections gets an empty file. The class ids index the model's names."""
+
+    def __init__(self, folder: str):
+        self.folder = make_output_folder(folder, "--save-txt")
+        self.files = 0  # label files written
+        self._names = FrameNames()
+
+    def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
+        lines = yolo_label_lines(result.detections, result.frame.image.shape[:2])
+        path = self.folder / f"{self._names.stem(result.frame)}.txt"
+        try:
+            path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        except OSError as error:
+            raise EdgedetError(f"--save-txt: cannot write {path}: {error.strerror or error}") from None
+        self.files += 1
+
+    def close(self) -> None:
+        if self.files:
+            log.info("saved %d label files to %s", self.files, self.folder)
+
+
+def crop_box(xyxy: Sequence[float], shape_hw: Tuple[int, int]) -> Tuple[slice, slice]:
+    """(rows, cols) slices of the pixels a continuous xyxy box touches, inside an (h, w) image (may be empty)."""
+    h, w = shape_hw
+    x1, y1 = max(int(np.floor(xyxy[0])), 0), max(int(np.floor(xyxy[1])), 0)
+    x2, y2 = min(int(np.ceil(xyxy[2])), w), min(int(np.ceil(xyxy[3])), h)
+    return slice(y1, max(y1, y2)), slice(x1, max(x1, x2))
+
+
+class CropSink(Sink):
+    """--save-crop DIR: every object cut from the frame as captured (not the annotated canvas):
+    `DIR/<class name>/<stem>_<k>.jpg`, k = the object's rank in the frame (0 = most confident)."""
+
+    def __init__(self, folder: str, names: Sequence[str]):
+        self.folder = make_output_folder(folder, "--save-crop")
+        self.names = list(names)  # class names, index = class id
+        self.crops = 0  # crops written
+        self._names = FrameNames()
+
+    def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
+        image = result.frame.image
+        stem = self._names.stem(result.frame)
+        for k, item in enumerate(result.detections.with_names(self.names)):
+            rows, cols = crop_box(item.xyxy, image.shape[:2])
+            crop = image[rows, cols]
+            if crop.size == 0:
+                continue
+            folder = make_output_folder(str(self.folder / _folder_name(item.name, item.class_id)), "--save-crop")
+            write_image(folder / f"{stem}_{k}.jpg", crop, "--save-crop")
+            self.crops += 1
+
+    def close(self) -> None:
+        if self.crops:
+            log.info("saved %d crops to %s", self.crops, self.folder)
 
 
 def display_available() -> bool:

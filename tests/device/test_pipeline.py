@@ -81,3 +81,64 @@ def test_model_without_semantic_head_says_so(tmp_path, frame):
 def test_bad_detector_arguments(tmp_path, kwargs, message):
     with pytest.raises(EdgedetError, match=message):
         Detector(make_onnx_model(tmp_path / "toy.onnx"), **kwargs)
+
+
+# ---- the one-call API: callable, paths and any uint8 image layout, names, annotate
+
+
+@pytest.fixture()
+def toy_detector(tmp_path):
+    return Detector(make_onnx_model(tmp_path / "toy.onnx"), conf=0.3, threads=1)
+
+
+def test_detector_is_callable_on_a_path_or_an_array_and_names_the_classes(tmp_path, toy_detector, frame):
+    import cv2
+
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), frame)
+    from_array = toy_detector(frame)
+    assert from_array.names == tuple(NAMES) and len(from_array) > 0
+    for image in (str(path), path):
+        from_path = toy_detector(image)
+        np.testing.assert_array_equal(from_path.xyxy, from_array.xyxy)
+        assert from_path.names == tuple(NAMES)
+    assert toy_detector.predict(frame).names == tuple(NAMES)
+    assert {r.name for r in from_array} <= set(NAMES)
+
+
+def test_bgra_and_grey_images_are_converted(toy_detector, frame):
+    import cv2
+
+    bgra = cv2.cvtColor(frame, cv2.COLOR_BGR2BGRA)
+    np.testing.assert_array_equal(toy_detector(bgra).xyxy, toy_detector(frame).xyxy)  # alpha dropped
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    expected = toy_detector(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)).xyxy
+    for image in (grey, grey[:, :, None]):
+        np.testing.assert_array_equal(toy_detector(image).xyxy, expected)
+
+
+@pytest.mark.parametrize("make_image, message", [
+    (lambda tmp: str(tmp / "missing.jpg"), "image not found: .*missing.jpg"),
+    (lambda tmp: (tmp / "broken.jpg").write_bytes(b"not a jpeg") and str(tmp / "broken.jpg"), "cannot read image"),
+    (lambda tmp: np.zeros((8, 8, 3), np.float32), "uint8"),
+    (lambda tmp: np.zeros((8, 8, 2), np.uint8), "got shape"),
+])
+def test_unreadable_images_give_one_line_errors(tmp_path, toy_detector, make_image, message):
+    with pytest.raises(EdgedetError, match=message) as info:
+        toy_detector(make_image(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+def test_annotate_draws_on_a_copy_with_the_model_names(tmp_path, toy_detector, frame):
+    import cv2
+
+    detections = toy_detector(frame)
+    original = frame.copy()
+    drawn = toy_detector.annotate(frame, detections)
+    assert drawn.shape == frame.shape and drawn.dtype == np.uint8 and not np.array_equal(drawn, frame)
+    np.testing.assert_array_equal(frame, original)
+    path = tmp_path / "frame.png"
+    cv2.imwrite(str(path), frame)
+    np.testing.assert_array_equal(toy_detector.annotate(path, detections), drawn)
+    grey = toy_detector.annotate(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), detections)
+    assert grey.shape == frame.shape

@@ -107,7 +107,7 @@ def test_window_sink_shows_each_new_canvas_once_and_q_asks_to_stop(monkeypatch):
     assert sink.pump_events() is True  # q
 
 
-def test_video_sink_writes_a_readable_video_resizing_odd_frames(tmp_path):
+def test_video_sink_writes_a_readable_video_letterboxing_odd_frames(tmp_path):
     path = tmp_path / "out.mp4"
     sink = VideoSink(str(path), fps=12)
     for k in range(5):

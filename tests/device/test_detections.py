@@ -1,0 +1,82 @@
+"""device.Detections as a value type: names through indexing, a short repr, per-object records, to_dict / to_json
+(COCO RLE masks), COCO results equal to the host evaluator's."""
+import json
+from dataclasses import FrozenInstanceError
+
+import numpy as np
+import pytest
+
+from edgedet.device.detections import Detection, Detections
+from edgedet.evaluate import detections_to_coco
+from edgedet.rle import rle_decode
+
+NAMES = ["person", "dog", "cat"]
+
+
+def three(with_masks=True):
+    masks = None
+    if with_masks:
+        masks = np.zeros((3, 480, 640), bool)
+        masks[0, 10:50, 20:60] = True
+        masks[1, 100:200, 300:400] = True
+        masks[2, 0:5, 0:5] = True
+    return Detections(np.array([[20, 10, 60, 50], [300, 100, 400, 200], [0, 0, 5, 5]]), [0.9, 0.8, 0.3], [0, 0, 1],
+                      masks, names=NAMES)
+
+
+@pytest.mark.parametrize("detections, text", [
+    (three(), "Detections(3 objects: 2 person, 1 dog; masks 480x640)"),
+    (three(False)[np.array([2])], "Detections(1 object: 1 dog)"),
+    (Detections.empty(), "Detections(0 objects)"),
+    (Detections([[0, 0, 1, 1]], [0.5], [7], names=NAMES), "Detections(1 object: 1 7)"),  # unknown id: as text
+    (Detections([[0, 0, 1, 1]], [0.5], [1]), "Detections(1 object: 1 1)"),  # no names
+])
+def test_repr_counts_per_class_and_never_prints_arrays(detections, text):
+    assert repr(detections) == str(detections) == text
+
+
+def test_names_travel_through_indexing_and_stay_frozen():
+    detections = three()
+    assert detections.names == tuple(NAMES)
+    for picked in (detections[detections.scores > 0.5], detections[1:], detections[0], detections[np.array([2, 0])]):
+        assert picked.names == tuple(NAMES)
+    assert detections[np.array([2, 0])].class_names == ["dog", "person"]
+    with pytest.raises(FrozenInstanceError):
+        detections.names = ("x",)
+    assert Detections.empty(names=NAMES).names == tuple(NAMES)
+
+
+def test_iteration_yields_per_object_records():
+    detections = three()
+    records = list(detections)
+    assert len(records) == 3 and all(isinstance(r, Detection) for r in records)
+    first = records[0]
+    assert first.xyxy == (20.0, 10.0, 60.0, 50.0) and first.score == pytest.approx(0.9)
+    assert first.class_id == 0 and first.name == "person" and first.mask.shape == (480, 640)
+    assert np.array_equal(first.mask, detections.masks[0])
+    assert "mask" not in repr(first)  # a record's repr stays one short line too
+    assert [r.mask for r in three(False)] == [None, None, None]
+    assert list(Detections.empty()) == []
+    assert isinstance(detections[0], Detections)  # integer indexing still gives a one-element Detections
+
+
+def test_to_dict_and_to_json_carry_names_and_rle_masks():
+    detections = three()
+    record = detections.to_dict()
+    assert record["count"] == 3 and [d["class_name"] for d in record["detections"]] == ["person", "person", "dog"]
+    assert record["detections"][0]["xyxy"] == [20.0, 10.0, 60.0, 50.0]
+    for item, mask in zip(record["detections"], detections.masks):
+        assert np.array_equal(rle_decode(item["segmentation"]), mask)
+    assert json.loads(detections.to_json()) == record
+    assert json.loads(three(False).to_json(indent=2))["detections"][1] == {
+        "xyxy": [300.0, 100.0, 400.0, 200.0], "score": 0.8, "class_id": 0, "class_name": "person"}
+    assert Detections.empty().to_dict() == {"count": 0, "detections": []}
+
+
+def test_to_coco_equals_the_host_evaluator():
+    detections = three()
+    category_ids = [1, 18, 17]
+    assert detections.to_coco(42, category_ids) == detections_to_coco(detections, 42, category_ids)
+    plain = three(False).to_coco(5)
+    assert [r["category_id"] for r in plain] == [0, 0, 1] and plain[0]["bbox"] == [20.0, 10.0, 40.0, 40.0]
+    assert "segmentation" not in plain[0] and Detections.empty().to_coco(1) == []
