@@ -17,6 +17,15 @@ setup: .venv/.installed
 test: setup
 	$(PY) -m pytest -q tests
 
+# ---- wheel (issue 15): dist/edgedet-<version>-py3-none-any.whl, the file the README's Raspberry Pi section installs.
+# build/ is removed first so no file of an earlier build slips into the wheel.
+# Needs only pip (the build front end fetches setuptools): .venv's python when there is one, else python3.
+.PHONY: wheel
+wheel:
+	rm -rf build
+	$(if $(wildcard $(PY)),$(PY),python3) -m pip wheel -q --no-deps -w dist .
+	@ls -1 dist/edgedet-*.whl
+
 # ---- demo (H7): the whole pipeline on a fresh clone, shipped checkpoint -> ONNX/TFLite fp32+int8 -> run -> bench -> report.
 DEMO := runs/demo
 DEMO_FRAMES := 300

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgedet.device.errors import EdgedetError
+from edgedet.device.library_logs import quiet_prints
 
 METHODS = ("minmax", "entropy", "percentile")
 ENTROPY_NUM_BINS = 512  # histogram bins of the entropy calibrator (> quantized bins, else it degenerates to MinMax)
@@ -106,8 +107,9 @@ def compute_ranges(model_path, reader, method: str, cache_path) -> Dict[str, Tup
         calibrator = create_calibrator(Path(model_path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=calibrate_method, extra_options=options)
         reader.rewind()
-        calibrator.collect_data(reader)
-        tensors = calibrator.compute_data()
+        with quiet_prints():  # "Collecting tensor data and making histogram ...", "Number of tensors : 151"
+            calibrator.collect_data(reader)
+            tensors = calibrator.compute_data()
         if method != "minmax":
             _keep_output_extremes(tensors, calibrator.collector.histogram_dict, _graph_outputs(model_path))
         del calibrator

@@ -11,6 +11,8 @@ import sys
 import threading
 from typing import List, Optional
 
+import cv2
+
 from . import layouts
 from .errors import EdgedetError
 from .runner import RunOptions, Runner
@@ -41,7 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="leave thread placement to the OS (default: inference on cores of its own, Linux)")
     parser.add_argument("--show", action="store_true", help="show an OpenCV window (needs a display)")
-    parser.add_argument("--save", metavar="OUT.mp4", help="write the annotated video (.mp4, .avi, .mkv)")
+    parser.add_argument("--save", metavar="OUT.mp4|DIR/", help="write the annotated video (.mp4, .webm, .avi, .mkv; "
+                        ".webm plays in browsers), or with a folder (ending in / or existing) each annotated image "
+                        "under its own name at its own size")
+    parser.add_argument("--save-txt", metavar="DIR", help="write YOLO label files (class cx cy w h, or mask "
+                                                          "polygons; normalised) to DIR, one per image")
+    parser.add_argument("--save-crop", metavar="DIR", help="write every detected object as DIR/<class name>/"
+                                                           "<image>_<k>.jpg")
     parser.add_argument("--json", metavar="OUT.jsonl", help="write one JSON object per frame (flushed per frame)")
     parser.add_argument("--stream", metavar="HOST:PORT", help="serve MJPEG and a status page over HTTP "
                                                               "(a bare PORT binds 127.0.0.1)")
@@ -72,12 +80,27 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise EdgedetError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.log_every <= 0:
         raise EdgedetError(f"--log-every must be > 0 seconds, got {args.log_every}")
+    if args.show and not opencv_has_gui():
+        raise EdgedetError("--show needs OpenCV with a GUI, but the installed one is headless "
+                           "(opencv-python-headless); install opencv-python instead: pip uninstall -y "
+                           "opencv-python-headless && pip install opencv-python (or use --stream HOST:PORT)")
     return RunOptions(model=args.model, source=str(source), conf=args.conf, iou=args.iou, max_det=args.max_det,
                       classes=_split_list(args.classes), agnostic=args.agnostic_nms, imgsz=args.imgsz,
                       names=read_names(args.names), layout=args.layout, backend=args.backend, threads=args.threads,
-                      pin=args.pin, show=args.show, save=args.save, json=args.json, stream=args.stream,
+                      pin=args.pin, show=args.show, save=args.save,
+                      save_txt=args.save_txt, save_crop=args.save_crop, json=args.json, stream=args.stream,
                       latency_log=args.latency_log, max_frames=args.max_frames, log_every=args.log_every,
                       open_timeout=args.open_timeout)
+
+
+def opencv_has_gui() -> bool:
+    """False when OpenCV was built without a GUI backend ("GUI: NONE" in its build information, as in the
+    opencv-python-headless wheels); True otherwise, including builds that do not say."""
+    for line in cv2.getBuildInformation().splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "GUI":
+            return value.strip().upper() != "NONE"
+    return True
 
 
 def _split_list(values) -> Optional[List[str]]:

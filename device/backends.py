@@ -9,7 +9,7 @@ A backend has
 - `.input_details` / `.output_details`: `TensorDetails` (name, shape, dtype, quant);
 - `.run(x) -> {role name: raw array}`: outputs keyed by the spec's role names ("p3_box", "seg", "proto", ...),
   matched to the file's tensors by name, else by shape, never by position. Integer outputs are returned
-  raw (postprocess dequantizes with `spec.output_quant`); a float input given to an integer model is
+  raw (the layouts dequantize with `spec.output_quant`); a float input given to an integer model is
   quantized with the input's quantization parameters.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import EdgedetError, first_line
 from .imgsz import parse_imgsz
+from .library_logs import quiet_native_info
 from .ort_session import import_onnxruntime, open_ort_session
 from .preprocessing import quantize
 from .spec import QuantParams, TensorDetails
@@ -102,7 +103,7 @@ class OnnxBackend:
         return {role: value for (role, _), value in zip(self._roles, values)}
 
     def describe(self) -> str:
-        return f"onnxruntime {self.version}, {self.threads} threads"
+        return f"onnxruntime {self.version}, {thread_count(self.threads)}"
 
 
 class TFLiteBackend:
@@ -115,8 +116,9 @@ class TFLiteBackend:
         self.path = str(path)
         self.threads = threads or os.cpu_count() or 1  # XNNPACK threads
         try:
-            self.interpreter = interpreter_class(model_path=self.path, num_threads=self.threads)
-            self.interpreter.allocate_tensors()
+            with quiet_native_info():  # the XNNPACK delegate's "INFO: Created ..." line
+                self.interpreter = interpreter_class(model_path=self.path, num_threads=self.threads)
+                self.interpreter.allocate_tensors()
         except Exception as error:  # the interpreter raises ValueError/RuntimeError with multi-line text
             raise EdgedetError(f"{self.runtime} cannot load {path}: {first_line(error)}") from None
         raw_inputs = self.interpreter.get_input_details()
@@ -139,7 +141,12 @@ class TFLiteBackend:
         return {role: self.interpreter.get_tensor(index) for role, index in self._roles}
 
     def describe(self) -> str:
-        return f"{self.runtime} (XNNPACK), {self.threads} threads"
+        return f"{self.runtime} (XNNPACK), {thread_count(self.threads)}"
+
+
+def thread_count(threads: int) -> str:
+    """'1 thread', '4 threads'."""
+    return f"{threads} thread{'' if threads == 1 else 's'}"
 
 
 def _import_tflite():

@@ -46,8 +46,24 @@ def model_spec(metadata: Mapping[str, object], path: Path, inputs: List[TensorDe
     boxes_normalized: True for TFLite files (a foreign NHWC TFLite model gives boxes in 0..1 of the input).
     Returns (spec, input_details, output_details), the output details renamed to their roles.
     """
+    if inputs:
+        check_imgsz(overrides.imgsz, inputs[0], path)
     spec = spec_from_metadata(metadata, path, inputs, outputs, overrides, boxes_normalized)
     return reconcile(spec, inputs, outputs, path)
+
+
+def check_imgsz(imgsz: Optional[Tuple[int, int]], x: TensorDetails, path: Path) -> None:
+    """EdgedetError when --imgsz (h, w) differs from the fixed input size of the model's input `x`: the file
+    would run at its own size anyway. Models with a dynamic input size take --imgsz."""
+    fixed = static_input_size(x)
+    if imgsz is not None and fixed is not None and tuple(imgsz) != fixed:
+        raise EdgedetError(f"--imgsz {_size(imgsz)} differs from the fixed input size {_size(fixed)} of {path.name}; "
+                           f"drop --imgsz (it sizes models with a dynamic input) or export the model at that size")
+
+
+def _size(size_hw: Sequence[int]) -> str:
+    """(320, 256) -> '320x256' (height x width)."""
+    return f"{size_hw[0]}x{size_hw[1]}"
 
 
 def spec_from_metadata(metadata: Mapping[str, object], path: Path, inputs: List[TensorDetails],
@@ -209,6 +225,8 @@ def spec_from_flags(path: Path, inputs: List[TensorDetails], outputs: List[Tenso
         missing.append(f"--layout (one of {', '.join(layouts.FROM_SHAPES)})")
     if imgsz is None:
         missing.append("--imgsz (network input size, e.g. 640 or 480,640)")
+    if overrides.names is not None and (layout is None or not layout.recognises(shapes, len(overrides.names))):
+        check_names_fit(layout, shapes, len(overrides.names), path)  # a wrong count, not a missing --layout
     if missing:
         raise EdgedetError(f"{path} has no edgedet or Ultralytics metadata; supply " + ", ".join(missing))
     try:
@@ -220,6 +238,26 @@ def spec_from_flags(path: Path, inputs: List[TensorDetails], outputs: List[Tenso
     return ModelSpec(names=list(overrides.names), input_size_hw=imgsz, layout=layout.NAME, anchors=[],
                      input_name=inputs[0].file_name, input_layout=input_layout,
                      boxes_normalized=boxes_normalized and input_layout == "NHWC", source="foreign", **fields)
+
+
+def check_names_fit(layout, shapes: Mapping[str, Shape], num_names: int, path: Path) -> None:
+    """EdgedetError naming both counts when --names' `num_names` classes fit no FROM_SHAPES layout's outputs (or
+    not `layout`'s, when --layout gave one), before anything runs; nothing when no class count fits at all."""
+    candidates = [layout] if layout is not None else [layouts.by_name(name) for name in layouts.FROM_SHAPES]
+    if any(candidate.recognises(shapes, num_names) for candidate in candidates):
+        return
+    fits = [f"{candidate.NAME} with {count} classes" for candidate in candidates
+            if (count := class_count(candidate, shapes)) is not None]
+    if fits:
+        raise EdgedetError(f"--names gives {num_names} classes but the outputs {describe(shapes)} of {path.name} "
+                           f"fit {' or '.join(fits)}")
+
+
+def class_count(layout, shapes: Mapping[str, Shape]) -> Optional[int]:
+    """The smallest class count for which `layout` recognises outputs of these shapes (a larger one would read
+    the candidates axis as features), or None."""
+    largest = max((int(d) for shape in shapes.values() for d in shape), default=0)
+    return next((n for n in range(1, largest + 1) if layout.recognises(shapes, n)), None)
 
 
 def _flag_layout(shapes: Mapping[str, Shape], overrides: SpecOverrides):

@@ -11,6 +11,7 @@ import sys
 from typing import List, Optional
 
 from edgedet.device.errors import EdgedetError
+from edgedet.device.library_logs import quiet_libraries
 from . import __version__
 
 # verb -> (module implementing it, one-line help)
@@ -24,6 +25,8 @@ VERBS = {
     "bench": ("edgedet.bench", "measure accuracy and per-stage latency of model variants"),
     "report": ("edgedet.report", "render accuracy-vs-latency tables and plots from bench results"),
 }
+# verbs with a --verbose flag: their libraries' chatter is silenced unless it is given
+QUIET_VERBS = ("export", "calibrate", "run")
 
 
 def build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
@@ -38,12 +41,21 @@ def build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
         verb_parser = sub.add_parser(name, help=help_text, description=help_text)
         if name == verb:
             importlib.import_module(module_name).add_arguments(verb_parser)
+        if name == verb and name in QUIET_VERBS:
+            add_verbose_argument(verb_parser)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
+    # entered before the verb's module is imported: some libraries read their log level only when they load
+    with quiet_libraries(verbose=verb not in QUIET_VERBS or "--verbose" in argv):
+        return _dispatch(argv, verb)
+
+
+def _dispatch(argv: List[str], verb: Optional[str]) -> int:
+    """Parse `argv` and run the verb; an EdgedetError or OSError becomes one line on stderr and exit 2."""
     parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(argv)
     if args.verb is None:
@@ -60,6 +72,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"edgedet {args.verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """The --verbose flag of the QUIET_VERBS; main() reads it from argv, before the verb's module is imported."""
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' own log lines and warnings "
+                        "(LiteRT, onnxruntime, torch, OpenCV), hidden by default")
 
 
 def _version() -> str:

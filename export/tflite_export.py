@@ -16,6 +16,7 @@ import numpy as np
 
 from edgedet.calibration.calibset import CalibrationSet
 from edgedet.calibration.readers import pt2e_batches
+from edgedet.device.library_logs import quiet_native_info, quiet_prints
 from edgedet.device.spec import ModelSpec, QuantParams
 from .artifacts import atomic_outputs
 
@@ -72,9 +73,17 @@ def export_tflite(model, spec: ModelSpec, path, output_names: Sequence[str], pre
     return out_spec
 
 
+def _import_litert_torch():
+    """litert_torch, imported without the absl INFO lines its native converter writes when it loads."""
+    with quiet_native_info():
+        import litert_torch
+    return litert_torch
+
+
 def _convert_float(wrapped, size_hw: Tuple[int, int], out_path: Path) -> None:
-    import litert_torch
     import torch
+
+    litert_torch = _import_litert_torch()
 
     sample = torch.rand(1, size_hw[0], size_hw[1], 3)
     litert_torch.convert(wrapped, (sample,)).export(str(out_path))
@@ -90,7 +99,8 @@ def _weights_to_fp16(tflite_path: Path) -> None:
                                 algorithm_key=AlgorithmName.FLOAT_CASTING)
     with tempfile.TemporaryDirectory(prefix="edgedet-fp16-") as tmp:
         half = Path(tmp) / "fp16.tflite"
-        fp16.quantize().export_model(str(half), overwrite=True)
+        with quiet_prints():  # its "Model name: ... Quantization Ratio" summary and tqdm bar
+            fp16.quantize().export_model(str(half), overwrite=True)
         tflite_path.write_bytes(half.read_bytes())
 
 
@@ -99,6 +109,7 @@ def pt2e_quantizer(method: str = "percentile"):
 
     Activations get PT2E_OBSERVERS[method]: MinMaxObserver swapped in, or the config's HistogramObserver default.
     """
+    _import_litert_torch()
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.observer import MinMaxObserver
 
@@ -112,8 +123,9 @@ def pt2e_quantizer(method: str = "percentile"):
 
 def _convert_int8(wrapped, calib: Optional[CalibrationSet], method: str, out_path: Path) -> None:
     """PT2E: export, insert observers, run the calibration images, convert, lower to a full-integer TFLite."""
-    import litert_torch
     import torch
+
+    litert_torch = _import_litert_torch()
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -155,7 +167,8 @@ def signature_details(tflite_path) -> Tuple[dict, Dict[str, dict]]:
     """(input tensor details, {role: output tensor details}) from the file's default signature."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(tflite_path))
+    with quiet_native_info():  # the XNNPACK delegate's "INFO: Created ..." line
+        interpreter = Interpreter(model_path=str(tflite_path))
     runner = interpreter.get_signature_runner()
     (input_detail,) = runner.get_input_details().values()
     name_by_index = {d["index"]: d["name"] for d in interpreter.get_input_details()}

@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from edgedet.device.backends import TensorDetails
+from edgedet.device.backends import TensorDetails, thread_count
 from edgedet.device.spec import ModelSpec
 from .checkpoint import output_roles
 
@@ -46,7 +46,7 @@ class TorchBackend:
         return {role: value.numpy() for role, value in zip(self._roles, values)}
 
     def describe(self) -> str:
-        return f"torch {self.version} (CPU), {self.threads} threads"
+        return f"torch {self.version} (CPU), {thread_count(self.threads)}"
 
 
 def _float_nchw(spec: ModelSpec) -> ModelSpec:

@@ -189,13 +189,14 @@ in_root() {
 }
 
 # ---------------------------------------------------------------------------------------------- wheels
-# edgedet's own wheel, built from a copy of the working tree (keeps build/ out of the checkout).
+# edgedet's own wheel, built by `make wheel`'s command (pip wheel --no-deps) from a copy of the working tree
+# (keeps build/ and dist/ of this root-run script out of the checkout).
 build_edgedet_wheel() {
     local src=$WORK/src
     rm -rf "$src" "$WORK/dist"
     mkdir -p "$src" "$WORK/dist"
     tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build --exclude='*.egg-info' \
-        --exclude=__pycache__ --exclude=./runs --exclude=./out --exclude=./exports -cf - . | tar -C "$src" -xf -
+        --exclude=__pycache__ --exclude=./runs --exclude=./out --exclude=./exports --exclude=./dist -cf - . | tar -C "$src" -xf -
     "$REPO/.venv/bin/pip" wheel -q --no-deps -w "$WORK/dist" "$src" >/dev/null
     rm -rf "$src"
     ls "$WORK"/dist/edgedet-*.whl >/dev/null || die "no edgedet wheel was built"
@@ -217,19 +218,22 @@ download_wheels() {
 
 # ---------------------------------------------------------------------------------------------- venvs
 # One venv per device extra: /opt/edgedet-tflite and /opt/edgedet-onnx, rebuilt when the wheel set changes;
-# edgedet itself is reinstalled from this run's wheel every time.
+# edgedet itself is reinstalled from this run's wheel every time. The install is the README's Raspberry Pi
+# section, `pip install "edgedet-<version>-py3-none-any.whl[tflite]"` from the wheel's folder, except that the
+# dependencies come from the cached aarch64 wheels instead of PyPI.
 make_venv() {
-    local extra=$1 venv=/opt/edgedet-$1 stamp
+    local extra=$1 venv=/opt/edgedet-$1 stamp wheel
+    wheel=$(basename "$(ls "$WORK"/dist/edgedet-*.whl)")
     stamp=$( (echo "$extra"; ls "$WHEELS") | sha256sum | cut -c1-16)
     if [ "$(cat "$ROOT$venv/.pi-check-stamp" 2>/dev/null)" != "$stamp" ]; then
-        log "creating $venv inside the root with edgedet[$extra] (pip under emulation, ~1 min)"
+        log "creating $venv inside the root: pip install \"$wheel[$extra]\" (pip under emulation, ~1 min)"
         rm -rf "${ROOT:?}$venv"
         in_root cortex-a72 /usr/bin/python3 -m venv "$venv"
-        in_root cortex-a72 "$venv/bin/pip" install -q --no-index --find-links "$INNER/wheels" \
-            --find-links "$INNER/dist" "edgedet[$extra]"
+        in_root cortex-a72 sh -c 'cd "$1" && "$2/bin/pip" install -q --no-index --find-links "$3" "$4[$5]"' \
+            sh "$INNER/dist" "$venv" "$INNER/wheels" "$wheel" "$extra"
         echo "$stamp" >"$ROOT$venv/.pi-check-stamp"
     fi
-    in_root cortex-a72 "$venv/bin/pip" install -q --no-index --no-deps --force-reinstall "$(ls "$WORK"/dist/edgedet-*.whl | sed "s|^$WORK|$INNER|")"
+    in_root cortex-a72 "$venv/bin/pip" install -q --no-index --no-deps --force-reinstall "$INNER/dist/$wheel"
     in_root cortex-a72 "$venv/bin/pip" check >/dev/null || die "pip check failed in $venv"
 }
 

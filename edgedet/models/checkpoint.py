@@ -98,14 +98,28 @@ def read_checkpoint(path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or foreign pickles
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise EdgedetError(f"checkpoint {path} cannot be read: {reason}") from None
+        raise EdgedetError(f"{path} is corrupt or not an edgedet checkpoint (torch.load: {load_error_reason(error)})"
+                           ) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise EdgedetError(f"{path} is not an edgedet checkpoint (no format {CHECKPOINT_FORMAT!r})")
     if checkpoint.get("version") != CHECKPOINT_VERSION:
         raise EdgedetError(f"checkpoint {path} has format version {checkpoint.get('version')}, this edgedet reads "
                            f"version {CHECKPOINT_VERSION} (its detection head differs); retrain it")
     return checkpoint
+
+
+def load_error_reason(error: Exception) -> str:
+    """The cause in torch.load's error, without its advice to retry with weights_only=False (wrong for a broken
+    file, unsafe for a foreign one): 'Unsupported operand 43', 'PytorchStreamReader failed reading zip archive:
+    failed finding central directory', 'KeyError: 101'."""
+    text = str(error).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1].strip()
+    first = (text.splitlines() or [""])[0].split(". ")[0].strip().rstrip(".")
+    if len(first) < 12:  # a bare KeyError '101' from a file that is no archive at all
+        return f"{type(error).__name__}: {first or 'no message'}"
+    return first[:200]
 
 
 def model_from_checkpoint(checkpoint: dict) -> EdgeDet:
