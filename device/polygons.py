@@ -1,9 +1,9 @@
-"""Instance mask -> one polygon along pixel edges, for YOLO segment label files (`edgedet run --save-txt`).
+"""Masks -> polygons along pixel edges: for YOLO segment labels (`edgedet run --save-txt`, and the host's YOLO
+writer and COCO polygons, which import this module).
 
-The same construction as the host's label writer (edgedet.rle `pixel_edge_contours`, edgedet.data.yolo), kept
-here because the device runtime never imports the host side: contours of the mask upsampled 2x lie on pixel
-edges, and outer contours and holes are joined by zero-width bridges, so an even-odd fill the pycocotools way
-(what the YOLO reader does) gives back exactly the mask's pixels.
+Contours of the mask upsampled 2x lie on pixel edges, so rasterised the pycocotools way (no pixel centre lies on a
+pixel edge) an outer contour gives back exactly its part's pixels; outer contours and holes joined by zero-width
+bridges make one path whose even-odd fill (what the YOLO reader does) gives back exactly the mask.
 """
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ import cv2
 import numpy as np
 
 
-def edge_contours(mask: np.ndarray) -> List[np.ndarray]:
-    """int (V, 2) x, y vertices at whole pixel corners of every outer and hole contour of a bool (H, W) mask.
+def edge_contours(mask: np.ndarray, retrieval: int = cv2.RETR_CCOMP) -> List[np.ndarray]:
+    """int (V, 2) x, y vertices at whole pixel corners of every contour of a bool (H, W) mask that
+    cv2.findContours retrieves with `retrieval` (RETR_CCOMP: outer contours and holes; RETR_EXTERNAL: outer only).
 
     Each pixel becomes a 2x2 block, so a contour point of the upsampled mask is half a pixel from the boundary;
     upsampled column u (row likewise) lies on the pixel edge ceil(u / 2)."""
     up = np.repeat(np.repeat(np.asarray(mask, dtype=np.uint8), 2, axis=0), 2, axis=1)
-    contours, _ = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(up, retrieval, cv2.CHAIN_APPROX_NONE)
     return [_corner_path(contour.reshape(-1, 2)) for contour in contours]
 
 

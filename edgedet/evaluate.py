@@ -11,6 +11,7 @@ Torch is loaded only when a .pt checkpoint is evaluated.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -22,10 +23,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from edgedet.device import layouts
-from edgedet.device.boxes import xyxy_to_xywh
 from edgedet.device.errors import EdgedetError
 from edgedet.device.pipeline import Detector
-from edgedet.device.rle import rle_encode
 from .data import Dataset, coco_gt_dict, load_dataset
 from .metrics import PanopticMeter, SemanticMeter, evaluate_coco, panoptic_from_semantic_and_instances, voc_evaluate
 from .metrics.coco import STAT_KEYS, CocoParams, _STAT_SPECS, _summary_line
@@ -322,22 +321,8 @@ def _evaluate_one(detector, sample, plan: "_EvalPlan", state: _RunState) -> None
 
 def _coco_results(detections, image_id, plan: "_EvalPlan") -> List[dict]:
     """COCO results of one image under an evaluation plan (its category ids, masks only where the model has them)."""
-    return detections_to_coco(detections, image_id, plan.category_of_class, with_masks=plan.with_masks)
-
-
-def detections_to_coco(detections, image_id: int, category_ids, with_masks: bool = True) -> List[dict]:
-    """`device.Detections` of one image -> COCO result dicts: bbox [x, y, w, h] (3 decimals), score (5 decimals),
-    category_ids[class_id], and with masks a compressed RLE segmentation. Training validation uses it too, so the
-    per-epoch mAP is the one `edgedet eval` reports."""
-    xywh = xyxy_to_xywh(detections.xyxy.astype(np.float64))
-    out = []
-    for i in range(len(detections)):
-        result = {"image_id": int(image_id), "category_id": int(category_ids[int(detections.class_ids[i])]),
-                  "bbox": [round(float(v), 3) for v in xywh[i]], "score": round(float(detections.scores[i]), 5)}
-        if with_masks and detections.masks is not None:
-            result["segmentation"] = rle_encode(detections.masks[i])
-        out.append(result)
-    return out
+    kept = detections if plan.with_masks else dataclasses.replace(detections, masks=None)
+    return kept.to_coco(image_id, plan.category_of_class)
 
 
 PANOPTIC_SCORE = 0.5  # detections at or above this score become panoptic thing segments

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from edgedet.device.errors import EdgedetError
+from edgedet.device.polygons import edge_contours
 from edgedet.device.rle import RLE, counts_to_strings, masks_to_counts, rle_encode
 
 Polygons = Sequence[Sequence[float]]  # COCO polygons [[x1, y1, x2, y2, ...], ...] in pixels (pixel i spans i..i+1)
@@ -340,31 +341,7 @@ def mask_to_polygons(mask: np.ndarray) -> List[List[float]]:
     """bool (H, W) mask -> COCO polygons that `polygons_to_mask` (and pycocotools) rasterise back to the mask with
     its holes filled: one per outer contour (8-connected parts), along the pixels' outer edges. Holes are not
     represented."""
-    return [path.astype(np.float64).ravel().tolist() for path in pixel_edge_contours(mask, cv2.RETR_EXTERNAL)]
-
-
-def pixel_edge_contours(mask: np.ndarray, retrieval: int = cv2.RETR_EXTERNAL) -> List[np.ndarray]:
-    """Contours of a bool (H, W) mask along pixel edges: int (V, 2) x, y vertices at whole pixel corners, one
-    array per contour cv2.findContours retrieves with `retrieval` (RETR_CCOMP adds holes). Rasterised the
-    pycocotools way, an outer contour gives back exactly its part's pixels (a hole's, exactly the hole's): no pixel
-    centre lies on a pixel edge.
-
-    Contours come from the mask upsampled 2x, where each pixel is a 2x2 block: a contour's points are the halves
-    of boundary pixels next to the boundary, and upsampled column u (row likewise) lies on the pixel edge
-    ceil(u / 2)."""
-    up = np.repeat(np.repeat(np.asarray(mask, dtype=np.uint8), 2, axis=0), 2, axis=1)
-    contours, _ = cv2.findContours(up, retrieval, cv2.CHAIN_APPROX_NONE)
-    return [_corner_path(contour.reshape(-1, 2)) for contour in contours]
-
-
-def _corner_path(points_xy: np.ndarray) -> np.ndarray:
-    """int (K, 2) upsampled contour points -> int (V, 2) pixel-corner vertices: repeats and straight-line points
-    dropped (a pinch where 8-connected pixels touch stays, visited twice)."""
-    corners = (points_xy + 1) // 2
-    corners = corners[np.any(corners != np.roll(corners, 1, axis=0), axis=1)]
-    step_in, step_out = corners - np.roll(corners, 1, axis=0), np.roll(corners, -1, axis=0) - corners
-    turns = step_in[:, 0] * step_out[:, 1] - step_in[:, 1] * step_out[:, 0] != 0
-    return corners[turns]
+    return [path.astype(np.float64).ravel().tolist() for path in edge_contours(mask, cv2.RETR_EXTERNAL)]
 
 
 def segmentation_to_mask(segmentation, shape_hw: Tuple[int, int]) -> np.ndarray:

@@ -12,7 +12,6 @@ from edgedet.device.postprocessing import postprocess, postprocess_semantic
 from edgedet.device.preprocessing import preprocess
 from edgedet.device.spec import ModelSpec
 from .data import coco_gt_dict
-from .evaluate import detections_to_coco
 from .metrics import SemanticMeter, coco_evaluate
 
 VAL_CONF = 0.005  # score threshold of validation detections (low, for the whole precision-recall curve)
@@ -46,7 +45,7 @@ def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int =
         outputs, letterboxes = predict_outputs(model, [s.load_image() for s in batch], spec)
         for sample, out, box in zip(batch, outputs, letterboxes):
             detections = postprocess(out, spec, box, conf=VAL_CONF, iou=VAL_IOU, max_det=VAL_MAX_DET)
-            results += detections_to_coco(detections, sample.image_id, dataset.category_ids)
+            results += detections.to_coco(sample.image_id, dataset.category_ids)
             if num_semantic:
                 meter.update(postprocess_semantic(out, spec, box), sample.semantic_map())
     model.train(was_training)

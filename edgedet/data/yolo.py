@@ -16,7 +16,8 @@ import numpy as np
 from edgedet.device.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from edgedet.device.errors import EdgedetError
 from edgedet.device.image_files import IMAGE_SUFFIXES
-from edgedet.rle import pixel_edge_contours, polygons_to_mask
+from edgedet.device.polygons import mask_to_polygon
+from edgedet.rle import polygons_to_mask
 from .coco import RecordProblems
 from .sample import Dataset, Sample, mask_to_xyxy
 from .yamlio import read_yaml, write_yaml
@@ -129,7 +130,7 @@ def sample_label_lines(sample: Sample) -> List[str]:
     masks = sample.instance_masks() if any(s is not None for s in sample.segmentations) else None
     for i in range(len(sample)):
         if sample.segmentations[i] is not None:
-            polygon = _single_polygon(masks[i])
+            polygon = mask_to_polygon(masks[i])
             if polygon is not None:
                 coords = " ".join(f"{v:.6f}" for v in (polygon / [w, h]).ravel())
                 lines.append(f"{sample.class_ids[i]} {coords}")
@@ -137,23 +138,6 @@ def sample_label_lines(sample: Sample) -> List[str]:
         cx, cy, bw, bh = xyxy_to_cxcywh(sample.xyxy[i].astype(np.float64)) / [w, h, w, h]
         lines.append(f"{sample.class_ids[i]} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}")
     return lines
-
-
-def _single_polygon(mask: np.ndarray) -> Optional[np.ndarray]:
-    """float (V, 2) one polygon (vertices at pixel corners, along pixel edges) for a mask with any parts and holes.
-    Outer contours and hole contours are joined by zero-width bridges (the path returns along each), so an even-odd
-    fill of the path the pycocotools way (edgedet.rle) gives back the mask. None for an empty mask."""
-    parts = [c.astype(np.float64) for c in pixel_edge_contours(mask, cv2.RETR_CCOMP)]
-    if not parts:
-        return None
-    parts.sort(key=len, reverse=True)
-    path = parts[0]
-    for part in parts[1:]:
-        start = path[-1]
-        nearest = int(np.argmin(((part - start) ** 2).sum(axis=1)))
-        rolled = np.roll(part, -nearest, axis=0)
-        path = np.concatenate([path, rolled, rolled[:1], start[None]])
-    return path
 
 
 def write_yolo(dataset: Dataset, out: Path, split: str, copy_images: bool = True) -> Path:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from edgedet.device.detections import Detection, Detections
-from edgedet.evaluate import detections_to_coco
 from edgedet.rle import rle_decode
 
 NAMES = ["person", "dog", "cat"]
@@ -73,10 +72,14 @@ def test_to_dict_and_to_json_carry_names_and_rle_masks():
     assert Detections.empty().to_dict() == {"count": 0, "detections": []}
 
 
-def test_to_coco_equals_the_host_evaluator():
+def test_to_coco_gives_coco_results_with_category_ids_and_rle():
     detections = three()
     category_ids = [1, 18, 17]
-    assert detections.to_coco(42, category_ids) == detections_to_coco(detections, 42, category_ids)
+    results = detections.to_coco(42, category_ids)
+    assert [(r["image_id"], r["category_id"]) for r in results] == [(42, 1), (42, 1), (42, 18)]
+    assert results[0]["bbox"] == [20.0, 10.0, 40.0, 40.0] and results[0]["score"] == round(float(detections.scores[0]), 5)
+    for result, mask in zip(results, detections.masks):
+        assert np.array_equal(rle_decode(result["segmentation"]), mask)
     plain = three(False).to_coco(5)
     assert [r["category_id"] for r in plain] == [0, 0, 1] and plain[0]["bbox"] == [20.0, 10.0, 40.0, 40.0]
     assert "segmentation" not in plain[0] and Detections.empty().to_coco(1) == []
