@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-det", type=int, default=300, help="at most this many detections per frame")
     parser.add_argument("--classes", nargs="+", help="keep only these classes (ids or names, space/comma separated)")
     parser.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
-    parser.add_argument("--imgsz", help="network input size H[,W] (only for models without metadata)")
+    parser.add_argument("--imgsz", help="network input size H[,W] (only for models with a dynamic input size)")
     parser.add_argument("--names", help="class names, comma separated or a text file with one per line "
                                         "(only for models without metadata)")
     parser.add_argument("--layout", help="output layout (default: the model's metadata, else recognised from the output "

@@ -44,6 +44,10 @@ def load_backend(path, backend: Optional[str] = None, threads: Optional[int] = N
     """
     path = Path(path)
     if not path.is_file():
+        rejected = path.with_name(path.name + ".rejected")
+        if rejected.exists():
+            raise EdgedetError(f"model file not found: {path}; {rejected.name} is there: the export gate rejected it "
+                               "(its hint says what usually helps)")
         raise EdgedetError(f"model file not found: {path}")
     kind = _backend_kind(path, backend)
     if threads is not None and int(threads) < 1:

@@ -38,7 +38,7 @@ class Detection:
     mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # bool (H, W) at image size, or None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Detections:
     """N detections of one image.
 
@@ -57,6 +57,17 @@ class Detections:
     class_ids: np.ndarray
     masks: Optional[np.ndarray] = None
     names: Optional[Tuple[str, ...]] = None
+
+    def __eq__(self, other) -> bool:
+        """Equal values: the same boxes, scores, classes, masks and names (arrays compared element-wise)."""
+        if not isinstance(other, Detections):
+            return NotImplemented
+        same_masks = (self.masks is None and other.masks is None) or (
+            self.masks is not None and other.masks is not None and np.array_equal(self.masks, other.masks))
+        return (same_masks and self.names == other.names and np.array_equal(self.xyxy, other.xyxy)
+                and np.array_equal(self.scores, other.scores) and np.array_equal(self.class_ids, other.class_ids))
+
+    __hash__ = None  # arrays are not hashable; equal values need not be the same object
 
     def __post_init__(self):
         xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)

@@ -23,7 +23,7 @@ import cv2
 
 # Read by the libraries when they load (LiteRT-Torch: at each conversion); a variable the user set is kept.
 QUIET_ENVIRONMENT = {
-    "TF_CPP_MIN_LOG_LEVEL": "3",  # TF C++ lines of the LiteRT converter ("I0000 ... flatbuffer_export.cc:4410]")
+    "TF_CPP_MIN_LOG_LEVEL": "2",  # TF C++ lines of the LiteRT converter ("I0000 ... flatbuffer_export.cc:4410]")
     "TORCH_LOGS": "-all",  # torch's own loggers at ERROR ("W1203 ... torch/utils/_pytree.py:630] <enum ...")
     "OPENCV_LOG_LEVEL": "ERROR",  # OpenCV "[ WARN:0@...] global cap_v4l.cpp ..." before our own error
     "OPENCV_FFMPEG_LOGLEVEL": "-8",  # FFmpeg's av_log ("moov atom not found") through OpenCV: AV_LOG_QUIET

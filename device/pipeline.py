@@ -62,6 +62,8 @@ def as_bgr(image: ImageLike) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return read_image(image)
     image = np.asarray(image)
+    if image.size == 0:
+        raise EdgedetError(f"image is empty (shape {image.shape})")
     if image.dtype != np.uint8:
         raise EdgedetError(f"image must be a uint8 array or an image path, got an array of {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 4:

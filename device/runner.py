@@ -393,7 +393,8 @@ class Runner:
         detections = self.detector.finish(job.outputs, job.prepared)
         semantic = canvas = None
         if any(sink.needs_canvas for sink in self.sinks):
-            semantic, canvas = self._draw(job, detections, fps)
+            overlay = any(sink.needs_canvas and sink.wants_overlay for sink in self.sinks)
+            semantic, canvas = self._draw(job, detections, fps if overlay else None)
         now = time.perf_counter()
         timer.add("end_to_end", (now - job.started) * 1000.0)
         timer.add("frame_age", (now - job.frame.monotonic) * 1000.0)
@@ -410,15 +411,16 @@ class Runner:
             self.frames_done += 1
             self._times.append(time.perf_counter())
 
-    def _draw(self, job: Job, detections: Detections, fps: float) -> Tuple[Optional[np.ndarray], np.ndarray]:
-        """(semantic label map (H, W) or None, annotated canvas uint8 BGR (H, W, 3)) of one frame."""
+    def _draw(self, job: Job, detections: Detections, fps: Optional[float]) -> Tuple[Optional[np.ndarray], np.ndarray]:
+        """(semantic label map (H, W) or None, annotated canvas uint8 BGR (H, W, 3)) of one frame; with `fps`,
+        the FPS/latency line too."""
         detector = self.detector
         # the semantic map is only drawn (the JSON lines carry instances), so it is built only for drawing
         semantic = detector.finish_semantic(job.outputs, job.prepared) if detector.has_semantic else None
         with detector.timer.stage("draw"):
             canvas = annotate(job.frame.image, detections, detector.spec.names, semantic=semantic, fps=fps,
-                              latency_ms={"inference": job.record.get("inference", 0.0),
-                                          "end_to_end": self._p50("end_to_end")})
+                              latency_ms=None if fps is None else {"inference": job.record.get("inference", 0.0),
+                                                                   "end_to_end": self._p50("end_to_end")})
         return semantic, canvas
 
     def _p50(self, stage: str) -> float:

@@ -72,6 +72,7 @@ class Sink(ABC):
     needs_canvas: bool = False
     # True: written after the other sinks, outside the "output" stage, so `result.latency_ms` includes their time
     records_output_time: bool = False
+    wants_overlay: bool = True  # with a canvas: the FPS/latency line drawn on it (live views and videos)
 
     @abstractmethod
     def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
@@ -320,6 +321,10 @@ class FrameNames:
             stem = f"{_safe_name(path.stem) or 'frame'}_{frame.index:06d}"
         if stem in self._used:
             stem = f"{stem}_{frame.index}"
+        base, n = stem, 1
+        while stem in self._used:  # the fallback itself was taken, e.g. by a source named like it
+            n += 1
+            stem = f"{base}_{n}"
         self._used.add(stem)
         return stem
 
@@ -355,6 +360,7 @@ class ImageFolderSink(Sink):
     file's name (same suffix); frames of videos and cameras as `<source>_<index>.jpg`."""
 
     needs_canvas = True
+    wants_overlay = False  # a saved picture carries no live FPS line
 
     def __init__(self, folder: str):
         self.folder = make_output_folder(folder, "--save")
@@ -365,7 +371,11 @@ class ImageFolderSink(Sink):
         frame = result.frame
         stem = self._names.stem(frame)
         suffix = Path(frame.source).suffix if is_image_file(frame.source) else ".jpg"
-        write_image(self.folder / f"{stem}{suffix}", canvas, "--save")
+        target = self.folder / f"{stem}{suffix}"
+        if is_image_file(frame.source) and target.resolve() == Path(frame.source).resolve():
+            raise EdgedetError(f"--save {self.folder}: would overwrite the source image {frame.source}; "
+                               "save into another folder")
+        write_image(target, canvas, "--save")
         self.images += 1
 
     def close(self) -> None:
@@ -380,7 +390,7 @@ def yolo_label_lines(detections: Detections, shape_hw: Tuple[int, int]) -> List[
     h, w = shape_hw
     lines = []
     for k, item in enumerate(detections):
-        polygon = None if item.mask is None else mask_to_polygon(item.mask)
+        polygon = None if item.mask is None else _mask_polygon_in_frame(item.mask)
         if polygon is not None:
             coords = " ".join(f"{v:.6f}" for v in (polygon / [w, h]).ravel())
             lines.append(f"{item.class_id} {coords}")
@@ -389,6 +399,17 @@ def yolo_label_lines(detections: Detections, shape_hw: Tuple[int, int]) -> List[
         values = ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
         lines.append(f"{item.class_id} " + " ".join(f"{v:.6f}" for v in values))
     return lines
+
+
+def _mask_polygon_in_frame(mask: np.ndarray) -> Optional[np.ndarray]:
+    """mask_to_polygon of a frame-sized mask, traced inside the mask's tight box (1 px margin) only: the trace
+    upsamples what it is given, and a whole 1080p frame per object costs tens of milliseconds."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    top, left = max(int(rows[0]) - 1, 0), max(int(cols[0]) - 1, 0)
+    polygon = mask_to_polygon(mask[top:int(rows[-1]) + 2, left:int(cols[-1]) + 2])
+    return None if polygon is None else polygon + [left, top]
 
 
 class LabelsSink(Sink):

@@ -365,6 +365,9 @@ def read_names(text: Optional[str]) -> Optional[List[str]]:
     """--names: "a,b,c" or a file with one name per line (a YAML/JSON list also works if one per line)."""
     if text is None:
         return None
+    if not os.path.isfile(text) and ("," not in text) and (os.sep in text or Path(text).suffix.lower() in
+                                                            (".txt", ".names", ".yaml", ".yml", ".json")):
+        raise EdgedetError(f"--names file not found: {text}")
     if os.path.isfile(text):
         with open(text, encoding="utf-8") as handle:
             names = [line.strip().strip("-").strip().strip("'\"") for line in handle]

@@ -26,7 +26,7 @@ VERBS = {
     "report": ("edgedet.report", "render accuracy-vs-latency tables and plots from bench results"),
 }
 # verbs with a --verbose flag: their libraries' chatter is silenced unless it is given
-QUIET_VERBS = ("export", "calibrate", "run")
+QUIET_VERBS = ("export", "calibrate", "run", "eval", "bench")
 
 
 def build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     # entered before the verb's module is imported: some libraries read their log level only when they load
-    with quiet_libraries(verbose=verb not in QUIET_VERBS or "--verbose" in argv):
+    with quiet_libraries(verbose=verb not in QUIET_VERBS or any(_is_verbose_flag(a) for a in argv)):
         return _dispatch(argv, verb)
 
 
@@ -72,6 +72,11 @@ def _dispatch(argv: List[str], verb: Optional[str]) -> int:
     except KeyboardInterrupt:
         print(f"edgedet {args.verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_verbose_flag(arg: str) -> bool:
+    """--verbose or an abbreviation argparse accepts for it (--verb, --verbo, ...)."""
+    return len(arg) >= 6 and "--verbose".startswith(arg)
 
 
 def add_verbose_argument(parser: argparse.ArgumentParser) -> None:

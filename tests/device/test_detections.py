@@ -83,3 +83,11 @@ def test_to_coco_gives_coco_results_with_category_ids_and_rle():
     plain = three(False).to_coco(5)
     assert [r["category_id"] for r in plain] == [0, 0, 1] and plain[0]["bbox"] == [20.0, 10.0, 40.0, 40.0]
     assert "segmentation" not in plain[0] and Detections.empty().to_coco(1) == []
+
+
+def test_detections_compare_as_values():
+    assert three() == three() and three(False) == three(False)
+    assert three() != three(False) and three()[:2] != three()
+    assert Detections.empty() == Detections.empty()
+    with pytest.raises(TypeError):
+        hash(three())

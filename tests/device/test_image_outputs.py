@@ -75,7 +75,27 @@ def test_saved_images_keep_their_names_and_sizes(tmp_path):
     for path, size in zip(paths, SIZES_HW):
         saved = cv2.imread(str(tmp_path / "out" / path.name))
         assert saved is not None and saved.shape == (*size, 3)
+        if path.suffix == ".png":  # lossless: the canvas was saved, not the frame
+            assert (saved[0, 0] == 255).all()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)
+
+
+def test_saving_into_the_source_folder_never_overwrites_a_source_image(tmp_path):
+    (path,) = write_mixed_images(tmp_path / "in")[:1]
+    before = path.read_bytes()
+    sink = ImageFolderSink(str(tmp_path / "in") + "/")
+    frame = frame_of(path, 0)
+    with pytest.raises(EdgedetError, match="would overwrite the source image"):
+        sink.write(FrameResult(frame, Detections.empty()), frame.image.copy())
+    assert path.read_bytes() == before
+
+
+def test_a_renamed_frame_never_takes_a_name_already_given():
+    names = FrameNames()
+    image = np.zeros((4, 4, 3), np.uint8)
+    stems = [names.stem(Frame(image, k, 0.0, 0.0, source)) for k, source in
+             enumerate(["a/x.png", "b/x_2.png", "c/x.png"])]
+    assert len(set(stems)) == 3
 
 
 def test_frame_names_of_videos_cameras_and_repeated_names():
