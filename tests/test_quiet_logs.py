@@ -69,7 +69,7 @@ def test_quiet_libraries_restores_the_process_afterwards(monkeypatch):
     root_level = logging.getLogger().level
     with library_logs.quiet_libraries(verbose=False):
         assert library_logs.libraries_quiet()
-        assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3" and os.environ["OPENCV_LOG_LEVEL"] == "DEBUG"
+        assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2" and os.environ["OPENCV_LOG_LEVEL"] == "DEBUG"
         assert logging.getLogger().level == logging.ERROR
         with warnings.catch_warnings(record=True) as caught:
             warnings.warn("library chatter", FutureWarning)
