@@ -16,7 +16,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -38,7 +38,7 @@ HINT = (f"pass --layout {'|'.join((yolov8.NAME, yolov8_seg.NAME, yolov5.NAME))} 
 class Graph:
     """Who produces and who consumes every tensor of an ONNX graph, with the static shapes shape inference found."""
 
-    model: object  # onnx.ModelProto
+    model: object  # onnx.ModelProto with the value_info of shape inference (what onnx.utils.Extractor needs)
     producer: Dict[str, object] = field(default_factory=dict)  # tensor name -> node
     consumers: Dict[str, list] = field(default_factory=dict)  # tensor name -> nodes
     shapes: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # tensor name -> static shape
@@ -50,15 +50,15 @@ class Graph:
         from onnx import numpy_helper
 
         inferred = onnx.shape_inference.infer_shapes(model)
-        graph = cls(model)
-        for node in model.graph.node:
+        graph = cls(inferred)
+        for node in inferred.graph.node:
             for name in node.output:
                 graph.producer[name] = node
             for name in node.input:
                 graph.consumers.setdefault(name, []).append(node)
             if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
                 graph.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-        for init in model.graph.initializer:
+        for init in inferred.graph.initializer:
             graph.constants[init.name] = numpy_helper.to_array(init)
         for info in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
             dims = info.type.tensor_type.shape.dim
@@ -66,40 +66,38 @@ class Graph:
                 graph.shapes[info.name] = tuple(int(d.dim_value) for d in dims)
         return graph
 
-    def frontier_convs(self, tensor: str, through: Iterable[str] = ()) -> List[object]:
-        """Conv nodes first met walking up from `tensor` through the ops named in `through` (any op when empty),
-        in the order met; Convs whose weights are a fixed integral (the DFL) are walked through."""
+    def walk_up(self, tensor: str, through: Iterable[str] = ()) -> Tuple[List[object], List[object]]:
+        """(nodes walked, Conv nodes first met) walking up from `tensor` through the ops named in `through` (any op
+        when empty), in the order met. The Convs stop the walk (the head convolutions), except those whose weights
+        are a fixed integral (the DFL), which are walked through."""
         allowed = set(through)
-        seen: Set[str] = set()
-        found = []
+        seen: Set[int] = set()
+        walked, convs = [], []
         queue = deque([tensor])
         while queue:
-            name = queue.popleft()
-            node = self.producer.get(name)
+            node = self.producer.get(queue.popleft())
             if node is None or id(node) in seen:
                 continue
             seen.add(id(node))
             if node.op_type == "Conv" and not self.is_dfl_integral(node):
-                found.append(node)
+                convs.append(node)
                 continue
             if allowed and node.op_type not in allowed:
                 continue
+            walked.append(node)
             queue.extend(i for i in node.input if i and i not in self.constants)
-        return found
+        return walked, convs
 
-    def tail_nodes(self, tensor: str) -> List[object]:
-        """The nodes between the head convolutions and `tensor` (the decode), walking up from `tensor`."""
-        seen: Set[int] = set()
-        found = []
-        queue = deque([tensor])
-        while queue:
-            node = self.producer.get(queue.popleft())
-            if node is None or id(node) in seen or (node.op_type == "Conv" and not self.is_dfl_integral(node)):
-                continue
-            seen.add(id(node))
-            found.append(node)
-            queue.extend(i for i in node.input if i and i not in self.constants)
-        return found
+    def frontier_convs(self, tensor: str, through: Iterable[str] = ()) -> List[object]:
+        """The Conv nodes first met walking up from `tensor` (see `walk_up`)."""
+        return self.walk_up(tensor, through)[1]
+
+    def input_name(self) -> str:
+        """The one image input (graph inputs that are not initializers)."""
+        inputs = [i.name for i in self.model.graph.input if i.name not in self.constants]
+        if len(inputs) != 1:
+            raise EdgedetError(f"expected one image input, got {inputs}")
+        return inputs[0]
 
     def is_dfl_integral(self, node) -> bool:
         """A 1x1 Conv to one channel with weights 0, 1, ..., R-1 and no bias: the DFL expectation."""
@@ -144,9 +142,9 @@ def find_yolov8_head(graph: Graph, num_classes: int) -> Dict[str, Dict[str, str]
     and its channel count (C for classes) decides. EdgedetError when the pattern is not there.
     """
     pred, _ = _prediction_outputs(graph)
-    frontier = graph.frontier_convs(pred)
-    sigmoid = _single_node(graph, pred, "Sigmoid", "the class Sigmoid")
-    softmax = _single_node(graph, pred, "Softmax", "the DFL Softmax")
+    tail, frontier = graph.walk_up(pred)
+    sigmoid = _single_node(tail, "Sigmoid", "the class Sigmoid")
+    softmax = _single_node(tail, "Softmax", "the DFL Softmax")
     to_scores = {id(n) for n in graph.frontier_convs(sigmoid.input[0], through=SHAPE_OPS)}
     to_boxes = {id(n) for n in graph.frontier_convs(softmax.input[0], through=SHAPE_OPS)}
     levels: Dict[Tuple[int, int], Dict[str, str]] = {}
@@ -181,9 +179,9 @@ def _head_role(graph: Graph, conv, to_scores: bool, to_boxes: bool, num_classes:
     return "dist" if to_boxes else "coef"
 
 
-def _single_node(graph: Graph, output: str, op_type: str, what: str):
-    """The one node of `op_type` between the head convolutions and `output`."""
-    found = [node for node in graph.tail_nodes(output) if node.op_type == op_type]
+def _single_node(tail: Sequence[object], op_type: str, what: str):
+    """The one node of `op_type` among the decode's nodes `tail` (between the head convolutions and the output)."""
+    found = [node for node in tail if node.op_type == op_type]
     if len(found) != 1:
         raise EdgedetError(f"no YOLOv8 head found: expected {what} ({op_type}) after the head convolutions, "
                            f"found {len(found)}; {HINT}")
@@ -222,12 +220,10 @@ def _name_levels(graph: Graph, levels: Dict[Tuple[int, int], Dict[str, str]]) ->
 
 
 def _input_shape(graph: Graph) -> Tuple[int, int, int, int]:
-    inputs = [i for i in graph.model.graph.input if i.name not in graph.constants]
-    if len(inputs) != 1:
-        raise EdgedetError(f"expected one image input, got {[i.name for i in inputs]}")
-    shape = graph.shapes.get(inputs[0].name)
+    name = graph.input_name()
+    shape = graph.shapes.get(name)
     if shape is None or len(shape) != 4 or shape[1] != 3:
-        raise EdgedetError(f"input {inputs[0].name} has no static (1, 3, H, W) shape ({shape}); "
+        raise EdgedetError(f"input {name} has no static (1, 3, H, W) shape ({shape}); "
                            "export with a fixed imgsz and dynamic=False")
     return shape
 
@@ -235,14 +231,12 @@ def _input_shape(graph: Graph) -> Tuple[int, int, int, int]:
 # ---------------------------------------------------------------- the cut
 
 
-def cut_graph(model, outputs: Dict[str, str]):
+def cut_graph(graph: Graph, outputs: Dict[str, str]):
     """The subgraph from the image input to the tensors of `outputs` (new name -> tensor), outputs renamed."""
-    import onnx
     from onnx.utils import Extractor
 
-    graph = Graph.of(model)
-    input_name = [i.name for i in model.graph.input if i.name not in graph.constants][0]
-    sub = Extractor(onnx.shape_inference.infer_shapes(model)).extract_model([input_name], list(outputs.values()))
+    model = graph.model
+    sub = Extractor(model).extract_model([graph.input_name()], list(outputs.values()))
     renames = {tensor: name for name, tensor in outputs.items()}
     for node in sub.graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
@@ -348,7 +342,7 @@ def cut_foreign_onnx(path, out_path, names=None, layout=None, imgsz=None) -> Mod
         cut_spec, input_name=spec.input_name, input_layout="NCHW", output_layout="NCHW", input_dtype="float32",
         input_quant=None, output_quant={}, precision="fp32", quantization="",
         source=path.name)  # like an edgedet export's checkpoint name; the layout says it was cut
-    cut = cut_graph(model, outputs)
+    cut = cut_graph(graph, outputs)
     set_spec(cut, cut_spec)
     _save_checked(cut, out_path)
     return cut_spec
