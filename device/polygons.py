@@ -18,10 +18,18 @@ def edge_contours(mask: np.ndarray, retrieval: int = cv2.RETR_CCOMP) -> List[np.
     cv2.findContours retrieves with `retrieval` (RETR_CCOMP: outer contours and holes; RETR_EXTERNAL: outer only).
 
     Each pixel becomes a 2x2 block, so a contour point of the upsampled mask is half a pixel from the boundary;
-    upsampled column u (row likewise) lies on the pixel edge ceil(u / 2)."""
-    up = np.repeat(np.repeat(np.asarray(mask, dtype=np.uint8), 2, axis=0), 2, axis=1)
+    upsampled column u (row likewise) lies on the pixel edge ceil(u / 2). Only the mask's tight box (and a
+    one-pixel margin) is upsampled and traced: an object in a whole frame costs what its box costs."""
+    mask = np.asarray(mask, dtype=np.uint8)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return []
+    top, left = max(int(rows[0]) - 1, 0), max(int(cols[0]) - 1, 0)
+    box = mask[top:int(rows[-1]) + 2, left:int(cols[-1]) + 2]
+    up = np.repeat(np.repeat(box, 2, axis=0), 2, axis=1)
     contours, _ = cv2.findContours(up, retrieval, cv2.CHAIN_APPROX_NONE)
-    return [_corner_path(contour.reshape(-1, 2)) for contour in contours]
+    offset = np.array([left, top])
+    return [_corner_path(contour.reshape(-1, 2)) + offset for contour in contours]
 
 
 def _corner_path(points_xy: np.ndarray) -> np.ndarray:

@@ -390,7 +390,7 @@ def yolo_label_lines(detections: Detections, shape_hw: Tuple[int, int]) -> List[
     h, w = shape_hw
     lines = []
     for k, item in enumerate(detections):
-        polygon = None if item.mask is None else _mask_polygon_in_frame(item.mask)
+        polygon = None if item.mask is None else mask_to_polygon(item.mask)
         if polygon is not None:
             coords = " ".join(f"{v:.6f}" for v in (polygon / [w, h]).ravel())
             lines.append(f"{item.class_id} {coords}")
@@ -399,17 +399,6 @@ def yolo_label_lines(detections: Detections, shape_hw: Tuple[int, int]) -> List[
         values = ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)
         lines.append(f"{item.class_id} " + " ".join(f"{v:.6f}" for v in values))
     return lines
-
-
-def _mask_polygon_in_frame(mask: np.ndarray) -> Optional[np.ndarray]:
-    """mask_to_polygon of a frame-sized mask, traced inside the mask's tight box (1 px margin) only: the trace
-    upsamples what it is given, and a whole 1080p frame per object costs tens of milliseconds."""
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not len(rows):
-        return None
-    top, left = max(int(rows[0]) - 1, 0), max(int(cols[0]) - 1, 0)
-    polygon = mask_to_polygon(mask[top:int(rows[-1]) + 2, left:int(cols[-1]) + 2])
-    return None if polygon is None else polygon + [left, top]
 
 
 class LabelsSink(Sink):
