@@ -108,6 +108,33 @@ NATIVE_INFO_LINE = re.compile(r"^(INFO: |I\d{4} |WARNING: All log messages befor
 
 
 @contextlib.contextmanager
+def fd2_redirected(target_fd: int) -> Iterator[bool]:
+    """File descriptor 2 points at `target_fd` for the duration, then back; yields False (redirecting nothing)
+    where fd 2 cannot be duplicated (no stderr)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield False
+        return
+    os.dup2(target_fd, 2)
+    try:
+        yield True
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 goes to /dev/null for the duration: FFmpeg and OpenCV print their codec probing (errors
+    of encoders that are absent, by design here) from C, past Python's sys.stderr and logging."""
+    with open(os.devnull, "wb") as devnull, fd2_redirected(devnull.fileno()):
+        yield
+
+
+@contextlib.contextmanager
 def quiet_native_info() -> Iterator[None]:
     """Drop the C-level INFO lines (NATIVE_INFO_LINE) a native call writes to file descriptor 2, when quiet.
 
@@ -117,16 +144,11 @@ def quiet_native_info() -> Iterator[None]:
     if not _quiet:
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as caught:
-        os.dup2(caught.fileno(), 2)
         try:
-            yield
+            with fd2_redirected(caught.fileno()):
+                yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
             caught.seek(0)
             lines = caught.read().decode("utf-8", "replace").splitlines(keepends=True)
             sys.stderr.write("".join(line for line in lines if not NATIVE_INFO_LINE.match(line)))

@@ -30,11 +30,10 @@ import re
 import sys
 import tempfile
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple
+from typing import Dict, List, Optional, Sequence, Set, TextIO, Tuple
 
 import cv2
 import numpy as np
@@ -44,6 +43,7 @@ from .detections import Detections
 from .errors import EdgedetError
 from .image_files import IMAGE_SUFFIXES
 from .letterbox import Letterbox
+from .library_logs import native_stderr_silenced
 from .polygons import mask_to_polygon
 
 log = logging.getLogger("edgedet.sinks")
@@ -201,26 +201,6 @@ def make_output_folder(path: str, flag: str) -> Path:
     except OSError as error:
         raise EdgedetError(f"{flag}: cannot create folder {path}: {error.strerror or error}") from None
     return folder
-
-
-@contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """File descriptor 2 goes to /dev/null for the duration: FFmpeg and OpenCV print their codec probing (errors
-    of encoders that are absent, by design here) from C, past Python's sys.stderr and logging."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @lru_cache(maxsize=None)
