@@ -17,7 +17,7 @@ import numpy as np
 from ..candidates import Candidates, best_class, dequantize_array, sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
-from .shapes import Shape, anchor_boxes_xyxy, has_spec_prototypes, spec_prototypes
+from .shapes import Shape, anchor_boxes_xyxy, has_spec_prototypes, names_levels, spec_prototypes
 
 NAME = "edgedet"
 MIN_SPEC_VERSION = 2  # version 1 had one combined output per level
@@ -26,9 +26,7 @@ FROM_SHAPES = False  # anchors and level names are in the edgedet metadata only
 
 def recognises(shapes: Mapping[str, Shape], num_classes: int) -> bool:
     """The head's outputs by name: for one or more levels a 4-D "<level>_box" and a 4-D "<level>_score"."""
-    levels = [name[:-len("_box")] for name in shapes if name.endswith("_box")]
-    return bool(levels) and all(len(shapes[level_part_name(level, "box")]) == 4
-                                and len(shapes.get(level_part_name(level, "score"), ())) == 4 for level in levels)
+    return names_levels(shapes, "box", "score")
 
 
 def spec_fields(shapes: Mapping[str, Shape], num_classes: int) -> dict:

@@ -17,7 +17,7 @@ from ..boxes import cxcywh_to_xyxy
 from ..candidates import Candidates, best_class, dequantized_output
 from ..errors import EdgedetError
 from ..spec import ModelSpec
-from .shapes import Shape, single_output
+from .shapes import Shape, outputs_keep_file_names, single_output, without_masks, without_prototypes
 
 NAME = "grid"
 MIN_SPEC_VERSION = 1
@@ -39,17 +39,9 @@ def spec_fields(shapes: Mapping[str, Shape], num_classes: int) -> dict:
     raise EdgedetError("the grid layout needs its anchors from the model's edgedet metadata")
 
 
-def output_shapes(spec: ModelSpec, tensor_layout: str) -> None:
-    """None: the one output keeps its file name."""
-    return None
-
-
-def has_masks(spec: ModelSpec) -> bool:
-    return False
-
-
-def prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> None:
-    return None
+output_shapes = outputs_keep_file_names
+has_masks = without_masks
+prototypes = without_prototypes
 
 
 def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Optional[float] = None) -> Candidates:

@@ -9,7 +9,7 @@ import numpy as np
 from ..boxes import cxcywh_to_xyxy
 from ..candidates import dequantized_output
 from ..errors import EdgedetError
-from ..spec import ModelSpec
+from ..spec import ModelSpec, level_part_name
 
 Shape = Tuple[int, ...]  # an output's dims; 0 where the file leaves a dim dynamic
 
@@ -107,7 +107,8 @@ def anchor_boxes_xyxy(box: np.ndarray, anchor: np.ndarray, cell: np.ndarray, wid
                       anchors_wh: np.ndarray) -> np.ndarray:
     """YOLOv5-style anchor boxes: (n, 4) sigmoids of (tx, ty, tw, th) at candidate `cell` (row-major index in a
     level `width` cells wide) of anchor index `anchor` -> float32 (n, 4) xyxy in input pixels:
-        cx = (j + 2*sx - 0.5) * s    cy = (i + 2*sy - 0.5) * s    w = anchor_w * (2*sw)**2    h = anchor_h * (2*sh)**2"""
+        cx = (j + 2*sx - 0.5) * s    cy = (i + 2*sy - 0.5) * s
+        w = anchor_w * (2*sw)**2     h = anchor_h * (2*sh)**2"""
     row, col = np.divmod(cell, width)
     s = np.float32(stride)
     cxcywh = np.stack([(col.astype(np.float32) + 2 * box[:, 0] - np.float32(0.5)) * s,
@@ -115,3 +116,26 @@ def anchor_boxes_xyxy(box: np.ndarray, anchor: np.ndarray, cell: np.ndarray, wid
                        anchors_wh[anchor, 0] * (2 * box[:, 2]) ** 2,
                        anchors_wh[anchor, 1] * (2 * box[:, 3]) ** 2], axis=1)
     return cxcywh_to_xyxy(cxcywh)
+
+
+# The protocol's answers of layouts without masks and without role-named outputs (see layouts.Layout).
+def outputs_keep_file_names(spec: ModelSpec, tensor_layout: str) -> None:
+    """output_shapes of a layout whose outputs keep their file names (decode finds them by shape)."""
+    return None
+
+
+def without_masks(spec: ModelSpec) -> bool:
+    """has_masks of a detector without instance masks."""
+    return False
+
+
+def without_prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> None:
+    """prototypes of a detector without instance masks."""
+    return None
+
+
+def names_levels(shapes: Mapping[str, Shape], first: str, second: str) -> bool:
+    """For one or more levels a 4-D "<level>_<first>" and a 4-D "<level>_<second>" output (role-named heads)."""
+    levels = [name[:-len(first) - 1] for name in shapes if name.endswith("_" + first)]
+    return bool(levels) and all(len(shapes[level_part_name(level, first)]) == 4
+                                and len(shapes.get(level_part_name(level, second), ())) == 4 for level in levels)

@@ -13,7 +13,8 @@ import numpy as np
 from ..boxes import cxcywh_to_xyxy
 from ..candidates import Candidates, best_class, dequantized_output
 from ..spec import ModelSpec
-from .shapes import Shape, is_prediction, prediction_fields, rows_by_feature, scale_normalized, single_output
+from .shapes import (Shape, is_prediction, outputs_keep_file_names, prediction_fields, rows_by_feature,
+                     scale_normalized, single_output, without_masks, without_prototypes)
 
 NAME = "yolov5"
 MIN_SPEC_VERSION = 1
@@ -33,17 +34,9 @@ def spec_fields(shapes: Mapping[str, Shape], num_classes: int) -> dict:
     return prediction_fields(shapes, NAME)
 
 
-def output_shapes(spec: ModelSpec, tensor_layout: str) -> None:
-    """None: the outputs keep their file names; decode finds the prediction by shape."""
-    return None
-
-
-def has_masks(spec: ModelSpec) -> bool:
-    return False
-
-
-def prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> None:
-    return None
+output_shapes = outputs_keep_file_names
+has_masks = without_masks
+prototypes = without_prototypes
 
 
 def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Optional[float] = None) -> Candidates:

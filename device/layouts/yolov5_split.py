@@ -15,7 +15,7 @@ import numpy as np
 from ..candidates import Candidates, best_class, dequantize_array, sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
-from .shapes import Shape, anchor_boxes_xyxy
+from .shapes import Shape, anchor_boxes_xyxy, without_masks, without_prototypes
 
 NAME = "yolov5-split"
 MIN_SPEC_VERSION = 2
@@ -41,12 +41,8 @@ def output_shapes(spec: ModelSpec, tensor_layout: str) -> Dict[str, Shape]:
             for level, s in zip(spec.level_outputs, spec.strides)}
 
 
-def has_masks(spec: ModelSpec) -> bool:
-    return False
-
-
-def prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> None:
-    return None
+has_masks = without_masks
+prototypes = without_prototypes
 
 
 def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Optional[float] = None) -> Candidates:
@@ -58,7 +54,8 @@ def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Option
         score = sigmoid(objectness) x best sigmoid(class). Float or integer outputs.
     min_score: if given, only candidates with objectness > min_score are decoded (score <= objectness).
     """
-    if not spec.anchors or not spec.level_outputs or not len(spec.anchors) == len(spec.strides) == len(spec.level_outputs):
+    levels = len(spec.level_outputs)
+    if not levels or not len(spec.anchors) == len(spec.strides) == levels:
         raise EdgedetError(f"{NAME} model spec needs one anchor list and one stride per level: levels "
                            f"{spec.level_outputs}, strides {spec.strides}, {len(spec.anchors)} anchor lists")
     return Candidates.concatenate([_decode_level(outputs, name, spec, stride, anchors, min_score)

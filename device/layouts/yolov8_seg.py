@@ -13,7 +13,7 @@ import numpy as np
 from ..candidates import Candidates, dequantized_output
 from ..errors import EdgedetError
 from ..spec import ModelSpec
-from .shapes import Shape, describe, is_prediction, proto_channel_axis, protos_chw
+from .shapes import Shape, describe, is_prediction, outputs_keep_file_names, proto_channel_axis, protos_chw
 from .yolov8 import decode_prediction
 
 NAME = "yolov8-seg"
@@ -51,9 +51,7 @@ def spec_fields(shapes: Mapping[str, Shape], num_classes: int) -> dict:
     return {"task": "segment", "level_outputs": [pred_name], "proto_output": proto_name, "num_mask_coefs": m}
 
 
-def output_shapes(spec: ModelSpec, tensor_layout: str) -> None:
-    """None: the outputs keep their file names; decode finds prediction and prototypes by shape."""
-    return None
+output_shapes = outputs_keep_file_names
 
 
 def has_masks(spec: ModelSpec) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 from ..candidates import Candidates, dequantize_array, sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
-from .shapes import Shape, has_spec_prototypes, spec_prototypes
+from .shapes import Shape, has_spec_prototypes, names_levels, spec_prototypes
 
 NAME = "yolov8-split"
 MIN_SPEC_VERSION = 2
@@ -29,9 +29,7 @@ PARTS = ("dist", "cls", "coef")
 
 def recognises(shapes: Mapping[str, Shape], num_classes: int) -> bool:
     """For one or more levels a 4-D "<level>_dist" and a 4-D "<level>_cls" output."""
-    levels = [name[:-len("_dist")] for name in shapes if name.endswith("_dist")]
-    return bool(levels) and all(len(shapes[level_part_name(level, "dist")]) == 4
-                                and len(shapes.get(level_part_name(level, "cls"), ())) == 4 for level in levels)
+    return names_levels(shapes, "dist", "cls")
 
 
 def spec_fields(shapes: Mapping[str, Shape], num_classes: int) -> dict:
