@@ -4,13 +4,14 @@
 # Builds (once, cached under .cache/pi-root) a Debian bookworm arm64 root -- what 64-bit Raspberry Pi OS
 # is built on -- and runs it under QEMU user-mode emulation with the Pi 4 (cortex-a72) and Pi 5
 # (cortex-a76) CPU models. Inside it, two venvs get only the device installs from aarch64 wheels:
-# `edgedet[tflite]` and `edgedet[onnx]`; no torch, onnx or TensorFlow may arrive. Then `edgedet run`
-# and `edgedet eval --model` with the int8 TFLite and int8 ONNX exports of the checkpoint must give the
-# same detections (class equal, IoU >= 0.9, score within 0.05) and mAP (within 0.01) as on this x86 host.
+# `edgedet[tflite]` and `edgedet[onnx]`, installed as the README's Raspberry Pi section says; no torch, onnx or
+# TensorFlow may arrive. On x86 the README's data and export commands run verbatim (scripts/readme_commands.py
+# reads them from README.md) and must write the files the Pi section copies. Then `edgedet run` and
+# `edgedet eval --model` with those int8 TFLite and int8 ONNX exports must give the same detections (class equal,
+# IoU >= 0.9, score within 0.05) and mAP (within 0.01) emulated as on this x86 host.
 #
 # Needs root (debootstrap, chroot, mounts), Debian's apt, PyPI, and the project's .venv for the x86 side.
 # Environment overrides:
-#   PI_CHECK_CKPT     checkpoint to export (default: shipped, the packaged edgedet-n-320)
 #   PI_CHECK_CPUS     QEMU CPU models (default: "cortex-a72 cortex-a76"; never QEMU's default "max")
 #   PI_CHECK_IMAGES   synthetic validation images to run and evaluate (default 16)
 #   PI_CHECK_CONF     score threshold of the `edgedet run` comparison (default 0.25, run's default)
@@ -24,7 +25,6 @@ ROOT=$CACHE/pi-root                  # the arm64 root (cached across runs)
 WHEELS=$CACHE/pi-wheels              # aarch64 wheels of the dependencies (cached)
 WORK=$CACHE/pi-check                 # this run's files; bind-mounted at /mnt/edgedet inside the root
 INNER=/mnt/edgedet                   # $WORK as seen from inside the root
-CKPT=${PI_CHECK_CKPT:-shipped}
 CPUS=${PI_CHECK_CPUS:-"cortex-a72 cortex-a76"}
 N_IMAGES=${PI_CHECK_IMAGES:-16}
 CONF=${PI_CHECK_CONF:-0.25}          # `edgedet run` score threshold on both machines
@@ -282,19 +282,37 @@ print_footprint() {
     done
 }
 
-# The x86 reference: synthetic data, int8 exports, run + eval with the host venv.
+# The README followed verbatim on x86, as a user with the activated .venv: the data section's `edgedet data synth`
+# line and the export section's `edgedet export shipped` command, run in $WORK/readme; then every model file the
+# Raspberry Pi section copies must exist. Its int8 exports are the models the emulated Pi runs.
+readme_exports() {
+    local dir=$WORK/readme cmd file
+    rm -rf "$dir" && mkdir -p "$dir"
+    readme() { "$HOST_PY" "$REPO/scripts/readme_commands.py" "$REPO/README.md" "$@"; }
+    for cmd in "$(readme '### `edgedet data`' | head -n1)" \
+               "$(readme '### `edgedet export`' | grep '^edgedet export shipped')"; do
+        log "x86, README verbatim: $cmd"
+        (cd "$dir" && PATH=$REPO/.venv/bin:$PATH "${NICE[@]}" bash -euo pipefail -c "$cmd") >>"$WORK/results/readme.log" 2>&1 \
+            || { tail -n 30 "$WORK/results/readme.log"; die "the README's command failed: $cmd (log: $WORK/results/readme.log)"; }
+    done
+    tail -n 8 "$WORK/results/readme.log"
+    for file in $(readme '## On a Raspberry Pi' --files | grep -v '\.whl$'); do
+        [ -f "$dir/$file" ] || die "the README's Pi section copies $file, which its export section did not write"
+        cp "$dir/$file" "$WORK/models/"
+    done
+    record PASS "README verbatim on x86: data synth + export wrote $(readme '## On a Raspberry Pi' --files | grep -vc '\.whl$') files the Pi section copies"
+    MODEL_TFLITE=$WORK/models/$(basename "$(readme '## On a Raspberry Pi' --files | grep '\.tflite$' | head -n1)")
+    MODEL_ONNX=$WORK/models/$(basename "$MODEL_TFLITE" .tflite).onnx
+    cp "$dir/exports/$(basename "$MODEL_ONNX")" "$MODEL_ONNX"
+}
+
+# The x86 reference: run + eval of the README's int8 exports on a few synthetic images with the host venv.
 host_reference() {
     rm -rf "$WORK/data" "$WORK/models" "$WORK/results"
-    mkdir -p "$WORK/results"
-    log "x86: edgedet data synth ($N_IMAGES val images, 32 calibration images)"
-    "${NICE[@]}" "$HOST_EDGEDET" data synth --out "$WORK/data" --train 32 --val "$N_IMAGES" --imgsz 320 --seed 0 >/dev/null
-    log "x86: edgedet export $CKPT --format onnx-int8,tflite-int8"
-    "${NICE[@]}" "$HOST_EDGEDET" export "$CKPT" --format onnx-int8,tflite-int8 --out "$WORK/models" \
-        --calib "$WORK/data" --calib-size 32 --data "$WORK/data" --val-limit 4 >"$WORK/results/export.log" 2>&1 \
-        || { tail -n 30 "$WORK/results/export.log"; die "edgedet export failed (log: $WORK/results/export.log)"; }
-    MODEL_ONNX=$(ls "$WORK"/models/*.onnx 2>/dev/null | grep -i int8 | head -n1 || true)
-    MODEL_TFLITE=$(ls "$WORK"/models/*.tflite 2>/dev/null | grep -i int8 | head -n1 || true)
-    [ -n "$MODEL_ONNX" ] && [ -n "$MODEL_TFLITE" ] || die "export wrote no .onnx/.tflite in $WORK/models: $(ls "$WORK/models")"
+    mkdir -p "$WORK/results" "$WORK/models"
+    log "x86: edgedet data synth ($N_IMAGES val images)"
+    "${NICE[@]}" "$HOST_EDGEDET" data synth --out "$WORK/data" --train 0 --val "$N_IMAGES" --imgsz 320 --seed 1 >/dev/null
+    readme_exports
     local fmt model
     for fmt in tflite-int8 onnx-int8; do
         model=$(model_for "$fmt")
