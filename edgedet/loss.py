@@ -42,6 +42,13 @@ class Targets:
     masks: Optional[torch.Tensor] = None  # (T, H/4, W/4) float 0/1 instance masks at prototype resolution
     semantic: Optional[torch.Tensor] = None  # (B, H, W) int64 labels, 255 = ignore
 
+    def to(self, device) -> "Targets":
+        """The same targets on `device` (non-blocking copies from pinned memory)."""
+        def move(tensor):
+            return None if tensor is None else tensor.to(device, non_blocking=True)
+
+        return Targets(boxes=move(self.boxes), masks=move(self.masks), semantic=move(self.semantic))
+
 
 @dataclass
 class Assignment:

@@ -1,7 +1,12 @@
-"""`edgedet train`: train an edgedet model (detection + instance masks + semantic segmentation) on CPU.
+"""`edgedet train`: train an edgedet model (detection + instance masks + semantic segmentation) on CPU or CUDA.
 
     edgedet train --data shapes --model n --imgsz 320 --epochs 30 --out runs/n320
-    torchrun --nproc_per_node 2 -m edgedet train --data DIR ...      (DistributedDataParallel, gloo)
+    edgedet train --data DIR --weights shipped --freeze backbone       (fine-tune the shipped model)
+    torchrun --nproc_per_node 2 -m edgedet train --data DIR ...      (DistributedDataParallel: gloo, NCCL on GPUs)
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m edgedet train ...
+
+--batch is the total batch over every process (each takes batch / processes), so the learning rate needs no
+scaling when the number of processes changes; scale --lr with --batch (linearly) when you change the batch.
 
 Each epoch: augmented batches (flip, scale jitter, colour), AdamW with warm-up and a cosine schedule, an EMA
 of the weights, a progress bar with running losses and ETA, then validation of the EMA model (COCO box/mask
@@ -62,6 +67,12 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimizer steps in total (0 = no limit; for smoke tests)
     time_limit: float = 0.0  # minutes of training; the cosine schedule follows elapsed time when it is the tighter limit (0 = none)
     out: str = "runs/train"  # output folder: last.pt, best.pt, metrics.jsonl
+    device: str = "auto"  # auto (CUDA when available), cpu, cuda (GPU LOCAL_RANK under torchrun) or cuda:N
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); never on CPU
+    weights: str = ""  # fine-tune from this checkpoint ("shipped" or a .pt): backbone, neck and the head where it fits
+    freeze: str = ""  # "backbone": its weights and batch-norm statistics stay as loaded (with --weights)
+    cache: bool = False  # decode every training image once, into memory, before the first epoch
+    prefetch: int = 2  # batches each data loader worker prepares ahead
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +81,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
     parser.add_argument("--data", default=defaults.data, help="'shapes' (synthetic, generated once), a data set folder, dataset.yaml or COCO JSON")
-    parser.add_argument("--model", default=defaults.model, help="size preset: n or s (default n)")
+    parser.add_argument("--model", default=None, help=f"size preset: n or s (default {defaults.model}; with --weights, "
+                                                      "the checkpoint's)")
     parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="input size, a multiple of 32 (default 320)")
     parser.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {defaults.epochs})")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="total batch size (default 16)")
@@ -86,6 +98,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many minutes of training, the LR schedule ending on time (default: no "
                              "limit; 0 = none)")
     parser.add_argument("--out", default=defaults.out, help="output folder (default runs/train)")
+    parser.add_argument("--device", default=defaults.device, help="auto (CUDA when torch sees a GPU), cpu, cuda "
+                        "(under torchrun: the GPU of each process's LOCAL_RANK) or cuda:N (default auto)")
+    parser.add_argument("--no-amp", dest="amp", action="store_false",
+                        help="full float32 on CUDA too (default: bf16 autocast, or fp16 with a grad scaler)")
+    parser.add_argument("--weights", default=None, help="fine-tune: start from this checkpoint ('shipped' or a .pt); "
+                        "backbone and neck are loaded, the head too where the classes match (else re-initialised)")
+    parser.add_argument("--freeze", choices=["backbone"], default=None,
+                        help="with --weights: keep the backbone's weights and batch-norm statistics as loaded")
+    parser.add_argument("--cache", action="store_true", help="decode the training images once into memory")
+    parser.add_argument("--prefetch", type=int, default=defaults.prefetch,
+                        help=f"batches each loader worker prepares ahead (default {defaults.prefetch})")
     parser.add_argument("--resume", default=None,
                         help="continue from a last.pt written by an earlier run, with its settings; --epochs and "
                              "--time-limit given with it extend the run (the cosine schedule stretches to the new end; "
@@ -99,6 +122,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     parse_imgsz(config.imgsz, stride=32)  # EdgedetError naming a size that is not a positive multiple of 32
     if config.epochs <= 0 or config.batch <= 0:
         raise EdgedetError("--epochs and --batch must be positive")
+    if config.freeze and not config.weights:
+        raise EdgedetError("--freeze backbone keeps loaded weights: give --weights shipped or --weights PATH.pt")
+    if config.weights:
+        from .finetune import preset_for_weights
+
+        config = replace(config, model=preset_for_weights(config.weights, getattr(args, "model", None)))
     return config
 
 
@@ -276,11 +305,18 @@ class Trainer:
         return 0
 
     def _setup_torch(self, torch) -> None:
+        from .train_device import precision_for, process_group_backend, select_device
+
         threads = self.config.threads or max(1, (os.cpu_count() or 1) // self.world)
         torch.set_num_threads(threads)
         torch.manual_seed(self.config.seed)
+        self.device = select_device(self.config.device, int(os.environ.get("LOCAL_RANK", 0)), self.world)
+        self.precision = precision_for(self.device, self.config.amp)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
         if self.world > 1:
-            torch.distributed.init_process_group("gloo")
+            torch.distributed.init_process_group(process_group_backend(self.device))
 
     def _build(self) -> None:
         import torch
@@ -290,10 +326,15 @@ class Trainer:
         from .models.model import ModelConfig, build_model
         from .train_data import AugmentConfig, TrainDataset
 
+        from .finetune import freeze_backbone, load_pretrained, pretrained_checkpoint
+
         config = self.config
         self.train_set, self.val_set = load_splits(config, self.is_main)
+        pretrained = pretrained_checkpoint(config.weights) if config.weights and not self.resume else None
         if self.resume:
             anchors = self.resume["anchors"]
+        elif pretrained is not None:  # the box head's offsets are relative to these anchors
+            anchors = pretrained["anchors"]
         else:
             anchors = anchors_for(self.train_set, config.imgsz, config.num_anchors)
         semantic_names = list(self.train_set.semantic_names)
@@ -303,19 +344,29 @@ class Trainer:
         )
         self.model = build_model(model_config)
         self.spec = model_spec(model_config, self.train_set.names, semantic_names)
+        if pretrained is not None:
+            note = load_pretrained(self.model, pretrained, self.train_set.names, semantic_names)
+            if self.is_main:
+                print(f"fine-tuning from {config.weights}: {note}", file=sys.stderr)
+        if config.freeze == "backbone":
+            freeze_backbone(self.model)
         self.loss = EdgeDetLoss(model_config)
+        # NHWC: faster convolutions in oneDNN (CPU) and on tensor cores (CUDA)
+        self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = self._optimizer(self.model)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.scaled)
         self.ema = ModelEMA(self.model, config.ema_decay) if self.is_main else None
-        self.model.to(memory_format=torch.channels_last)  # faster CPU convolutions (oneDNN NHWC)
         self.start_epoch, self.step, self.best_fitness, self.epoch, self.elapsed_before = 0, 0, -1.0, 0, 0.0
         if self.resume:
             self._load_resume_state(self.resume)
         if self.world > 1:
-            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model)
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         else:
             self.ddp = self.model
         dataset = TrainDataset(self.train_set.samples, (config.imgsz, config.imgsz), AugmentConfig(), config.seed,
-                               with_masks=bool(config.mask_coefs), with_semantic=bool(semantic_names))
+                               with_masks=bool(config.mask_coefs), with_semantic=bool(semantic_names),
+                               cache_images=config.cache)
         self.train_data = dataset
         self.loader = self._loader(dataset)
 
@@ -325,7 +376,8 @@ class Trainer:
 
         decay, no_decay = [], []
         for name, parameter in model.named_parameters():
-            (decay if parameter.ndim > 1 else no_decay).append(parameter)
+            if parameter.requires_grad:  # frozen parts (--freeze) are left out
+                (decay if parameter.ndim > 1 else no_decay).append(parameter)
         groups = [{"params": decay, "weight_decay": self.config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         return torch.optim.AdamW(groups, lr=self.config.lr, betas=(0.9, 0.999))
 
@@ -340,10 +392,11 @@ class Trainer:
             sampler = torch.utils.data.distributed.DistributedSampler(
                 dataset, num_replicas=self.world, rank=self.rank, shuffle=True, seed=self.config.seed, drop_last=True)
         generator = torch.Generator().manual_seed(self.config.seed)
+        workers = self.config.workers
         return torch.utils.data.DataLoader(
             dataset, batch_size=per_process, shuffle=sampler is None, sampler=sampler, drop_last=len(dataset) > per_process,
-            num_workers=self.config.workers, collate_fn=collate, generator=generator,
-            persistent_workers=False,
+            num_workers=workers, collate_fn=collate, generator=generator, persistent_workers=False,
+            pin_memory=self.device.type == "cuda", prefetch_factor=self.config.prefetch if workers else None,
         )
 
     def _load_resume_state(self, checkpoint: dict) -> None:
@@ -368,7 +421,8 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(asdict(config), indent=2))
             print(f"training {config.model} at {config.imgsz} on {len(self.train_set)} images "
-                  f"({len(self.val_set)} val), {self.world} process(es), anchors {self.spec.anchors}", file=sys.stderr)
+                  f"({len(self.val_set)} val), {self.world} process(es) on {self.device} ({self.precision.name}), "
+                  f"batch {config.batch} in all, anchors {self.spec.anchors}", file=sys.stderr)
         steps_per_epoch = len(self.loader)
         self.total_steps = steps_per_epoch * config.epochs
         if config.max_steps:
@@ -398,11 +452,14 @@ class Trainer:
         return float(seconds)
 
     def _train_one_epoch(self, epoch: int, steps_per_epoch: int) -> None:
-        self.model.train()
+        from .finetune import train_mode
+
+        train_mode(self.model, frozen_backbone=self.config.freeze == "backbone")
         self.train_data.epoch = epoch
         if hasattr(self.loader.sampler, "set_epoch"):
             self.loader.sampler.set_epoch(epoch)
         running: Dict[str, float] = {}  # exponentially smoothed loss parts, shown beside the bar
+        start, images_seen = time.perf_counter(), 0
         with progress_bar(steps_per_epoch, f"epoch {epoch + 1}/{self.config.epochs}", "step", self.is_main) as bar:
             for images, targets, _ in self.loader:
                 done = self.progress()
@@ -410,7 +467,10 @@ class Trainer:
                     break
                 parts = self._train_step(images, targets, learning_rate(self.step, done, self.config, steps_per_epoch))
                 running = {k: 0.9 * running.get(k, v) + 0.1 * v for k, v in parts.items()}
-                bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in running.items()), refresh=False)
+                images_seen += len(images) * self.world  # every process steps on a batch of the same size
+                rate = images_seen / max(time.perf_counter() - start, 1e-9)
+                bar.set_postfix_str(" ".join(f"{k} {v:.3f}" for k, v in running.items()) + f" {rate:.1f} img/s",
+                                    refresh=False)
                 bar.update()
 
     def _train_step(self, images, targets, lr: float) -> Dict[str, float]:
@@ -419,13 +479,20 @@ class Trainer:
 
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        outputs = self.ddp(images.contiguous(memory_format=torch.channels_last))
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        targets = targets.to(self.device)
+        precision = self.precision
+        with torch.autocast(self.device.type, dtype=precision.dtype, enabled=precision.autocast):
+            outputs = self.ddp(images)
+        outputs = [o.float() for o in outputs]  # the loss in float32 (a no-op without autocast)
         loss, parts = self.loss(outputs, targets)
         loss = loss + sum(o.sum() for o in outputs) * 0.0  # every head takes part in every DDP reduction
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()  # the scaler is a pass-through unless fp16 needs it
+        self.scaler.unscale_(self.optimizer)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.step += 1
         if self.ema is not None:
             self.ema.update(self.model)
@@ -463,7 +530,7 @@ class Trainer:
         train_state = None
         if resumable:
             train_state = {
-                "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
                 "optimizer": self.optimizer.state_dict(),
                 "ema_updates": self.ema.updates,
                 "step": self.step,

@@ -89,8 +89,10 @@ class TrainDataset(torch.utils.data.Dataset):
     masks (n, H/4, W/4) float32, semantic (H, W) int64 (255 ignore) and image index."""
 
     def __init__(self, samples: Sequence, size_hw: Tuple[int, int], augment: Optional[AugmentConfig] = None,
-                 seed: int = 0, with_masks: bool = True, with_semantic: bool = True):
+                 seed: int = 0, with_masks: bool = True, with_semantic: bool = True, cache_images: bool = False):
         self.samples = list(samples)
+        # decoded BGR images, read once here (loader workers share them copy-on-write); None = read per item
+        self.images: Optional[List[np.ndarray]] = [s.load_image() for s in self.samples] if cache_images else None
         self.size_hw = tuple(size_hw)
         self.augment = augment
         self.seed = seed
@@ -104,7 +106,7 @@ class TrainDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Dict[str, object]:
         sample = self.samples[index]
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.augment else None
-        image = sample.load_image()
+        image = sample.load_image() if self.images is None else self.images[index]
         if rng is not None:
             image = hsv_jitter(image, rng, self.augment)
         matrix = affine_for(image.shape[:2], self.size_hw, rng, self.augment)

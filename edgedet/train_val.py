@@ -23,7 +23,8 @@ VAL_MAX_DET = 100  # detections kept per image during validation
 def predict_outputs(model: torch.nn.Module, images_bgr: Sequence[np.ndarray], spec: ModelSpec):
     """Run `model` on a batch of BGR frames -> (per-image dict name -> (1, ...) float32 arrays, letterboxes)."""
     inputs, boxes = zip(*(preprocess(image, spec) for image in images_bgr))
-    outputs = model(torch.from_numpy(np.concatenate(inputs)))
+    device = next(model.parameters()).device
+    outputs = [out.float().cpu() for out in model(torch.from_numpy(np.concatenate(inputs)).to(device))]
     names = model.output_names
     per_image = [{name: out[i:i + 1].numpy() for name, out in zip(names, outputs)} for i in range(len(inputs))]
     return per_image, list(boxes)

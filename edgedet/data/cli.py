@@ -15,7 +15,7 @@ from edgedet.device.imgsz import parse_imgsz
 from edgedet.progress import progress_bar
 from .coco import write_coco
 from .loader import load_dataset
-from .synth import SEMANTIC_NAMES, SynthConfig, THING_NAMES, synth_dataset_yaml, write_split
+from .synth import SynthConfig, THING_NAMES, synth_dataset_yaml, write_split
 from .yamlio import read_yaml, write_yaml
 from .yolo import write_yolo
 
@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--val", type=_count, default=300, help="validation images (default 300; 0 skips)")
     synth.add_argument("--imgsz", default="320", help="image side in pixels, a multiple of 32, at least 64 (default 320)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--things", default=",".join(THING_NAMES),
+                       help=f"thing classes to draw, comma separated, in class-id order (default all: "
+                            f"{','.join(THING_NAMES)}); a subset makes a variant with other classes")
     synth.add_argument("--workers", type=_count, default=min(os.cpu_count() or 1, 4),
                        help="processes drawing images (default: CPU count, at most 4); output is identical for any value")
     convert = sub.add_parser("convert", help="convert a data set between COCO and YOLO formats")
@@ -97,12 +100,13 @@ def main(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     """Generate the synthetic data set and its dataset.yaml; prints images per second."""
     imgsz = synth_imgsz(args.imgsz)
-    cfg = SynthConfig(imgsz=imgsz)
+    cfg = SynthConfig(imgsz=imgsz, things=tuple(name.strip() for name in args.things.split(",") if name.strip()))
     args.out.mkdir(parents=True, exist_ok=True)
     yaml_path = args.out / "dataset.yaml"  # written first: an interrupted run still leaves a readable folder
     splits = [split for split, count in (("train", args.train), ("val", args.val)) if count]
     write_yaml(yaml_path, synth_dataset_yaml(args.out, cfg, args.seed, splits),
-               header=f"edgedet synthetic shapes: edgedet data synth --seed {args.seed} --imgsz {imgsz}")
+               header=f"edgedet synthetic shapes: edgedet data synth --seed {args.seed} --imgsz {imgsz}"
+                      + ("" if list(cfg.things) == THING_NAMES else f" --things {','.join(cfg.things)}"))
     start = time.perf_counter()
     for split, count in (("train", args.train), ("val", args.val)):
         if count:
@@ -111,7 +115,7 @@ def run_synth(args: argparse.Namespace) -> int:
     total, seconds = args.train + args.val, time.perf_counter() - start
     print(f"wrote {args.train} train + {args.val} val images ({imgsz}x{imgsz}) to {args.out} "
           f"in {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} images/s)")
-    print(f"things: {', '.join(THING_NAMES)}; semantic: {', '.join(SEMANTIC_NAMES)}; {yaml_path}")
+    print(f"things: {', '.join(cfg.things)}; semantic: {', '.join(cfg.semantic_names)}; {yaml_path}")
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from edgedet.device.errors import EdgedetError
 from edgedet.rle import mask_to_rle
 from .sample import mask_to_xyxy
 
@@ -43,6 +44,20 @@ class SynthConfig:
     min_neighbour_dist: float = 70.0  # least BGR distance between the colours of two touching things
     placement_tries: int = 40  # attempts to place things before giving up on the image's target count
     jpeg_quality: int = 95  # quality of the written JPEG images
+    things: Tuple[str, ...] = tuple(THING_NAMES)  # the thing classes drawn, in class-id order (a subset: a variant
+    # with other classes, e.g. for fine-tuning)
+
+    def __post_init__(self):
+        unknown = [name for name in self.things if name not in THING_NAMES]
+        if unknown or not self.things or len(set(self.things)) != len(self.things):
+            raise EdgedetError(f"synthetic thing classes must be distinct names among {', '.join(THING_NAMES)}; "
+                               f"got {', '.join(self.things) or 'none'}")
+
+    @property
+    def semantic_names(self) -> List[str]:
+        """Semantic classes: the stuff classes, then the drawn thing classes (label = stuff index or
+        len(STUFF_NAMES) + thing class id)."""
+        return STUFF_NAMES + list(self.things)
 
 
 @dataclass
@@ -52,7 +67,7 @@ class Scene:
     image: np.ndarray  # uint8 (H, W, 3) BGR
     semantic: np.ndarray  # uint8 (H, W) labels into SEMANTIC_NAMES
     masks: np.ndarray  # bool (N, H, W) visible masks
-    class_ids: np.ndarray  # int32 (N,) indices into THING_NAMES
+    class_ids: np.ndarray  # int32 (N,) indices into the config's `things`
 
 
 # ---- stuff: region layout and textures ----------------------------------------------------------
@@ -121,9 +136,8 @@ def _render_stuff(rng: np.random.Generator, stuff: np.ndarray) -> np.ndarray:
 
 # ---- things: shapes, placement with occlusion control ------------------------------------------
 
-def _unit_polygon(class_id: int) -> np.ndarray:
-    """float64 (V, 2) outline of a thing class inscribed in the unit circle."""
-    name = THING_NAMES[class_id]
+def _unit_polygon(name: str) -> np.ndarray:
+    """float64 (V, 2) outline of a thing class (one of THING_NAMES) inscribed in the unit circle."""
     if name == "circle":
         return _regular(48, 0.0)
     if name == "square":
@@ -153,9 +167,10 @@ def _thing_mask(rng: np.random.Generator, class_id: int, size: int, cfg: SynthCo
     radius = diameter / 2
     angle = rng.uniform(0, 2 * math.pi)
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    aspect = np.array([1.0, 1.0]) if THING_NAMES[class_id] != "triangle" else np.array([1.0, rng.uniform(0.85, 1.0)])
+    name = cfg.things[class_id]
+    aspect = np.array([1.0, 1.0]) if name != "triangle" else np.array([1.0, rng.uniform(0.85, 1.0)])
     centre = rng.uniform(0.25 * radius, size - 0.25 * radius, 2)
-    points = (_unit_polygon(class_id) * aspect) @ rotation.T * radius + centre
+    points = (_unit_polygon(name) * aspect) @ rotation.T * radius + centre
     mask = np.zeros((size, size), np.uint8)
     cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=4)
     return mask.astype(bool)
@@ -185,7 +200,7 @@ def _place_things(rng: np.random.Generator, size: int, cfg: SynthConfig) -> Tupl
     for _ in range(cfg.placement_tries):
         if len(class_ids) == target:
             break
-        class_id = int(rng.integers(len(THING_NAMES)))
+        class_id = int(rng.integers(len(cfg.things)))
         mask = _thing_mask(rng, class_id, size, cfg)
         x1, y1, x2, y2 = mask_to_xyxy(mask)
         if min(x2 - x1, y2 - y1) < cfg.min_visible_side:
@@ -266,9 +281,9 @@ def scene_annotations(scene: Scene, image_id: int, first_ann_id: int) -> List[di
     return annotations
 
 
-def coco_categories() -> List[dict]:
+def coco_categories(things: Tuple[str, ...] = tuple(THING_NAMES)) -> List[dict]:
     """COCO categories of the thing classes: id = class index + 1."""
-    return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(THING_NAMES)]
+    return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(things)]
 
 
 def write_split(out: Path, split: str, count: int, seed: int, cfg: SynthConfig,
@@ -294,8 +309,8 @@ def write_split(out: Path, split: str, count: int, seed: int, cfg: SynthConfig,
     finally:
         _write_json_atomic(json_path, {
             "info": {"description": f"edgedet synthetic shapes, split {split}, seed {seed}, imgsz {cfg.imgsz}"},
-            "images": images, "annotations": annotations, "categories": coco_categories(),
-            "semantic_names": SEMANTIC_NAMES,
+            "images": images, "annotations": annotations, "categories": coco_categories(cfg.things),
+            "semantic_names": cfg.semantic_names,
         })
     return json_path
 
@@ -333,6 +348,6 @@ def synth_dataset_yaml(out: Path, cfg: SynthConfig, seed: int, splits=("train", 
     config = {"path": str(out.resolve())}
     config.update({split: f"{split}/images" for split in splits})
     config.update({f"coco_{split}": f"annotations/instances_{split}.json" for split in splits})
-    config.update({"names": {i: name for i, name in enumerate(THING_NAMES)}, "semantic_names": list(SEMANTIC_NAMES),
+    config.update({"names": dict(enumerate(cfg.things)), "semantic_names": cfg.semantic_names,
                    "imgsz": cfg.imgsz, "seed": seed})
     return config

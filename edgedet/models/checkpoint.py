@@ -64,7 +64,7 @@ def checkpoint_dict(
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "model": {k: v.detach().float().clone() if v.is_floating_point() else v.detach().clone()
+        "model": {k: v.detach().float().cpu().clone() if v.is_floating_point() else v.detach().cpu().clone()
                   for k, v in model.state_dict().items()},
         "config": {"model": asdict(config), "train": dict(train_config or {})},
         "names": list(names),
