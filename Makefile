@@ -71,6 +71,18 @@ train-shipped: setup
 	cp $(SHIPPED_RUN)/best.pt edgedet/weights/edgedet-n-320.pt
 	.venv/bin/edgedet eval --model edgedet/weights/edgedet-n-320.pt --data runs/shapes320
 
+# ---- gpu-check (issue 18): on a machine with a CUDA GPU, the first training steps' losses on CUDA (fp32) against the
+# CPU from the same weights and batches, and training images/s with AMP, fp32 and on the CPU. Exit 2 without a GPU.
+.PHONY: gpu-check
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
+
+# ---- bench-yolov8n (issue 18): edgedet-n against Ultralytics YOLOv8n, each trained from scratch for the shipped model's
+# 27 minutes on this machine, on runs/shapes320; fp32 / int8 ONNX box mAP, parameters, FLOPs, latency -> runs/vs-yolov8n.
+.PHONY: bench-yolov8n
+bench-yolov8n: setup
+	$(PY) benchmarks/bench_vs_yolov8n.py --minutes 27 --out runs/vs-yolov8n
+
 # ---- bench-int8 (H5): fp32 vs int8 on onnxruntime and TFLite, shipped model at 320: median latency (1 and 2 threads,
 # 50 runs after warm-up), file sizes, and mAP/mask AP/mIoU deltas against the PyTorch checkpoint on the synthetic val split.
 .PHONY: bench-int8
