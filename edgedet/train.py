@@ -6,7 +6,8 @@
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m edgedet train ...
 
 --batch is the total batch over every process (each takes batch / processes), so the learning rate needs no
-scaling when the number of processes changes; scale --lr with --batch (linearly) when you change the batch.
+scaling when the number of processes changes; when you change the batch, scale --lr with the square root of the
+batch ratio (AdamW's rule: the default 2e-3 is for batch 16, batch 64 takes 4e-3).
 
 Each epoch: augmented batches (flip, scale jitter, colour), AdamW with warm-up and a cosine schedule, an EMA
 of the weights, a progress bar with running losses and ETA, then validation of the EMA model (COCO box/mask
