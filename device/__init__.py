@@ -22,6 +22,8 @@ _LAZY = {
     "load_backend": ".backends",
     "StageTimer": ".latency",
     "Detector": ".pipeline",
+    "Tracker": ".tracking", "TrackerConfig": ".tracking",
+    "Zone": ".zones", "Line": ".zones", "ZoneCounter": ".zones",
 }
 
 __all__ = ["Detections", "EdgedetError", "ModelSpec", "QuantParams", *_LAZY]

@@ -13,6 +13,11 @@
     {'xyxy': [10.0, 20.0, 50.0, 80.0], 'score': 0.9, 'class_id': 0, 'class_name': 'person'}
     >>> detections.to_coco(image_id=7)[1]
     {'image_id': 7, 'category_id': 1, 'bbox': [60.0, 10.0, 30.0, 30.0], 'score': 0.4}
+    >>> tracked = detections.with_tracker_ids([3, 8])     # what device.tracking.Tracker.update returns
+    >>> tracked
+    Detections(2 objects: 1 person, 1 dog; tracks #3 #8)
+    >>> [d.track_id for d in tracked[tracked.scores > 0.5]], tracked.to_dict()["detections"][1]["track_id"]
+    ([3], 8)
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import numpy as np
 from .boxes import box_area, xyxy_to_xywh
 from .rle import rle_encode
 
+REPR_TRACKS = 8  # track ids shown by the repr at most
 
 @dataclass(frozen=True)
 class Detection:
@@ -36,6 +42,7 @@ class Detection:
     class_id: int  # index into the model's class names
     name: str  # the class name (the id as text when the names are unknown)
     mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)  # bool (H, W) at image size, or None
+    track_id: Optional[int] = None  # the object's track id (device.tracking), None when not tracked
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,6 +54,7 @@ class Detections:
     class_ids: int32 (N,), index into the model's class names.
     masks:     optional bool (N, H, W), instance masks at original-image resolution.
     names:     optional tuple of str, the model's class names (index = class id); kept by indexing.
+    tracker_ids: optional int64 (N,), each object's track id (device.tracking.Tracker); None when not tracked.
 
     Filtering is indexing (`d[d.scores > 0.5]`) and returns a new value; "nothing found" is `Detections.empty()`.
     Iterating yields one `Detection` record per object.
@@ -57,14 +65,14 @@ class Detections:
     class_ids: np.ndarray
     masks: Optional[np.ndarray] = None
     names: Optional[Tuple[str, ...]] = None
+    tracker_ids: Optional[np.ndarray] = None
 
     def __eq__(self, other) -> bool:
-        """Equal values: the same boxes, scores, classes, masks and names (arrays compared element-wise)."""
+        """Equal values: the same boxes, scores, classes, masks, names and track ids (arrays compared element-wise)."""
         if not isinstance(other, Detections):
             return NotImplemented
-        same_masks = (self.masks is None and other.masks is None) or (
-            self.masks is not None and other.masks is not None and np.array_equal(self.masks, other.masks))
-        return (same_masks and self.names == other.names and np.array_equal(self.xyxy, other.xyxy)
+        return (_same_optional(self.masks, other.masks) and _same_optional(self.tracker_ids, other.tracker_ids)
+                and self.names == other.names and np.array_equal(self.xyxy, other.xyxy)
                 and np.array_equal(self.scores, other.scores) and np.array_equal(self.class_ids, other.class_ids))
 
     __hash__ = None  # arrays are not hashable; equal values need not be the same object
@@ -86,6 +94,11 @@ class Detections:
             object.__setattr__(self, "masks", masks)
         if self.names is not None:
             object.__setattr__(self, "names", tuple(str(name) for name in self.names))
+        if self.tracker_ids is not None:
+            tracker_ids = np.asarray(self.tracker_ids, dtype=np.int64).reshape(-1)
+            if len(tracker_ids) != n:
+                raise ValueError(f"Detections: tracker_ids has {len(tracker_ids)} entries for {n} detections")
+            object.__setattr__(self, "tracker_ids", tracker_ids)
 
     @classmethod
     def empty(cls, mask_shape_hw: Optional[tuple] = None, names: Optional[Sequence[str]] = None) -> "Detections":
@@ -97,21 +110,24 @@ class Detections:
         return len(self.scores)
 
     def __getitem__(self, index) -> "Detections":
-        """Select by integer array, slice or boolean mask; always returns a `Detections` (names kept)."""
+        """Select by integer array, slice or boolean mask; always returns a `Detections` (names, track ids kept)."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         masks = None if self.masks is None else self.masks[index]
-        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], masks, self.names)
+        tracker_ids = None if self.tracker_ids is None else self.tracker_ids[index]
+        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], masks, self.names, tracker_ids)
 
     def __iter__(self) -> Iterator[Detection]:
         """One `Detection` per object, in order (most confident first for a detector's output)."""
+        track_ids = [None] * len(self) if self.tracker_ids is None else self.tracker_ids.tolist()
         for k, name in enumerate(self.class_names):
             mask = None if self.masks is None else self.masks[k]
             yield Detection(tuple(float(v) for v in self.xyxy[k]), float(self.scores[k]), int(self.class_ids[k]),
-                            name, mask)
+                            name, mask, track_ids[k])
 
     def __repr__(self) -> str:
-        """`Detections(3 objects: 2 person, 1 dog; masks 480x640)`: counts per class, most frequent first."""
+        """`Detections(3 objects: 2 person, 1 dog; masks 480x640; tracks #4 #7 #9)`: counts per class, most
+        frequent first; when tracked, the track ids (the first REPR_TRACKS of them)."""
         n = len(self)
         counts = Counter(self.class_names)
         text = f"{n} object{'' if n == 1 else 's'}"
@@ -119,6 +135,9 @@ class Detections:
             text += ": " + ", ".join(f"{count} {name}" for name, count in counts.most_common())
         if self.masks is not None:
             text += f"; masks {self.masks.shape[1]}x{self.masks.shape[2]}"
+        if self.tracker_ids is not None:
+            shown = " ".join(f"#{i}" for i in self.tracker_ids[:REPR_TRACKS].tolist())
+            text += f"; tracks {shown}{' ...' if n > REPR_TRACKS else ''}" if n else "; tracked"
         return f"Detections({text})"
 
     @property
@@ -134,19 +153,26 @@ class Detections:
 
     def with_names(self, names: Optional[Sequence[str]]) -> "Detections":
         """The same detections carrying `names` (class names, index = class id)."""
-        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, names)
+        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, names, self.tracker_ids)
+
+    def with_tracker_ids(self, tracker_ids: Optional[Sequence[int]]) -> "Detections":
+        """The same detections carrying `tracker_ids` (int (N,), one track id per object; None: untracked)."""
+        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, self.names, tracker_ids)
 
     # ---- serialisation
 
     def to_dict(self, ndigits: int = 2) -> dict:
         """JSON-ready {"count": N, "detections": [{"xyxy": [x1, y1, x2, y2], "score", "class_id", "class_name",
-        "segmentation" (masks only: COCO compressed RLE {"size": [H, W], "counts": str})}, ...]}.
+        "track_id" (tracked only), "segmentation" (masks only: COCO compressed RLE {"size": [H, W], "counts": str})},
+        ...]}.
         Box coordinates are rounded to `ndigits` decimals, scores to 4."""
         segmentations = rle_encode(self.masks) if self.masks is not None and len(self) else None
         items = []
         for k, name in enumerate(self.class_names):
             item = {"xyxy": [round(float(v), ndigits) for v in self.xyxy[k]], "score": round(float(self.scores[k]), 4),
                     "class_id": int(self.class_ids[k]), "class_name": name}
+            if self.tracker_ids is not None:
+                item["track_id"] = int(self.tracker_ids[k])
             if segmentations is not None:
                 item["segmentation"] = segmentations[k]
             items.append(item)
@@ -171,3 +197,10 @@ class Detections:
                 result["segmentation"] = segmentations[k]
             results.append(result)
         return results
+
+
+def _same_optional(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
+    """Both None, or both arrays with equal shapes and elements."""
+    if a is None or b is None:
+        return a is None and b is None
+    return np.array_equal(a, b)
