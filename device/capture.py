@@ -9,7 +9,8 @@ capture timestamp) or None. Two behaviours:
 - live sources (cameras, URLs, picam, and `synthetic:FPS`, the animation as a camera at FPS frames per second)
   are read in their own thread that keeps only the newest frame, so
   there is never a backlog from OpenCV's buffer. When a live source fails or stops delivering frames it
-  is reopened with capped exponential backoff, each attempt logged, and the loop goes on.
+  is reopened with capped exponential backoff, each attempt logged, and the loop goes on. A device whose read
+  never returns is caught by the run's watchdog (`recover_stall`, device.watchdog).
 
 A source that cannot be opened at start raises `EdgedetError` within `open_timeout` seconds, naming it
 (and for a camera index, listing the /dev/video* devices that exist).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import glob as globlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -418,12 +420,21 @@ class LiveSource(Source):
         self.delivered = 0  # frames read from the device
         self.dropped = 0  # frames replaced by a newer one before anybody read them
         self.reconnects = 0  # successful reopenings after a failure
+        self.stalls = 0  # reopenings because the device owed a frame for too long (`recover_stall`)
+        # since the last frame: stalls, and failed reopens after one (a thread stuck in a read may hold the device,
+        # so that no reopen can succeed); the watchdog gives up on the source past a few (device.watchdog)
+        self.unrecovered_stalls = 0
+        self.failed_reopens_after_stall = 0
         self._opener = opener
         self._cond = threading.Condition()
         self._latest: Optional[Frame] = None
         self._stop = threading.Event()
+        self._generation = 0  # bumped by recover_stall: a capture thread of an older one ends
+        # perf_counter since when the device owes a frame (its last frame or opening); None while waiting to reopen
+        self._owed_since: Optional[float] = None
         self._reader = self._open_first(open_timeout, on_fail)
-        self._thread = threading.Thread(target=self._run, name="edgedet-capture", daemon=True)
+        self._owed_since = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, args=(self._reader, 0), name="edgedet-capture", daemon=True)
         self._thread.start()
 
     def _open_first(self, timeout: float, on_fail):
@@ -458,15 +469,17 @@ class LiveSource(Source):
             raise EdgedetError(on_fail() if on_fail else f"cannot open source {self.name}: {detail}")
         return reader
 
-    def _run(self) -> None:
-        reader, delay = self._reader, self.policy.initial_delay
-        while not self._stop.is_set():
+    def _run(self, reader, generation: int, cores: Optional[set] = None) -> None:
+        """The capture thread of `generation` (cores: where it runs, when it replaces one that stalled)."""
+        _run_on(cores)
+        delay = self.policy.initial_delay
+        while self._current(generation):
             if reader is None:
-                reader = self._reopen(delay)
+                reader = self._reopen(delay, generation)
                 delay = self.policy.initial_delay if reader is not None else min(delay * 2, self.policy.max_delay)
                 continue
             ok, image = self._read(reader)
-            if self._stop.is_set():
+            if not self._current(generation):
                 break
             if not ok or image is None:
                 log.warning("source %s stopped delivering frames; reconnecting", self.name)
@@ -483,10 +496,15 @@ class LiveSource(Source):
             log.warning("source %s read failed: %s", self.name, error)
             return False, None
 
-    def _reopen(self, delay: float):
+    def _current(self, generation: int) -> bool:
+        return not self._stop.is_set() and generation == self._generation
+
+    def _reopen(self, delay: float, generation: int):
         log.warning("source %s: reopening in %.1f s", self.name, delay)
+        self._owed_since = None  # waiting to reopen is not a stall
         if self._stop.wait(delay):
             return None
+        self._owed_since = time.perf_counter()  # an open that never answers is one
         try:
             reader = self._opener()
         except Exception as error:
@@ -495,7 +513,14 @@ class LiveSource(Source):
         if reader is None:
             log.warning("source %s: reopen failed; next attempt in %.1f s", self.name,
                         min(delay * 2, self.policy.max_delay))
+            with self._cond:
+                if self.unrecovered_stalls:  # only after a stall (an unplugged camera retries for ever)
+                    self.failed_reopens_after_stall += 1
             return None
+        if generation != self._generation:  # given up on while opening: another thread has taken over
+            _release(reader)
+            return None
+        self._owed_since = time.perf_counter()
         self.reconnects += 1
         log.warning("source %s: reconnected (reconnect #%d)", self.name, self.reconnects)
         return reader
@@ -507,6 +532,8 @@ class LiveSource(Source):
             if self._latest is not None:
                 self.dropped += 1
             self._latest = frame
+            self._owed_since = now
+            self.unrecovered_stalls = self.failed_reopens_after_stall = 0
             self.delivered += 1
             self._cond.notify_all()
 
@@ -518,11 +545,47 @@ class LiveSource(Source):
             frame, self._latest = self._latest, None
             return frame
 
+    def stalled_for(self) -> float:
+        """Seconds the device has owed a frame (since its last frame or its opening); 0 while waiting to reopen."""
+        since = self._owed_since
+        return 0.0 if since is None else time.perf_counter() - since
+
+    def recover_stall(self) -> None:
+        """The device owes a frame for too long: count a stall and reopen it in a new capture thread. The old one
+        may be stuck in a read that never returns, and releasing a reader under a read is unsafe, so it is left to
+        release its reader and end once the read returns (a daemon until then)."""
+        with self._cond:
+            self._generation += 1
+            self.stalls += 1
+            self.unrecovered_stalls += 1
+            self._owed_since = None
+            stuck = self._thread
+            self._thread = threading.Thread(target=self._run, args=(None, self._generation, _cores_of(stuck)),
+                                            name="edgedet-capture", daemon=True)
+            self._thread.start()
+
     def close(self) -> None:
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         self._thread.join(timeout=3.0)
+
+
+def _cores_of(thread: threading.Thread) -> Optional[set]:
+    """The cores a thread may run on (Linux), so that its replacement runs where it did; None elsewhere."""
+    try:
+        return os.sched_getaffinity(thread.native_id)
+    except (AttributeError, OSError, TypeError):
+        return None
+
+
+def _run_on(cores: Optional[set]) -> None:
+    """Restrict the calling thread to `cores` (None: leave it where it is)."""
+    if cores:
+        try:
+            os.sched_setaffinity(0, cores)
+        except OSError:  # the cores went away meanwhile: the OS places the thread
+            pass
 
 
 def _release(reader) -> None:
