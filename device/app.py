@@ -15,13 +15,19 @@ import cv2
 
 from . import layouts
 from .errors import EdgedetError
+from .events import DEFAULT_EVENT_QUEUE
 from .runner import RunOptions, Runner
+from .run_config import apply_config, defer_to_config
 from .spec_sources import read_names
+from .zones import Line, Zone, check_names
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The `edgedet run` flags (kept import-light: nothing heavy is imported to build the parser)."""
-    parser.add_argument("--model", required=True, help="model file: .onnx or .tflite (edgedet or Ultralytics export)")
+    parser.add_argument("--config", metavar="RUN.yaml", help="read flags from a YAML file, one `flag: value` per "
+                        "line (keys as `max_det` or `max-det`); flags on the command line win")
+    parser.add_argument("--model", required=True, help="model file: .onnx or .tflite (edgedet or Ultralytics export); "
+                        "required, here or in --config")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", help="camera index (0 = /dev/video0), a /dev/video* device, or 'picam' "
                                       "(Raspberry Pi camera via picamera2)")
@@ -54,19 +60,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream", metavar="HOST:PORT", help="serve MJPEG and a status page over HTTP "
                                                               "(a bare PORT binds 127.0.0.1)")
     parser.add_argument("--latency-log", metavar="LAT.jsonl", help="write per-frame stage latencies as JSON lines")
+    parser.add_argument("--no-semantic", dest="semantic", action="store_false",
+                        help="do not draw the semantic overlay (nor compute it) on drawn outputs")
+    parser.add_argument("--hide-labels", action="store_true", help="draw boxes without class labels")
+    parser.add_argument("--hide-conf", action="store_true", help="draw labels without the score")
+    parser.add_argument("--line-width", type=int, default=2, metavar="N", help="box outline in pixels (default 2)")
+    parser.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish zone/line events, counts and online/offline "
+                        "status under edgedet/<camera name>/ to this MQTT broker (port 1883 by default)")
+    parser.add_argument("--webhook", metavar="URL", help="POST each zone/line event as JSON to this http(s) URL")
+    parser.add_argument("--snapshot", metavar="DIR", help="save the annotated frame of each event as "
+                                                          "DIR/<frame>_<kind>_<zone>_<track>.jpg")
+    parser.add_argument("--camera-name", help="camera name in MQTT topics and event payloads (default: from the "
+                                              "source)")
+    parser.add_argument("--event-queue", type=int, default=DEFAULT_EVENT_QUEUE, help="events each event output "
+                        f"holds while its broker or server is away; then the oldest are dropped (default "
+                        f"{DEFAULT_EVENT_QUEUE})")
+    parser.add_argument("--track", action="store_true", help="give each object a stable track id (ByteTrack-style "
+                        "tracker): in the JSON lines, the labels (#7 person 0.87) and the events")
+    parser.add_argument("--zone", action="append", metavar="NAME:x1,y1,x2,y2,x3,y3,...", help="count objects inside "
+                        "this polygon, per class, with enter/leave events and dwell times; pixels, or fractions of "
+                        "the frame when every value is in 0..1; repeatable; turns --track on")
+    parser.add_argument("--line", action="append", metavar="NAME:x1,y1,x2,y2", help="count objects crossing this "
+                        "line once each, per class: 'in' from its left to its right looking from x1,y1 to x2,y2 "
+                        "(moving down across a line drawn left to right), 'out' back; repeatable; turns --track on")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--log-every", type=float, default=5.0, help="seconds between rolling latency lines (default 5)")
     parser.add_argument("--open-timeout", type=float, default=5.0, help="seconds to wait for a live source to open")
+    parser.add_argument("--stall-timeout", type=float, default=20.0, metavar="SECONDS", help="reopen a live "
+                        "source that has delivered no frame for this many seconds (default 20)")
+    parser.add_argument("--inference-timeout", type=float, default=10.0, metavar="SECONDS", help="an inference "
+                        "call stuck this many seconds is abandoned and the model reloaded (default 10)")
+    defer_to_config(parser)  # keep last: it covers the flags added above
 
 
 def main(args: argparse.Namespace) -> int:
     _configure_logging()
-    runner = Runner(options_from_args(args))
+    runner = Runner(options_from_args(apply_config(args, run_parser())))
     previous = _install_signal_handlers(runner.options.stop_event, runner.signals)
     try:
         return runner.run()
     finally:
         _restore_signal_handlers(previous)
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """A parser of the `edgedet run` flags alone: what a --config file's keys are checked against."""
+    parser = argparse.ArgumentParser(prog="edgedet run")
+    add_arguments(parser)
+    return parser
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -78,19 +119,32 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
                            f"got {camera!r}; use --source for files and URLs")
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgedetError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.event_queue < 1:
+        raise EdgedetError(f"--event-queue must be >= 1, got {args.event_queue}")
     if args.log_every <= 0:
         raise EdgedetError(f"--log-every must be > 0 seconds, got {args.log_every}")
+    for flag, seconds in (("--stall-timeout", args.stall_timeout), ("--inference-timeout", args.inference_timeout)):
+        if not seconds > 0:
+            raise EdgedetError(f"{flag} must be > 0 seconds, got {seconds}")
+    if args.line_width < 1:
+        raise EdgedetError(f"--line-width must be >= 1 pixel, got {args.line_width}")
     if args.show and not opencv_has_gui():
         raise EdgedetError("--show needs OpenCV with a GUI, but the installed one is headless "
                            "(opencv-python-headless); install opencv-python instead: pip uninstall -y "
                            "opencv-python-headless && pip install opencv-python (or use --stream HOST:PORT)")
+    zones, lines = [Zone.parse(spec) for spec in args.zone or ()], [Line.parse(spec) for spec in args.line or ()]
+    check_names(zones, lines)
     return RunOptions(model=args.model, source=str(source), conf=args.conf, iou=args.iou, max_det=args.max_det,
                       classes=_split_list(args.classes), agnostic=args.agnostic_nms, imgsz=args.imgsz,
                       names=read_names(args.names), layout=args.layout, backend=args.backend, threads=args.threads,
                       pin=args.pin, show=args.show, save=args.save,
                       save_txt=args.save_txt, save_crop=args.save_crop, json=args.json, stream=args.stream,
                       latency_log=args.latency_log, max_frames=args.max_frames, log_every=args.log_every,
-                      open_timeout=args.open_timeout)
+                      open_timeout=args.open_timeout, mqtt=args.mqtt, webhook=args.webhook, snapshot=args.snapshot,
+                      camera_name=args.camera_name, event_queue=args.event_queue, semantic=args.semantic,
+                      hide_labels=args.hide_labels, hide_conf=args.hide_conf, line_width=args.line_width,
+                      stall_timeout=args.stall_timeout, inference_timeout=args.inference_timeout,
+                      track=args.track, zones=zones, lines=lines)
 
 
 def opencv_has_gui() -> bool:

@@ -5,6 +5,10 @@ p50/p90/p99 line and the status page) and a bounded reservoir of the whole run (
 table at exit). Each thread has its own "current frame" record, so the pipelined runtime can time
 inference in one thread and postprocessing in another, then merge the two records of one frame.
 All durations are milliseconds. The per-frame records go to disk through `device.sinks.LatencyLogSink`.
+
+The rolling line and the summary table name every stage that ran. "encode" (the --stream JPEG encode) runs in
+the stream's encoder thread, only for frames a viewer takes: it has its own count, and it is in neither a
+frame's record nor its end_to_end.
 """
 from __future__ import annotations
 
@@ -14,13 +18,13 @@ import time
 from array import array
 from collections import deque
 from contextlib import contextmanager
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 # stages in the order tables print them; other names follow alphabetically
 STAGE_ORDER = ("capture", "preprocess", "inference", "decode", "nms", "masks", "semantic",
-               "draw", "output", "end_to_end", "frame_age")
+               "draw", "encode", "output", "end_to_end", "frame_age")
 PERCENTILES = (50, 90, 99)
 
 
@@ -145,10 +149,11 @@ def _describe(values: list, count: int) -> Dict[str, float]:
 
 
 def format_rolling_line(stats: Dict[str, Dict[str, float]], fps: float,
-                        stages=("capture", "preprocess", "inference", "decode", "nms", "masks", "end_to_end")) -> str:
-    """One line for the console: FPS and p50/p90/p99 (ms) of the main stages."""
+                        stages: Optional[Sequence[str]] = None) -> str:
+    """One line for the console: FPS and p50/p90/p99 (ms) of `stages` (None: every stage in `stats`, in its
+    order: `StageTimer.rolling` lists every stage that ran)."""
     parts = [f"{fps:5.1f} FPS"]
-    for name in stages:
+    for name in (stats if stages is None else stages):
         if name in stats:
             s = stats[name]
             parts.append(f"{name} {s['p50']:.1f}/{s['p90']:.1f}/{s['p99']:.1f}")

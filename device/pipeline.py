@@ -19,6 +19,9 @@
     True
     >>> detector.timer.summary()["inference"]["count"]        # per-stage latency: p50/p90/p99 in ms
     1
+    >>> tracked = Detector("model.onnx", conf=0.7, track=True)   # successive calls: frames of one video
+    >>> [d.track_id for d in tracked("image.jpg")], tracked("image.jpg").tracker_ids.tolist()
+    ([1, 2, 3], [1, 2, 3])
 
 The three steps are also public (`prepare`, `infer`, `finish`) so the run loop can pipeline them:
 postprocess of frame t overlaps inference of frame t+1.
@@ -34,13 +37,16 @@ import cv2
 import numpy as np
 
 from .backends import load_backend
+from .candidates import dequantized_output
 from .detections import Detections
-from .draw import annotate
+from .draw import LINE_WIDTH, annotate
 from .errors import EdgedetError
 from .latency import StageTimer
 from .letterbox import Letterbox
+from .masks import semantic_logits_in_frame
 from .postprocessing import postprocess, postprocess_semantic
 from .preprocessing import preprocess
+from .tracking import Tracker, TrackerConfig
 
 
 ImageLike = Union[str, os.PathLike, np.ndarray]  # an image file, or a uint8 BGR / BGRA / grey array
@@ -97,12 +103,15 @@ class Detector:
     classes:  keep only these classes (ids or names); None = all.
     agnostic: class-agnostic NMS.
     backend, names, layout, imgsz: forwarded to `load_backend` (runtime choice; spec of foreign models).
+    track:    True (or a device.tracking.TrackerConfig): successive `predict` calls are frames of one video and
+              their detections carry track ids (`self.tracker`; only objects on confirmed tracks are returned).
     """
 
     def __init__(self, model_or_backend, conf: float = 0.25, iou: float = 0.45, max_det: int = 300,
                  threads: Optional[int] = None, classes: Optional[Sequence[Union[int, str]]] = None,
                  agnostic: bool = False, backend: Optional[str] = None, names: Optional[Sequence[str]] = None,
-                 layout: Optional[str] = None, imgsz=None, timer: Optional[StageTimer] = None):
+                 layout: Optional[str] = None, imgsz=None, timer: Optional[StageTimer] = None,
+                 track: Union[bool, TrackerConfig] = False):
         _check_range("conf", conf, 0.0, 1.0)
         _check_range("iou", iou, 0.0, 1.0)
         if int(max_det) < 1:
@@ -119,6 +128,8 @@ class Detector:
         self.classes = _class_ids(classes, self.spec.names)  # None or sorted class ids to keep
         self.agnostic = bool(agnostic)
         self.timer = timer or StageTimer()  # per-stage latency of every call
+        # with track: each predict call is the next frame of one video, its detections carry track ids
+        self.tracker = Tracker(track if isinstance(track, TrackerConfig) else None) if track else None
 
     # ---- the three steps, each timed
 
@@ -145,15 +156,31 @@ class Detector:
         with self.timer.stage("semantic"):
             return postprocess_semantic(outputs, self.spec, prepared.letterbox)
 
+    def finish_semantic_at_input(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> np.ndarray:
+        """Raw outputs -> uint8 (h', w') semantic class map at the network input's resolution, over the letterboxed
+        frame only ((h', w') = prepared.letterbox.resized_hw), so it covers the whole frame: what drawing needs
+        (`device.draw.draw_semantic` resizes its colours to the frame once), at a fraction of the frame-size map's
+        cost (stage "semantic"). `finish_semantic` gives the frame-size map that evaluation needs."""
+        with self.timer.stage("semantic"):
+            return semantic_labels_at_input(semantic_logits(outputs, self.spec), prepared.letterbox)
+
     # ---- one-call API
 
     def predict(self, image: ImageLike) -> Detections:
         """Image path or uint8 BGR / BGRA / grey (h, w[, C]) array -> `Detections` (boxes in image pixels, masks at
         image size if the model has them, the model's class names)."""
         prepared = self.prepare(image)
-        return self.finish(self.infer(prepared), prepared)
+        return self.track(self.finish(self.infer(prepared), prepared))
 
     __call__ = predict
+
+    def track(self, detections: Detections) -> Detections:
+        """With `track`: one frame's detections -> those on confirmed tracks, with `tracker_ids` (stage "track",
+        device.tracking.Tracker); without: the detections unchanged."""
+        if self.tracker is None:
+            return detections
+        with self.timer.stage("track"):
+            return self.tracker.update(detections)
 
     def predict_semantic(self, image: ImageLike) -> np.ndarray:
         """Image path or uint8 BGR / BGRA / grey array -> (h, w) semantic label map (index into
@@ -167,12 +194,19 @@ class Detector:
         prepared = self.prepare(image)
         outputs = self.infer(prepared)
         semantic = self.finish_semantic(outputs, prepared) if self.has_semantic else None
-        return self.finish(outputs, prepared), semantic
+        return self.track(self.finish(outputs, prepared)), semantic
 
-    def annotate(self, image: ImageLike, detections: Detections) -> np.ndarray:
+    def annotate(self, image: ImageLike, detections: Detections, semantic: Optional[np.ndarray] = None, *,
+                 hide_labels: bool = False, hide_conf: bool = False, line_width: int = LINE_WIDTH) -> np.ndarray:
         """A new uint8 BGR (h, w, 3) copy of the image (path or array, as `predict` takes) with the detections drawn:
-        masks, boxes and "name 0.87" labels (`device.draw`), named by the detections' names, else the model's."""
-        return annotate(as_bgr(image), detections, detections.names or self.spec.names)
+        masks, boxes and "name 0.87" labels (`device.draw`), named by the detections' names, else the model's.
+
+        semantic: optional label map covering the image at any resolution (`predict_semantic`,
+        `finish_semantic_at_input`), drawn under the detections with a legend of the model's semantic classes;
+        hide_labels, hide_conf, line_width: the `edgedet run` drawing switches."""
+        return annotate(as_bgr(image), detections, detections.names or self.spec.names, semantic=semantic,
+                        semantic_names=self.spec.semantic_names, hide_labels=hide_labels, hide_conf=hide_conf,
+                        line_width=line_width, track_ids=detections.tracker_ids)
 
     @property
     def has_semantic(self) -> bool:
@@ -193,6 +227,43 @@ class Detector:
     def _require_semantic(self) -> None:
         if not self.has_semantic:
             raise EdgedetError("this model has no semantic segmentation output (spec.seg_output is empty)")
+
+
+def semantic_logits(outputs: Dict[str, np.ndarray], spec) -> np.ndarray:
+    """Raw outputs -> float32 (S, h, w) semantic logits of output spec.seg_output, dequantized, channels first (read
+    as `postprocess_semantic` reads them)."""
+    if not spec.seg_output or spec.seg_output not in outputs:
+        raise EdgedetError(f"model has no semantic segmentation output (spec.seg_output={spec.seg_output!r}, "
+                           f"outputs {sorted(outputs)})")
+    logits = dequantized_output(outputs, spec, spec.seg_output)
+    logits = logits[0] if logits.ndim == 4 else logits
+    return logits.transpose(2, 0, 1) if spec.output_layout == "NHWC" else logits
+
+
+def semantic_labels_at_input(logits: np.ndarray, letterbox: Letterbox) -> np.ndarray:
+    """Semantic logits (S, h, w) covering the network input -> uint8 (h', w') class map of the letterboxed frame at
+    the input's resolution ((h', w') = letterbox.resized_hw; int32 past 256 classes): the logits resampled over that
+    region only, bilinearly as for the frame-size map (device.masks), then the largest per pixel."""
+    return argmax_planes(semantic_logits_in_frame(logits, content_at_input(letterbox)))
+
+
+def argmax_planes(planes: np.ndarray) -> np.ndarray:
+    """(S, h, w) scores -> (h, w) index of the largest plane per pixel, the first one on ties (as np.argmax);
+    uint8 for S <= 256, else int32. A running maximum: S contiguous passes, a third of the time of np.argmax's
+    strided reduction over axis 0."""
+    best = planes[0].copy()
+    labels = np.zeros(best.shape, dtype=np.uint8 if len(planes) <= 256 else np.int32)
+    for index in range(1, len(planes)):
+        np.copyto(labels, index, where=planes[index] > best)
+        np.maximum(best, planes[index], out=best)
+    return labels
+
+
+def content_at_input(letterbox: Letterbox) -> Letterbox:
+    """The letterboxed frame's region of the network input, as a `Letterbox` whose "frame" is that region at the
+    input's resolution (scale 1): what maps into the frame's network input, seen at the model's resolution."""
+    return Letterbox(letterbox.resized_hw, letterbox.dst_hw, letterbox.resized_hw, letterbox.top, letterbox.left,
+                     letterbox.pad_value)
 
 
 def _check_range(flag: str, value: float, low: float, high: float) -> None:

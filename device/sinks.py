@@ -17,7 +17,10 @@ plus its flag (the argument in device.app, its field in `device.runner.RunOption
 JSON line per frame (--json):
     {"frame": 12, "source": "img/0003.jpg", "timestamp": 1732412345.123, "width": 640, "height": 480,
      "detections": [{"xyxy": [x1, y1, x2, y2], "score": 0.91, "class_id": 0, "class_name": "person",
+                     "track_id": 3,                                               # --track only
                      "segmentation": {"size": [480, 640], "counts": "..."}}],      # COCO RLE, masks only
+     "events": [{"kind": "cross_in", "zone": "door", "track_id": 3, ...}],   # --zone / --line only
+     "counts": {"zones": {...}, "lines": {"door": {"in": {"person": 1}, "out": {}}}},   # --zone / --line only
      "latency_ms": {"capture": 0.1, "preprocess": 1.2, "inference": 20.3, ...}}
 Boxes are in original-frame pixels (xyxy, continuous).
 """
@@ -45,6 +48,7 @@ from .image_files import IMAGE_SUFFIXES
 from .letterbox import Letterbox
 from .library_logs import native_stderr_silenced
 from .polygons import mask_to_polygon
+from .zones import Event
 
 log = logging.getLogger("edgedet.sinks")
 WINDOW_TITLE = "edgedet"
@@ -57,8 +61,11 @@ class FrameResult:
     frame: Frame  # the captured frame: uint8 BGR image (H, W, 3), index, timestamp, source
     detections: Detections  # xyxy float32 (N, 4) in frame pixels; masks bool (N, H, W) when the model has them
     latency_ms: Dict[str, float] = field(default_factory=dict)  # {stage: ms} of this frame measured so far
-    semantic: Optional[np.ndarray] = None  # (H, W) label map; built only when a canvas is drawn
+    semantic: Optional[np.ndarray] = None  # uint8 (h', w') label map covering the frame at the model's input
+    # resolution (Detector.finish_semantic_at_input); built only when a canvas is drawn
     fps: float = 0.0  # output frames per second over the recent window
+    events: Tuple[Event, ...] = ()  # zone / line events of this frame (device.zones), with --zone / --line
+    counts: Optional[dict] = None  # every zone's and line's counts after this frame; None without zones and lines
 
 
 class Sink(ABC):
@@ -140,10 +147,13 @@ class JsonLinesSink(Sink):
     def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
         frame = result.frame
         h, w = frame.image.shape[:2]
-        self._writer.write({"frame": int(frame.index), "source": frame.source, "timestamp": round(frame.timestamp, 6),
-                            "width": int(w), "height": int(h),
-                            "detections": detections_to_dicts(result.detections, self.names),
-                            "latency_ms": {k: round(float(v), 3) for k, v in result.latency_ms.items()}})
+        record = {"frame": int(frame.index), "source": frame.source, "timestamp": round(frame.timestamp, 6),
+                  "width": int(w), "height": int(h), "detections": detections_to_dicts(result.detections, self.names)}
+        if result.counts is not None:  # zones or lines are set
+            record["events"] = [event.to_dict() for event in result.events]
+            record["counts"] = result.counts
+        record["latency_ms"] = {k: round(float(v), 3) for k, v in result.latency_ms.items()}
+        self._writer.write(record)
 
     def close(self) -> None:
         self._writer.close()

@@ -28,7 +28,11 @@ ALLOWED_FOLDER_IMPORTS = {
 }
 # The only imports allowed inside functions: heavy or optional libraries that a light command must not load.
 DEFERRED_OK = {"torch", "onnx", "onnxruntime", "onnxscript", "ai_edge_litert", "tflite_runtime", "litert_torch",
-               "ai_edge_quantizer", "torchao", "onnx2torch", "tensorflow", "matplotlib", "picamera2", "pycocotools", "tqdm"}
+               "ai_edge_quantizer", "torchao", "onnx2torch", "tensorflow", "matplotlib", "picamera2", "pycocotools", "tqdm",
+               "paho",
+               # stdlib modules of 20-40 ms each that only some flags need (--stream, --webhook, --config): kept off
+               # the start-up path of `edgedet run`
+               "http", "urllib", "yaml", "difflib"}
 
 
 def _loaded_heavy_modules(code: str) -> list:

@@ -1,6 +1,8 @@
-"""device.stream: MJPEG and status over HTTP on 127.0.0.1, encoding once per frame for any number of viewers; the
---stream sink asks for a canvas only while someone watches."""
+"""device.stream: MJPEG and status over HTTP on 127.0.0.1, encoding once per frame for any number of viewers, only
+while someone watches and at the slowest viewer's rate, never holding up the writer; the --stream sink asks for a
+canvas only for frames the encoder will take."""
 import json
+import socket
 import threading
 import time
 import urllib.request
@@ -12,8 +14,9 @@ import pytest
 from edgedet.device.capture import Frame
 from edgedet.device.detections import Detections
 from edgedet.device.errors import EdgedetError
+from edgedet.device.latency import StageTimer
 from edgedet.device.sinks import FrameResult
-from edgedet.device.stream import BOUNDARY, StreamServer, StreamSink, parse_host_port
+from edgedet.device.stream import BOUNDARY, FrameHub, StreamServer, StreamSink, parse_host_port
 
 
 @pytest.fixture
@@ -161,3 +164,144 @@ def test_stream_sink_asks_for_a_canvas_only_while_a_viewer_is_connected():
     finally:
         sink.close()
     assert sink.server.hub.closed
+
+
+# ---- encoding only for viewers, at the slowest viewer's rate, never in the writer's way
+
+
+class CountingEncoder:
+    """A stand-in for FrameHub.encode_jpeg: counts calls, returns `size` bytes of the frame's first green value,
+    and with `gate` waits for it."""
+
+    def __init__(self, size=1000, gate=None):
+        self.calls, self.size, self.gate = 0, size, gate
+
+    def __call__(self, image):
+        self.calls += 1
+        if self.gate is not None:
+            self.gate.wait(30)
+        return bytes([image.flat[1]]) * self.size
+
+
+def wait_until(predicate, seconds=10.0):
+    deadline = time.perf_counter() + seconds
+    while not predicate() and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_without_a_viewer_nothing_is_encoded_nor_asked_for(monkeypatch):
+    encoder = CountingEncoder()
+    monkeypatch.setattr(FrameHub, "encode_jpeg", encoder)
+    hub = FrameHub()
+    try:
+        for k in range(10):
+            hub.publish(frame(k))
+        time.sleep(0.3)  # room for the encoder thread to run, were it to encode without viewers
+        assert encoder.calls == 0 and hub.encoded == 0 and not hub.wants_frame
+        viewer = hub.connect()
+        assert hub.wants_frame is False  # a frame is pending: the encoder takes it first
+        assert hub.next_jpeg(viewer, 5.0) == bytes([frame(9).flat[1]]) * 1000  # the newest frame only
+        assert encoder.calls == 1
+        hub.disconnect(viewer)
+        hub.publish(frame(3))
+        time.sleep(0.3)
+        assert encoder.calls == 1 and not hub.wants_frame
+    finally:
+        hub.close()
+
+
+def test_a_viewer_gets_the_newest_frame_and_is_asked_for_one_frame_at_a_time(monkeypatch):
+    encoder = CountingEncoder()
+    monkeypatch.setattr(FrameHub, "encode_jpeg", encoder)
+    hub = FrameHub()
+    try:
+        viewer = hub.connect()
+        assert hub.wants_frame  # idle, a viewer ready: the runner should draw the next frame
+        hub.publish(frame(1))
+        assert hub.next_jpeg(viewer, 5.0)[:1] == bytes([frame(1).flat[1]])
+        assert not hub.wants_frame  # the viewer is still sending that JPEG
+        for k in range(2, 6):
+            hub.publish(frame(k))
+        time.sleep(0.2)
+        assert encoder.calls == 1  # nothing encoded while the only viewer is busy
+        assert hub.next_jpeg(viewer, 5.0)[:1] == bytes([frame(5).flat[1]])  # then the newest, none queued
+        assert encoder.calls == 2
+    finally:
+        hub.close()
+
+
+def read_parts_slowly(url, parts, pause):
+    """Read `parts` MJPEG parts through a small receive buffer, pausing between them (a slow viewer)."""
+    host, port = url.split("//")[1].strip("/").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect((host, int(port)))
+    sock.sendall(b"GET /stream.mjpg HTTP/1.0\r\n\r\n")
+    reader = sock.makefile("rb")
+    try:
+        got = 0
+        while got < parts:
+            line = reader.readline()
+            if line.startswith(b"Content-Length:"):
+                length = int(line.split(b":")[1])
+                reader.readline()
+                assert len(reader.read(length)) == length
+                got += 1
+                time.sleep(pause)
+        return got
+    finally:
+        reader.close()
+        sock.close()
+
+
+def test_a_slow_viewer_sets_the_encoding_rate(monkeypatch):
+    encoder = CountingEncoder(size=400_000)  # parts far larger than the socket buffers
+    monkeypatch.setattr(FrameHub, "encode_jpeg", encoder)
+    srv = StreamServer("127.0.0.1", 0, dict)
+    stop = threading.Event()
+    feeder = threading.Thread(target=feed_until, args=(srv, stop), daemon=True)
+    try:
+        feeder.start()
+        read = read_parts_slowly(srv.url, parts=6, pause=0.15)
+        encoded, published = srv.hub.encoded, srv.hub._raw_seq
+    finally:
+        stop.set()
+        srv.close()
+    assert read == 6
+    assert encoded <= read + 3  # the viewer's rate (plus what the socket buffers hold), not the publisher's
+    assert published >= 3 * encoded
+
+
+def test_write_never_waits_for_a_slow_encoder(monkeypatch):
+    gate = threading.Event()
+    encoder = CountingEncoder(gate=gate)
+    monkeypatch.setattr(FrameHub, "encode_jpeg", encoder)
+    sink = StreamSink("127.0.0.1", 0, dict, ["circle"])
+    result = FrameResult(Frame(frame(0), 0, 0.0, 0.0, "synthetic"), Detections.empty())
+    viewer = sink.server.hub.connect()
+    try:
+        sink.write(result, frame(1))
+        assert wait_until(lambda: encoder.calls == 1)  # the encoder is stuck in its first frame
+        writer = threading.Thread(target=lambda: [sink.write(result, frame(k % 20)) for k in range(200)])
+        writer.start()
+        writer.join(10)
+        assert not writer.is_alive() and encoder.calls == 1  # 200 writes went by while the encoder hung
+        assert not sink.needs_canvas  # and the runner is told not to draw for it meanwhile
+    finally:
+        gate.set()
+        sink.server.hub.disconnect(viewer)
+        sink.close()
+
+
+def test_each_encode_is_timed_as_the_encode_stage():
+    timer = StageTimer()
+    srv = StreamServer("127.0.0.1", 0, dict, timer=timer)
+    stop = threading.Event()
+    threading.Thread(target=feed_until, args=(srv, stop), daemon=True).start()
+    try:
+        read_mjpeg_parts(srv.url + "stream.mjpg", 3)
+    finally:
+        stop.set()
+        srv.close()
+    assert timer.summary()["encode"]["count"] == srv.hub.encoded >= 3
