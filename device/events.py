@@ -475,7 +475,16 @@ class WebhookSink(Sink):
     def _post_loop(self) -> None:
         while True:
             payload = self._next_payload()
-            if payload is None or not self._deliver(payload):
+            if payload is None:
+                return
+            try:
+                delivered = self._deliver(payload)
+            except Exception as error:  # not a network error: one bad event must not end the worker
+                log.warning("--webhook %s: an event failed: %s: %s; not retried", self.url, type(error).__name__, error)
+                with self._cond:
+                    self.rejected += 1
+                delivered = True
+            if not delivered:
                 return  # closing: an event given up on stays counted as queued (not delivered)
             with self._cond:
                 self._posting = False

@@ -454,6 +454,26 @@ def test_webhook_rejected_event_is_not_retried(webhook_server):
     assert (sink.stats()["rejected"], sink.stats()["failures"]) == (1, 0)
 
 
+def test_webhook_worker_survives_an_event_that_raises_and_delivers_the_rest(webhook_server, monkeypatch):
+    server = webhook_server()
+    sink = WebhookSink(server.url, "cam", FAST)
+    post = sink._post
+    calls = []
+
+    def post_failing_once(payload):
+        calls.append(payload)
+        if len(calls) == 1:
+            raise ValueError("not a network error")
+        return post(payload)
+
+    monkeypatch.setattr(sink, "_post", post_failing_once)
+    write_events(sink, range(3))
+    assert wait_for(lambda: sink.stats()["delivered"] == 2, seconds=10)
+    sink.close()
+    assert track_ids(server.events()) == [1, 2]
+    assert sink.stats()["rejected"] == 1
+
+
 def test_webhook_queue_is_bounded_while_the_server_hangs_and_the_writer_never_waits(webhook_server):
     server = webhook_server()
     server.gate.clear()  # the server holds its answer: the worker waits inside its first POST
