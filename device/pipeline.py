@@ -37,14 +37,13 @@ import cv2
 import numpy as np
 
 from .backends import load_backend
-from .candidates import dequantized_output
 from .detections import Detections
 from .draw import LINE_WIDTH, annotate
 from .errors import EdgedetError
 from .latency import StageTimer
 from .letterbox import Letterbox
 from .masks import semantic_logits_in_frame
-from .postprocessing import postprocess, postprocess_semantic
+from .postprocessing import postprocess, postprocess_semantic, semantic_logits
 from .preprocessing import preprocess
 from .tracking import Tracker, TrackerConfig
 
@@ -227,17 +226,6 @@ class Detector:
     def _require_semantic(self) -> None:
         if not self.has_semantic:
             raise EdgedetError("this model has no semantic segmentation output (spec.seg_output is empty)")
-
-
-def semantic_logits(outputs: Dict[str, np.ndarray], spec) -> np.ndarray:
-    """Raw outputs -> float32 (S, h, w) semantic logits of output spec.seg_output, dequantized, channels first (read
-    as `postprocess_semantic` reads them)."""
-    if not spec.seg_output or spec.seg_output not in outputs:
-        raise EdgedetError(f"model has no semantic segmentation output (spec.seg_output={spec.seg_output!r}, "
-                           f"outputs {sorted(outputs)})")
-    logits = dequantized_output(outputs, spec, spec.seg_output)
-    logits = logits[0] if logits.ndim == 4 else logits
-    return logits.transpose(2, 0, 1) if spec.output_layout == "NHWC" else logits
 
 
 def semantic_labels_at_input(logits: np.ndarray, letterbox: Letterbox) -> np.ndarray:

@@ -64,11 +64,15 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
 
 def postprocess_semantic(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox) -> np.ndarray:
     """Semantic logits (1, S, h, w) (or NHWC) of output spec.seg_output -> int32 (H, W) class map in the frame."""
+    return semantic_map(semantic_logits(outputs, spec), letterbox)
+
+
+def semantic_logits(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> np.ndarray:
+    """Raw outputs -> float32 (S, h, w) semantic logits of output spec.seg_output, dequantized, channels first."""
     if not spec.seg_output or spec.seg_output not in outputs:
         raise EdgedetError(f"model has no semantic segmentation output (spec.seg_output={spec.seg_output!r}, "
                            f"outputs {sorted(outputs)})")
     logits = dequantized_output(outputs, spec, spec.seg_output)
     logits = logits[0] if logits.ndim == 4 else logits
-    if spec.output_layout == "NHWC":
-        logits = logits.transpose(2, 0, 1)
-    return semantic_map(logits, letterbox)
+    return logits.transpose(2, 0, 1) if spec.output_layout == "NHWC" else logits
+
