@@ -71,6 +71,44 @@ train-shipped: setup
 	cp $(SHIPPED_RUN)/best.pt edgedet/weights/edgedet-n-320.pt
 	.venv/bin/edgedet eval --model edgedet/weights/edgedet-n-320.pt --data runs/shapes320
 
+# ---- train-shipped-ssd (issue 16): the shipped SSD (edgedet/weights/edgedet-ssd-n-320.pt), trained like the
+# shipped YOLO model: the same data, processes, threads and 27-minute budget; then evaluated afresh.
+SHIPPED_SSD_RUN := runs/shipped-ssd-n320
+.PHONY: train-shipped-ssd
+train-shipped-ssd: setup
+	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
+	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
+	  --model ssd-n --imgsz 320 --epochs 10 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 --out $(SHIPPED_SSD_RUN)
+	cp $(SHIPPED_SSD_RUN)/best.pt edgedet/weights/edgedet-ssd-n-320.pt
+	.venv/bin/edgedet eval --model edgedet/weights/edgedet-ssd-n-320.pt --data runs/shapes320
+
+# ---- train-shipped-rcnn (issue 16): the shipped two-stage model (edgedet/weights/edgedet-rcnn-n-320.pt), Faster
+# R-CNN with a Mask R-CNN head, trained like the shipped YOLO model: the same data, processes, threads and budget.
+SHIPPED_RCNN_RUN := runs/shipped-rcnn-n320
+.PHONY: train-shipped-rcnn
+train-shipped-rcnn: setup
+	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
+	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
+	  --model rcnn-n --imgsz 320 --epochs 10 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 --out $(SHIPPED_RCNN_RUN)
+	cp $(SHIPPED_RCNN_RUN)/best.pt edgedet/weights/edgedet-rcnn-n-320.pt
+
+# ---- bench-families (issue 16): the shipped YOLO model and the shipped SSD, each exported to ONNX and TFLite in fp32
+# and int8 (calibrated on the training images), measured by one `edgedet bench` on the 300-image val split (one
+# inference thread) and put in one report (runs/families/report/report.md, pareto.png, stages.png).
+FAM := runs/families
+.PHONY: bench-families
+bench-families: setup
+	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
+	rm -rf $(FAM) && mkdir -p $(FAM)
+	for model in shipped shipped:ssd; do \
+	  .venv/bin/edgedet export $$model --format onnx,onnx-int8,tflite,tflite-int8 --calib runs/shapes320 \
+	    --calib-size 200 --val-limit 100 --out $(FAM)/models || exit 1; \
+	done
+	.venv/bin/edgedet bench --models $(FAM)/models/*.onnx $(FAM)/models/*.tflite --data runs/shapes320 --threads 1 \
+	  --out $(FAM)/bench
+	.venv/bin/edgedet report $(FAM)/bench --out $(FAM)/report
+	cat $(FAM)/report/report.md
+
 # ---- finetune-demo (issue 18): a synthetic variant with other classes (triangle, star, hexagon; 1000 train, 200 val),
 # trained for 3 epochs (186 steps) from the shipped model and from scratch; box AP50 after every epoch in
 # runs/finetune/{tuned,scratch}/metrics.jsonl, printed side by side.

@@ -1,4 +1,5 @@
-"""Segmentation outputs in the original frame: instance masks from prototypes and semantic class maps.
+"""Segmentation outputs in the original frame: instance masks from prototypes or from per-box mask logits
+(Mask R-CNN), and semantic class maps.
 
 Instance masks follow the prototype recipe: logits = coefficients @ prototypes (linear), computed only for boxes
 kept by NMS and only over each box; the logits are bilinearly resampled straight to frame pixels (through the
@@ -74,6 +75,32 @@ def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray
         cols = tuple(t[x1:x2] for t in col_taps)
         masks[n, y1:y2, x1:x2] = _box_logits(protos, coefs[n], rows, cols) > 0
     return masks
+
+
+def paste_box_masks(box_logits: np.ndarray, xyxy_frame: np.ndarray, frame_hw: Tuple[int, int]) -> np.ndarray:
+    """Mask R-CNN's masks in the frame: bool (N, H, W) from float (N, m, m) logits, each covering its box.
+
+    xyxy_frame: (N, 4) boxes in frame pixels. Mask cell i of a box spanning y1..y2 is centred at y1 + (i + 0.5) *
+    (y2 - y1) / m (as RoI Align samples it); the logits are bilinearly resampled at the centres of the frame pixels
+    inside the box (the border cells extend to the box edge) and a pixel is in the mask where the logit is > 0.
+    """
+    box_logits = np.asarray(box_logits, dtype=np.float32)
+    masks = np.zeros((len(box_logits), *frame_hw), dtype=bool)
+    size = box_logits.shape[-1]
+    spans = _pixel_spans(np.asarray(xyxy_frame, dtype=np.float32), frame_hw)
+    for n, ((y1, y2, x1, x2), box) in enumerate(zip(spans, np.asarray(xyxy_frame, dtype=np.float32))):
+        if y1 == y2 or x1 == x2:
+            continue
+        rows = _box_taps(np.arange(y1, y2), box[1], box[3], size)
+        cols = _box_taps(np.arange(x1, x2), box[0], box[2], size)
+        masks[n, y1:y2, x1:x2] = _resample(box_logits[n:n + 1], rows, cols)[0] > 0
+    return masks
+
+
+def _box_taps(pixels: np.ndarray, start: float, end: float, size: int):
+    """Linear taps into a box's `size` mask cells at the centres of frame `pixels` (ints) inside start..end."""
+    coords = (pixels.astype(np.float32) + np.float32(0.5) - np.float32(start)) * np.float32(size / max(end - start, 1e-6))
+    return linear_taps_at(coords - np.float32(0.5), size)
 
 
 def _box_logits(protos: np.ndarray, coef: np.ndarray, rows, cols) -> np.ndarray:

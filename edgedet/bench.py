@@ -23,7 +23,8 @@ DIR/results.csv (the same records flattened), rewritten after every variant. The
     schema_version   int    SCHEMA_VERSION; `edgedet report` refuses other versions (version 1 with a note why)
     variant          str    label unique within a run, e.g. "edgedet-n-320.int8 onnx int8 320px 2t"
     model            dict   path, name (file stem), format ("onnx" | "tflite" | "pytorch"), precision ("fp32" |
-                            "fp16" | "int8"), runtime ("onnxruntime" | "tflite" | "torch"), size_mb (file size, MB)
+                            "fp16" | "int8"), runtime ("onnxruntime" | "tflite" | "torch"), layout (the spec's:
+                            "edgedet" for the YOLO family, "ssd", or a foreign layout), size_mb (file size, MB)
     imgsz            int    network input size (square), pixels
     threads          int    inference threads
     data             dict   path of the data set, images (number evaluated), failed_images (per-image errors the
@@ -107,6 +108,7 @@ class Variant:
     threads: int  # inference threads
     format: str  # "onnx", "tflite" or "pytorch"
     precision: str  # "fp32", "fp16" or "int8"
+    layout: str = ""  # the ModelSpec's layout: "edgedet" (YOLO family), "ssd", or a foreign file's
 
     @property
     def name(self) -> str:
@@ -155,20 +157,20 @@ def model_format(path: str) -> str:
     return FORMAT_OF_SUFFIX[suffix]
 
 
-def model_precision_and_size(path: str) -> tuple:
-    """(precision, input size) of a model file: from its ModelSpec for .onnx / .tflite (no inference session),
-    for a checkpoint ("fp32", the checkpoint's input size)."""
+def model_precision_size_layout(path: str) -> tuple:
+    """(precision, input size, layout) of a model file: from its ModelSpec for .onnx / .tflite (no inference
+    session), for a checkpoint ("fp32", the checkpoint's input size, its layout)."""
     fmt = model_format(path)
     if fmt == "pytorch":
         from .models.checkpoint import load_checkpoint  # torch
 
         _, spec = load_checkpoint(path)
-        return "fp32", int(spec.input_size_hw[0])
+        return "fp32", int(spec.input_size_hw[0]), spec.layout
     spec = load_backend(path, threads=1).spec
     precision = spec.precision
     if precision == "fp32":  # foreign files do not record it; trust an explicit word in the file name
         precision = next((w for w in PRECISION_WORDS if w in Path(path).name.lower()), "fp32")
-    return precision, int(spec.input_size_hw[0])
+    return precision, int(spec.input_size_hw[0]), spec.layout
 
 
 def plan_variants(models: Sequence[str], imgsz: Sequence[int], threads: Sequence[int]) -> List[Variant]:
@@ -179,12 +181,12 @@ def plan_variants(models: Sequence[str], imgsz: Sequence[int], threads: Sequence
         if not Path(path).is_file():
             raise EdgedetError(f"model file not found: {path}")
         fmt = model_format(path)
-        precision, own_size = model_precision_and_size(path)
+        precision, own_size, layout = model_precision_size_layout(path)
         sizes = list(imgsz) if (fmt == "pytorch" and imgsz) else [own_size]
         if fmt != "pytorch" and imgsz and own_size not in imgsz:
             print(f"edgedet bench: note: {path} has a fixed input size {own_size}; measuring it at that size",
                   file=sys.stderr)
-        variants += [Variant(str(path), size, t, fmt, precision) for size in sizes for t in threads]
+        variants += [Variant(str(path), size, t, fmt, precision, layout) for size in sizes for t in threads]
     return variants
 
 
@@ -572,7 +574,7 @@ def _record_head(variant: Variant, config: BenchConfig) -> dict:
         "variant": variant.label,
         "model": {"path": str(variant.model), "name": variant.name, "format": variant.format,
                   "precision": variant.precision, "runtime": RUNTIME_OF_FORMAT[variant.format],
-                  "size_mb": None if size_mb is None else round(size_mb, 3)},
+                  "layout": variant.layout, "size_mb": None if size_mb is None else round(size_mb, 3)},
         "imgsz": variant.imgsz,
         "threads": variant.threads,
         "provenance": provenance(),
@@ -690,7 +692,7 @@ def run_bench(config: BenchConfig) -> List[dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--models", nargs="+", metavar="MODEL", help="model files to measure: .onnx, .tflite, .pt")
-    what.add_argument("--sweep", metavar="CKPT", help="export CKPT (or 'shipped') to every --formats x --imgsz, then measure them")
+    what.add_argument("--sweep", metavar="CKPT", help="export CKPT (or 'shipped', 'shipped:ssd') to every --formats x --imgsz, then measure them")
     parser.add_argument("--data", required=True, help="data set: `edgedet data synth` folder (val split), dataset.yaml "
                         "or COCO JSON")
     parser.add_argument("--imgsz", type=_int_list, default=[], help="input sizes, e.g. 224,320 (checkpoints and "

@@ -28,7 +28,7 @@ from edgedet.device.pipeline import Detector
 from .data import Dataset, coco_gt_dict, load_dataset
 from .metrics import PanopticMeter, SemanticMeter, evaluate_coco, panoptic_from_semantic_and_instances, voc_evaluate
 from .metrics.coco import STAT_KEYS, CocoParams, _STAT_SPECS, _summary_line
-from .models.loading import torch_backend
+from .models.loading import is_shipped, torch_backend
 from .progress import progress_bar
 
 IOU_TYPES = ("bbox", "segm")
@@ -155,7 +155,7 @@ def evaluate_model(model_path_or_backend, dataset, conf: float = 0.001, iou: flo
                    limit: Optional[int] = None, save_pred=None) -> dict:
     """Run a model over a data set through `device.Detector` and measure accuracy and latency in the same run.
 
-    model_path_or_backend: .pt checkpoint (or "shipped"), .onnx, .tflite, or a backend object (`.spec`, `.run`).
+    model_path_or_backend: .pt checkpoint (or "shipped", "shipped:ssd"), .onnx, .tflite, or a backend object (`.spec`, `.run`).
     dataset: an `edgedet.data.Dataset` or anything `load_dataset` reads (its `split`).
     limit: evaluate only the first N images (None: all).
     Returns a JSON-ready dict: "bbox" (12 COCO stats), "segm" (when the model has instance masks), "semantic"
@@ -195,7 +195,7 @@ def _build_detector(model, conf, iou, max_det, threads, imgsz):
     """(device.Detector, provenance dict) for a model path or a backend object."""
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
-        if str(model) == "shipped" or path.suffix.lower() == ".pt":
+        if is_shipped(model) or path.suffix.lower() == ".pt":
             detector = Detector(torch_backend(model, threads, imgsz), conf=conf, iou=iou, max_det=max_det)
             fmt = "torch"
         else:

@@ -2,8 +2,8 @@
 
 What is loaded: every tensor whose name and shape match (backbone, neck, the per-level convolutions, the box and mask
 parts of the head, the prototype head), except the class parts when the class names differ: the head's `score`
-convolution (objectness and class logits, per anchor) and the semantic head's classifier are then left as initialised
-for the new classes. The checkpoint's anchors are kept (the box offsets are relative to them).
+convolution (objectness and class logits, per anchor; SSD's `conf` convolutions) and the semantic head's classifier
+are then left as initialised for the new classes. Both families have a `backbone` for --freeze. The checkpoint's anchors are kept (the box offsets are relative to them).
 """
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from .models.checkpoint import read_checkpoint
 from .models.loading import resolve_checkpoint
 
 SCORE_PART = ".score."  # the head's objectness + class logits convolutions: det_heads.<level>.score.*
+SSD_CONF_HEADS = "conf_heads."  # SSD's background + class logits convolutions: conf_heads.<level>.*
+RCNN_CLASS_LAYERS = ("heads.box_head.cls.", "heads.box_head.box.")  # the two-stage box head's per-class outputs
 SEMANTIC_CLASSIFIER = "seg_head.1."  # the last convolution of the semantic head (one channel per semantic class)
 
 
 def pretrained_checkpoint(weights: str) -> dict:
-    """The checkpoint dict named by --weights ("shipped" or a path); EdgedetError naming a missing or bad file."""
+    """The checkpoint dict named by --weights ("shipped", "shipped:ssd" or a path); EdgedetError naming a missing or bad file."""
     return read_checkpoint(resolve_checkpoint(weights))
 
 
@@ -33,6 +35,12 @@ def preset_for_weights(weights: str, asked: Optional[str]) -> str:
     return preset
 
 
+def is_class_part(key: str) -> bool:
+    """Whether a state-dict key belongs to a layer with outputs per class (YOLO's score, SSD's conf, the two-stage
+    box head's class logits and per-class deltas; per-class masks differ in shape and are skipped anyway)."""
+    return SCORE_PART in key or key.startswith(SSD_CONF_HEADS) or key.startswith(RCNN_CLASS_LAYERS)
+
+
 def load_pretrained(model: torch.nn.Module, checkpoint: dict, names: Sequence[str],
                     semantic_names: Sequence[str]) -> str:
     """Copy the checkpoint's weights into `model` where they fit (module docstring); returns a one-line note of what
@@ -43,7 +51,7 @@ def load_pretrained(model: torch.nn.Module, checkpoint: dict, names: Sequence[st
     loaded, skipped = {}, []
     for key, value in target.items():
         if key not in source or source[key].shape != value.shape or \
-                (SCORE_PART in key and not same_classes) or (key.startswith(SEMANTIC_CLASSIFIER) and not same_semantic):
+                (is_class_part(key) and not same_classes) or (key.startswith(SEMANTIC_CLASSIFIER) and not same_semantic):
             skipped.append(key)
         else:
             loaded[key] = source[key]
@@ -61,7 +69,7 @@ def _describe(loaded: int, total: int, skipped: List[str], checkpoint: dict, nam
                      f"{len(checkpoint['names'])}: {', '.join(checkpoint['names'])})")
     if not same_semantic:
         parts.append("semantic classifier re-initialised")
-    other = [k for k in skipped if SCORE_PART not in k and not k.startswith(SEMANTIC_CLASSIFIER)]
+    other = [k for k in skipped if not is_class_part(k) and not k.startswith(SEMANTIC_CLASSIFIER)]
     if other:
         parts.append(f"{len(other)} other tensors differ in shape and start afresh (first: {other[0]})")
     return "; ".join(parts)

@@ -13,7 +13,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .models.decode import cxcywh_to_xyxy, level_values
+from .models.boxes import cxcywh_to_xyxy
+from .models.decode import level_values
 from .models.model import STRIDES, ModelConfig, group_outputs
 
 PROTO_STRIDE = 4  # prototypes are at 1/4 of the input resolution

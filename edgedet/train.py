@@ -37,6 +37,7 @@ from edgedet.device.imgsz import parse_imgsz
 from .data import load_dataset
 from .data.synth import SynthConfig, synth_dataset_yaml, write_split
 from .data.yamlio import write_yaml
+from .models import family as families
 from .models.anchors import kmeans_anchors, split_levels
 from .progress import progress_bar
 
@@ -48,7 +49,7 @@ class TrainConfig:
     """Everything a training run depends on; saved into every checkpoint."""
 
     data: str = SHAPES  # "shapes", a data set folder, a dataset.yaml or a COCO JSON (edgedet.data.load_dataset)
-    model: str = "n"  # size preset of edgedet.models.model.PRESETS
+    model: str = "n"  # model preset: n or s (YOLO family), ssd-n (SSD); see edgedet.models.family
     imgsz: int = 320  # square training/validation input size, divisible by 32
     epochs: int = 30  # passes over the training split
     batch: int = 16  # total batch size (split over DDP processes)
@@ -70,7 +71,7 @@ class TrainConfig:
     out: str = "runs/train"  # output folder: last.pt, best.pt, metrics.jsonl
     device: str = "auto"  # auto (CUDA when available), cpu, cuda (GPU LOCAL_RANK under torchrun) or cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); never on CPU
-    weights: str = ""  # fine-tune from this checkpoint ("shipped" or a .pt): backbone, neck and the head where it fits
+    weights: str = ""  # fine-tune from this checkpoint ("shipped", "shipped:ssd" or a .pt): backbone, neck and the head where it fits
     freeze: str = ""  # "backbone": its weights and batch-norm statistics stay as loaded (with --weights)
     cache: bool = False  # decode every training image once, into memory, before the first epoch
     prefetch: int = 2  # batches each data loader worker prepares ahead
@@ -82,8 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
     parser.add_argument("--data", default=defaults.data, help="'shapes' (synthetic, generated once), a data set folder, dataset.yaml or COCO JSON")
-    parser.add_argument("--model", default=None, help=f"size preset: n or s (default {defaults.model}; with --weights, "
-                                                      "the checkpoint's)")
+    parser.add_argument("--model", default=None, help=f"model preset: n or s (YOLO with FPN and mask/semantic "
+                        f"heads), ssd-n (SSD) (default {defaults.model}; with --weights, the checkpoint's)")
     parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="input size, a multiple of 32 (default 320)")
     parser.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {defaults.epochs})")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="total batch size (default 16)")
@@ -103,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(under torchrun: the GPU of each process's LOCAL_RANK) or cuda:N (default auto)")
     parser.add_argument("--no-amp", dest="amp", action="store_false",
                         help="full float32 on CUDA too (default: bf16 autocast, or fp16 with a grad scaler)")
-    parser.add_argument("--weights", default=None, help="fine-tune: start from this checkpoint ('shipped' or a .pt); "
+    parser.add_argument("--weights", default=None, help="fine-tune: start from this checkpoint ('shipped', 'shipped:ssd' or a .pt); "
                         "backbone and neck are loaded, the head too where the classes match (else re-initialised)")
     parser.add_argument("--freeze", choices=["backbone"], default=None,
                         help="with --weights: keep the backbone's weights and batch-norm statistics as loaded")
@@ -120,7 +121,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from parsed flags (flag names are the field names with '-' for '_')."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
     config = TrainConfig(**values)
-    parse_imgsz(config.imgsz, stride=32)  # EdgedetError naming a size that is not a positive multiple of 32
+    multiple = families.input_multiple(families.family_of_preset(config.model))  # EdgedetError naming an unknown preset
+    parse_imgsz(config.imgsz, stride=multiple)  # EdgedetError naming a size that is not a positive multiple
     if config.epochs <= 0 or config.batch <= 0:
         raise EdgedetError("--epochs and --batch must be positive")
     if config.freeze and not config.weights:
@@ -322,9 +324,6 @@ class Trainer:
     def _build(self) -> None:
         import torch
 
-        from .loss import EdgeDetLoss
-        from .models.checkpoint import model_spec
-        from .models.model import ModelConfig, build_model
         from .train_data import AugmentConfig, TrainDataset
 
         from .finetune import freeze_backbone, load_pretrained, pretrained_checkpoint
@@ -332,26 +331,17 @@ class Trainer:
         config = self.config
         self.train_set, self.val_set = load_splits(config, self.is_main)
         pretrained = pretrained_checkpoint(config.weights) if config.weights and not self.resume else None
-        if self.resume:
-            anchors = self.resume["anchors"]
-        elif pretrained is not None:  # the box head's offsets are relative to these anchors
-            anchors = pretrained["anchors"]
-        else:
-            anchors = anchors_for(self.train_set, config.imgsz, config.num_anchors)
-        semantic_names = list(self.train_set.semantic_names)
-        model_config = ModelConfig(
-            preset=config.model, num_classes=len(self.train_set.names), num_semantic=len(semantic_names),
-            num_mask_coefs=config.mask_coefs, anchors=anchors, input_size_hw=(config.imgsz, config.imgsz),
-        )
-        self.model = build_model(model_config)
-        self.spec = model_spec(model_config, self.train_set.names, semantic_names)
+        semantic_names = list(self.train_set.semantic_names) if self.family == families.YOLO else []
+        model_config = self._model_config(pretrained, semantic_names)
+        self.model = families.build(model_config)
+        self.spec = families.model_spec(model_config, self.train_set.names, semantic_names)
         if pretrained is not None:
             note = load_pretrained(self.model, pretrained, self.train_set.names, semantic_names)
             if self.is_main:
                 print(f"fine-tuning from {config.weights}: {note}", file=sys.stderr)
         if config.freeze == "backbone":
             freeze_backbone(self.model)
-        self.loss = EdgeDetLoss(model_config)
+        self.loss = families.loss_for(model_config)
         # NHWC: faster convolutions in oneDNN (CPU) and on tensor cores (CUDA)
         self.model.to(self.device, memory_format=torch.channels_last)
         self.optimizer = self._optimizer(self.model)
@@ -365,11 +355,39 @@ class Trainer:
             self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         else:
             self.ddp = self.model
+        with_masks = self.family == families.RCNN or (self.family == families.YOLO and bool(config.mask_coefs))
         dataset = TrainDataset(self.train_set.samples, (config.imgsz, config.imgsz), AugmentConfig(), config.seed,
-                               with_masks=bool(config.mask_coefs), with_semantic=bool(semantic_names),
+                               with_masks=with_masks, with_semantic=bool(semantic_names),
                                cache_images=config.cache)
         self.train_data = dataset
         self.loader = self._loader(dataset)
+
+    @property
+    def family(self) -> str:
+        return families.family_of_preset(self.config.model)
+
+    def _model_config(self, pretrained: Optional[dict], semantic_names):
+        """The model config of this run: its family's, with anchors (default boxes for SSD) from a resumed or
+        fine-tuned checkpoint (the box offsets are relative to them), else new ones for the training boxes."""
+        config = self.config
+        size_hw = (config.imgsz, config.imgsz)
+        saved = self.resume or pretrained
+        if self.family == families.RCNN:
+            from .models.rcnn import RCNNConfig
+
+            return RCNNConfig(preset=config.model, num_classes=len(self.train_set.names), input_size_hw=size_hw)
+        if self.family == families.SSD:
+            from .models.ssd import SSDConfig, default_box_sizes
+
+            anchors = saved["anchors"] if saved else default_box_sizes(config.imgsz)
+            return SSDConfig(preset=config.model, num_classes=len(self.train_set.names), anchors=anchors,
+                             input_size_hw=size_hw)
+        from .models.model import ModelConfig
+
+        anchors = saved["anchors"] if saved else anchors_for(self.train_set, config.imgsz, config.num_anchors)
+        return ModelConfig(preset=config.model, num_classes=len(self.train_set.names),
+                           num_semantic=len(semantic_names), num_mask_coefs=config.mask_coefs, anchors=anchors,
+                           input_size_hw=size_hw)
 
     def _optimizer(self, model):
         """AdamW; weight decay on conv weights only (BN weights and all biases are not decayed)."""
@@ -484,10 +502,14 @@ class Trainer:
         targets = targets.to(self.device)
         precision = self.precision
         with torch.autocast(self.device.type, dtype=precision.dtype, enabled=precision.autocast):
-            outputs = self.ddp(images)
-        outputs = [o.float() for o in outputs]  # the loss in float32 (a no-op without autocast)
-        loss, parts = self.loss(outputs, targets)
-        loss = loss + sum(o.sum() for o in outputs) * 0.0  # every head takes part in every DDP reduction
+            if self.loss is None:  # the two-stage model: its forward is the loss
+                loss, parts = self.ddp(images, targets)
+            else:
+                outputs = self.ddp(images)
+        if self.loss is not None:
+            outputs = [o.float() for o in outputs]  # the loss in float32 (a no-op without autocast)
+            loss, parts = self.loss(outputs, targets)
+            loss = loss + sum(o.sum() for o in outputs) * 0.0  # every head takes part in every DDP reduction
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # the scaler is a pass-through unless fp16 needs it
         self.scaler.unscale_(self.optimizer)
@@ -538,7 +560,7 @@ class Trainer:
                 "best_fitness": self.best_fitness,
                 "elapsed": time.perf_counter() - self.started,
             }
-        return checkpoint_dict(self.ema.module, self.train_set.names, self.train_set.semantic_names,
+        return checkpoint_dict(self.ema.module, self.train_set.names, self.spec.semantic_names,
                                asdict(self.config), epochs_done, metrics, train_state)
 
     def _save_last(self, epochs_done: int, metrics: dict) -> Path:

@@ -1,5 +1,7 @@
 """Validation during training: the model's raw outputs go through the device runtime's own preprocess and
 postprocess (the same decode, NMS and masks `edgedet run` uses), then the project's COCO evaluator and mIoU.
+The two-stage model, which the device cannot run yet, is validated through its PyTorch `predict` instead, on the
+same preprocessing, with its boxes mapped back and its 28x28 masks pasted into the frame by the device's code.
 """
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from edgedet.device.detections import Detections
+from edgedet.device.masks import paste_box_masks
 from edgedet.device.postprocessing import postprocess, postprocess_semantic
 from edgedet.device.preprocessing import preprocess
 from edgedet.device.spec import ModelSpec
 from .data import coco_gt_dict
 from .metrics import SemanticMeter, coco_evaluate
+from .models.family import RCNN, family_of_config
 
 VAL_CONF = 0.005  # score threshold of validation detections (low, for the whole precision-recall curve)
 VAL_IOU = 0.6  # NMS IoU threshold during validation
@@ -33,8 +38,11 @@ def predict_outputs(model: torch.nn.Module, images_bgr: Sequence[np.ndarray], sp
 def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int = 16) -> Dict[str, float]:
     """Box and mask COCO AP (edgedet.metrics.coco_evaluate) and semantic mIoU of `model` on a Dataset split.
 
-    Returns {"box/AP", "box/AP50", ... (the 12 COCO stats), "mask/..." with prototypes, "semantic/mIoU" with a seg head}.
+    Returns {"box/AP", "box/AP50", ... (the 12 COCO stats), "mask/..." with instance masks, "semantic/mIoU" with a
+    seg head}.
     """
+    if family_of_config(model.config) == RCNN:
+        return validate_two_stage(model, dataset, spec, batch_size)
     was_training = model.training
     model.eval()
     results: List[dict] = []
@@ -56,4 +64,35 @@ def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int =
         metrics.update({f"mask/{k}": float(v) for k, v in coco_evaluate(gt, results, "segm").items()})
     if num_semantic:
         metrics["semantic/mIoU"] = meter.compute()["mIoU"]
+    return metrics
+
+
+@torch.no_grad()
+def two_stage_detections(model: torch.nn.Module, images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> List[Detections]:
+    """The two-stage model's `predict` on a batch of BGR frames -> per frame `Detections` in frame pixels with
+    masks at frame size (validation thresholds)."""
+    inputs, boxes = zip(*(preprocess(image, spec) for image in images_bgr))
+    device = next(model.parameters()).device
+    predictions = model.predict(torch.from_numpy(np.concatenate(inputs)).to(device), score_threshold=VAL_CONF,
+                                iou=VAL_IOU, max_det=VAL_MAX_DET)
+    results = []
+    for prediction, letterbox in zip(predictions, boxes):
+        xyxy = letterbox.boxes_to_original(prediction["xyxy"].cpu().numpy())
+        masks = paste_box_masks(prediction["masks"].cpu().numpy() - 0.5, xyxy, letterbox.src_hw)  # p > 0.5
+        results.append(Detections(xyxy.astype(np.float32), prediction["scores"].cpu().numpy().astype(np.float32),
+                                  prediction["class_ids"].cpu().numpy().astype(np.int32), masks))
+    return results
+
+
+def validate_two_stage(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int = 16) -> Dict[str, float]:
+    """Box and mask COCO AP of the two-stage model on a Dataset split, as `validate` returns them."""
+    results: List[dict] = []
+    samples = dataset.samples
+    for start in range(0, len(samples), batch_size):
+        batch = samples[start:start + batch_size]
+        for sample, detections in zip(batch, two_stage_detections(model, [s.load_image() for s in batch], spec)):
+            results += detections.to_coco(sample.image_id, dataset.category_ids)
+    gt = coco_gt_dict(dataset)
+    metrics = {f"box/{k}": float(v) for k, v in coco_evaluate(gt, results, "bbox").items()}
+    metrics.update({f"mask/{k}": float(v) for k, v in coco_evaluate(gt, results, "segm").items()})
     return metrics

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from edgedet.device import layouts
 from edgedet.device.errors import EdgedetError
 from edgedet.device.spec import ModelSpec
 
@@ -10,7 +11,7 @@ from edgedet.device.spec import ModelSpec
 def output_roles(model, spec: ModelSpec) -> Sequence[str]:
     """The model's output names, in forward order; they must be the spec's roles."""
     names = tuple(model.output_names)
-    expected = tuple(spec.edgedet_output_shapes())
+    expected = tuple(layouts.by_name(spec.layout).output_shapes(spec, "NCHW") or ())
     if names != expected:
         raise EdgedetError(f"checkpoint outputs {names} do not match its spec's roles {expected}")
     return names

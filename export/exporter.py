@@ -58,7 +58,7 @@ SampleSource = Callable[[], Tuple[list, str]]
 @dataclass
 class ExportConfig:
     """Everything `edgedet export` needs; the CLI flags map one to one."""
-    checkpoint: str  # checkpoint path, "shipped" (edgedet.models.SHIPPED_CHECKPOINT) or a foreign .onnx file
+    checkpoint: str  # checkpoint path, "shipped" / "shipped:ssd" (edgedet.models.SHIPPED_CHECKPOINTS) or a foreign .onnx file
     formats: List[str] = field(default_factory=lambda: list(FORMATS))  # names from FORMATS
     out: Path = Path("exports")  # output folder
     imgsz: Optional[str] = None  # export input size "320" or "320,256"; None = the checkpoint's

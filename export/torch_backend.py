@@ -12,13 +12,14 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from edgedet.device import layouts
 from edgedet.device.backends import TensorDetails, thread_count
 from edgedet.device.spec import ModelSpec
 from .checkpoint import output_roles
 
 
 class TorchBackend:
-    """Runs an edgedet PyTorch model (CPU, no grad, eval mode)."""
+    """Runs an edgedet PyTorch model of any family (CPU, no grad, eval mode)."""
 
     name = "torch"
 
@@ -32,7 +33,7 @@ class TorchBackend:
         self._roles = tuple(output_roles(model, self.spec))
         height, width = self.spec.input_size_hw
         self.input_details = [TensorDetails(self.spec.input_name, (1, 3, height, width), "float32")]
-        shapes = self.spec.edgedet_output_shapes("NCHW")
+        shapes = layouts.by_name(self.spec.layout).output_shapes(self.spec, "NCHW")
         self.output_details = [TensorDetails(role, shapes[role], "float32", file_name=role)
                                for role in self._roles]
         self.version = torch.__version__

@@ -139,3 +139,15 @@ def names_levels(shapes: Mapping[str, Shape], first: str, second: str) -> bool:
     levels = [name[:-len(first) - 1] for name in shapes if name.endswith("_" + first)]
     return bool(levels) and all(len(shapes[level_part_name(level, first)]) == 4
                                 and len(shapes.get(level_part_name(level, second), ())) == 4 for level in levels)
+
+
+def level_output_shapes(spec: ModelSpec, part_channels: Mapping[str, int], tensor_layout: str) -> Dict[str, Shape]:
+    """Role name -> shape of each level's parts ("<level>_<part>" with `part_channels` channels) at the spec's input
+    size, finest level first, in "NCHW" or "NHWC"."""
+    h, w = spec.input_size_hw
+    shapes = {}
+    for level, stride in zip(spec.level_outputs, spec.strides):
+        for part, channels in part_channels.items():
+            grid = (h // stride, w // stride)
+            shapes[level_part_name(level, part)] = (1, channels, *grid) if tensor_layout == "NCHW" else (1, *grid, channels)
+    return shapes

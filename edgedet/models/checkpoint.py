@@ -3,9 +3,10 @@
 A checkpoint is a dict:
     "format": "edgedet-checkpoint", "version": 1,
     "model": fp32 state dict (the EMA weights in trained checkpoints),
-    "config": {"model": ModelConfig as a dict, "train": the training config as a dict},
+    "config": {"model": the model config (ModelConfig, SSDConfig) as a dict, "train": the training config as a dict},
     "names": class names, "semantic_names": semantic class names,
-    "anchors": per level K (w, h) in input pixels, "strides": (8, 16, 32), "input_size_hw": (H, W),
+    "family": "yolo", "ssd" or "rcnn" (models/family.py; absent = "yolo"),
+    "anchors": per level K (w, h) in input pixels (SSD: default boxes), "strides": per level, "input_size_hw": (H, W),
     "epoch": epochs completed, "metrics": validation figures of that epoch,
     "train_state": only in resumable checkpoints: raw model, optimizer, EMA update count, best fitness.
 """
@@ -19,34 +20,11 @@ import torch
 
 from edgedet.device.errors import EdgedetError
 from edgedet.device.spec import ModelSpec
-from .model import LEVEL_OUTPUTS, STRIDES, EdgeDet, ModelConfig, build_model
+from . import family as families
+from .family import model_spec
 
 CHECKPOINT_FORMAT = "edgedet-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: separate box / score / mask convs per detection level
-
-
-def model_spec(config: ModelConfig, names: Sequence[str], semantic_names: Sequence[str], source: str = "") -> ModelSpec:
-    """The runtime's description of a model built from `config` (fp32, NCHW, RGB 0..1, letterbox pad 114)."""
-    if config.num_mask_coefs and config.num_semantic:
-        task = "panoptic"
-    elif config.num_mask_coefs:
-        task = "segment"
-    else:
-        task = "detect"
-    return ModelSpec(
-        names=list(names),
-        input_size_hw=config.input_size_hw,
-        layout="edgedet",
-        task=task,
-        strides=STRIDES,
-        anchors=config.anchors,
-        num_mask_coefs=config.num_mask_coefs,
-        semantic_names=list(semantic_names),
-        level_outputs=list(LEVEL_OUTPUTS),
-        seg_output="seg" if config.num_semantic else None,
-        proto_output="proto" if config.num_mask_coefs else None,
-        source=source,
-    )
 
 
 def checkpoint_dict(
@@ -58,19 +36,20 @@ def checkpoint_dict(
     metrics: Optional[dict] = None,
     train_state: Optional[dict] = None,
 ) -> dict:
-    """Everything needed to rebuild and describe `model` (an EdgeDet, possibly wrapped by DDP)."""
+    """Everything needed to rebuild and describe `model` (of any family, possibly wrapped by DDP)."""
     model = getattr(model, "module", model)
-    config: ModelConfig = model.config
+    config = model.config
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "model": {k: v.detach().float().cpu().clone() if v.is_floating_point() else v.detach().cpu().clone()
                   for k, v in model.state_dict().items()},
         "config": {"model": asdict(config), "train": dict(train_config or {})},
+        "family": families.family_of_config(config),
         "names": list(names),
         "semantic_names": list(semantic_names),
-        "anchors": [list(level) for level in config.anchors],
-        "strides": list(STRIDES),
+        "anchors": families.anchors(config),
+        "strides": list(families.strides(config)),
         "input_size_hw": list(config.input_size_hw),
         "epoch": int(epoch),
         "metrics": dict(metrics or {}),
@@ -122,15 +101,15 @@ def load_error_reason(error: Exception) -> str:
     return first[:200]
 
 
-def model_from_checkpoint(checkpoint: dict) -> EdgeDet:
+def model_from_checkpoint(checkpoint: dict) -> torch.nn.Module:
     """Rebuild the model of a checkpoint dict and load its weights (train mode)."""
-    config = ModelConfig(**checkpoint["config"]["model"])
-    model = build_model(config)
+    config = families.config_from_dict(checkpoint.get("family", families.YOLO), checkpoint["config"]["model"])
+    model = families.build(config)
     model.load_state_dict(checkpoint["model"])
     return model
 
 
-def load_checkpoint(path) -> Tuple[EdgeDet, ModelSpec]:
+def load_checkpoint(path) -> Tuple[torch.nn.Module, ModelSpec]:
     """(model in eval mode, its ModelSpec) from an edgedet checkpoint file."""
     checkpoint = read_checkpoint(path)
     model = model_from_checkpoint(checkpoint).eval()

@@ -15,6 +15,8 @@ from typing import List, Mapping, Sequence, Tuple
 
 import torch
 
+from .boxes import cxcywh_to_xyxy
+
 
 @dataclass
 class DecodedHead:
@@ -70,13 +72,6 @@ def decode_boxes_cxcywh(
     cy = (rows + xy[..., 1]) * stride
     wh = (2.0 * torch.sigmoid(txywh[..., 2:4])) ** 2 * anchors_wh.to(txywh)[None, :, None, None, :]
     return torch.stack([cx, cy, wh[..., 0], wh[..., 1]], dim=-1)
-
-
-def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) centre/size -> (..., 4) corners, same dtype and device: the one torch converter, the twin of the
-    NumPy edgedet.device.boxes.cxcywh_to_xyxy (the model's decode and the mask loss both use it)."""
-    half = boxes[..., 2:4] / 2
-    return torch.cat([boxes[..., 0:2] - half, boxes[..., 0:2] + half], dim=-1)
 
 
 def decode_head(

@@ -1,4 +1,4 @@
-"""A checkpoint of this project, by path or as `shipped`: resolved, loaded for export, or wrapped as a backend.
+"""A checkpoint of this project, by path or as `shipped` / `shipped:ssd`: resolved, loaded for export, or wrapped as a backend.
 
 Module-level imports stay light; torch comes in with edgedet.models.checkpoint when a checkpoint is loaded.
 """
@@ -11,16 +11,20 @@ from typing import Optional
 from edgedet.device.errors import EdgedetError
 from edgedet.device.imgsz import parse_imgsz
 from edgedet.export.torch_backend import TorchBackend
-from . import SHIPPED_CHECKPOINT
+from . import SHIPPED_CHECKPOINTS
+from .family import check_exportable
 
-SHIPPED_ALIAS = "shipped"  # CKPT value that means edgedet.models.SHIPPED_CHECKPOINT
+
+def is_shipped(ckpt) -> bool:
+    """Whether a MODEL argument names a shipped checkpoint ("shipped", "shipped:ssd")."""
+    return str(ckpt) in SHIPPED_CHECKPOINTS
 
 
 def resolve_checkpoint(ckpt) -> Path:
-    """`shipped` -> the bundled checkpoint; otherwise the path, which must be an existing file."""
-    if str(ckpt) == SHIPPED_ALIAS:
-        ckpt = SHIPPED_CHECKPOINT
-    path = Path(ckpt)
+    """`shipped` / `shipped:ssd` -> the bundled checkpoint; otherwise the path, which must be an existing file."""
+    if str(ckpt).startswith("shipped:") and not is_shipped(ckpt):
+        raise EdgedetError(f"unknown shipped model {ckpt!r}; expected one of {', '.join(SHIPPED_CHECKPOINTS)}")
+    path = Path(SHIPPED_CHECKPOINTS.get(str(ckpt), ckpt))
     if not path.is_file():
         raise EdgedetError(f"checkpoint not found: {path}")
     return path
@@ -37,6 +41,7 @@ def load_for_export(ckpt, imgsz=None):
         raise
     except Exception as error:  # torch.load raises pickle/zip/runtime errors on a corrupt file
         raise EdgedetError(f"cannot load checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+    check_exportable(model.config)
     size_hw = parse_imgsz(imgsz, max(spec.strides)) or tuple(spec.input_size_hw)
     spec = dataclasses.replace(spec, input_size_hw=size_hw, source=spec.source or path.name)
     return model.eval(), spec

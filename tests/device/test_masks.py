@@ -115,3 +115,18 @@ def test_semantic_map_equals_torch_upsample_argmax():
     np.testing.assert_array_equal(labels, up.argmax(0).numpy()[8:56])
     with pytest.raises(EdgedetError):
         semantic_map(logits[0], box)
+
+
+def test_box_masks_are_pasted_inside_their_boxes_by_bilinear_resampling():
+    from edgedet.device.masks import paste_box_masks
+
+    logits = np.full((2, 4, 4), -1.0, np.float32)
+    logits[0, :, :2] = 1.0  # the left half of the first box
+    logits[1] = 1.0
+    boxes = np.array([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 8.0, 8.0]], np.float32)
+    masks = paste_box_masks(logits, boxes, (50, 60))
+    assert masks.shape == (2, 50, 60) and masks.dtype == bool
+    ys, xs = np.nonzero(masks[0])
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (20, 39, 10, 19)  # left half: x 10..19 of 10..29
+    assert masks[1].sum() == 64 and masks[1, :8, :8].all()
+    assert not paste_box_masks(logits, np.array([[5.0, 5, 5.2, 5.2], [70, 70, 80, 80]], np.float32), (50, 60)).any()
