@@ -28,6 +28,8 @@ from .ort_session import import_onnxruntime, open_ort_session
 from .preprocessing import quantize
 from .spec import QuantParams, TensorDetails
 from .spec_sources import SpecOverrides, model_spec, tflite_metadata
+from .tflite_interpreter import import_tflite
+from .two_stage import open_region_heads
 
 BACKENDS = ("onnxruntime", "tflite")
 
@@ -35,7 +37,8 @@ BACKENDS = ("onnxruntime", "tflite")
 def load_backend(path, backend: Optional[str] = None, threads: Optional[int] = None, *,
                  names: Optional[Sequence[str]] = None, layout: Optional[str] = None,
                  imgsz=None, optimization: str = "all"):
-    """Open `path` with onnxruntime or TFLite and return a backend with `.spec` and `.run(x)`.
+    """Open `path` with onnxruntime or TFLite and return a backend with `.spec` and `.run(x)` (and `.heads`, the
+    second stage, for a two-stage model: device/two_stage.py).
 
     backend:      "onnxruntime" or "tflite"; None = from the suffix (.onnx / .tflite).
     threads:      intra-op threads (None = all cores).
@@ -54,8 +57,12 @@ def load_backend(path, backend: Optional[str] = None, threads: Optional[int] = N
         raise EdgedetError(f"--threads must be >= 1, got {threads}")
     overrides = SpecOverrides(list(names) if names is not None else None, layout, parse_imgsz(imgsz))
     if kind == "onnxruntime":
-        return OnnxBackend(path, threads, overrides, optimization)
-    return TFLiteBackend(path, threads, overrides)
+        backend = OnnxBackend(path, threads, overrides, optimization)
+    else:
+        backend = TFLiteBackend(path, threads, overrides)
+    if backend.spec.second_stage:  # a two-stage model: its per-region heads file lies beside it
+        backend.heads = open_region_heads(path, backend.spec, threads)
+    return backend
 
 
 def _backend_kind(path: Path, backend: Optional[str]) -> str:
@@ -116,7 +123,7 @@ class TFLiteBackend:
     name = "tflite"
 
     def __init__(self, path: Path, threads: Optional[int], overrides: SpecOverrides):
-        interpreter_class, self.runtime = _import_tflite()
+        interpreter_class, self.runtime = import_tflite()
         self.path = str(path)
         self.threads = threads or os.cpu_count() or 1  # XNNPACK threads
         try:
@@ -151,23 +158,6 @@ class TFLiteBackend:
 def thread_count(threads: int) -> str:
     """'1 thread', '4 threads'."""
     return f"{threads} thread{'' if threads == 1 else 's'}"
-
-
-def _import_tflite():
-    """(Interpreter class, runtime name): ai_edge_litert, then tflite_runtime."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-        return Interpreter, "ai_edge_litert"
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime.interpreter import Interpreter
-        return Interpreter, "tflite_runtime"
-    except ImportError:
-        pass
-    # no tensorflow.lite fallback: the device runtime never loads tensorflow (ARCHITECTURE.md)
-    raise EdgedetError('no TFLite interpreter is installed (ai_edge_litert or tflite_runtime); '
-                       'install one with: pip install "edgedet[tflite]"')
 
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",

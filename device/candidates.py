@@ -19,13 +19,17 @@ class Candidates:
     xyxy:       float32 (N, 4) corners in network-input pixels.
     scores:     float32 (N,) confidence of the best class (objectness x class probability where there is one).
     class_ids:  int32 (N,) best class.
-    mask_coefs: float32 (N, M) instance-mask coefficients, or None for detectors without masks.
+    mask_coefs: float32 (N, M) instance-mask coefficients, or None for detectors without masks; with mask_boxes,
+                each row is a box mask's m x m logits (Mask R-CNN), M = m * m.
+    mask_boxes: float32 (N, 4) xyxy network-input boxes the box masks cover (the proposals they came from), or None
+                for prototype masks.
     """
 
     xyxy: np.ndarray
     scores: np.ndarray
     class_ids: np.ndarray
     mask_coefs: Optional[np.ndarray] = None
+    mask_boxes: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -33,14 +37,16 @@ class Candidates:
     def __getitem__(self, index) -> "Candidates":
         """Select by integer array, slice or boolean mask; returns new `Candidates`."""
         coefs = None if self.mask_coefs is None else self.mask_coefs[index]
-        return Candidates(self.xyxy[index], self.scores[index], self.class_ids[index], coefs)
+        mask_boxes = None if self.mask_boxes is None else self.mask_boxes[index]
+        return Candidates(self.xyxy[index], self.scores[index], self.class_ids[index], coefs, mask_boxes)
 
     @classmethod
     def concatenate(cls, parts: Sequence["Candidates"]) -> "Candidates":
         """Join candidate sets in order (all with or all without mask coefficients)."""
         coefs = None if parts[0].mask_coefs is None else np.concatenate([p.mask_coefs for p in parts])
+        mask_boxes = None if parts[0].mask_boxes is None else np.concatenate([p.mask_boxes for p in parts])
         return cls(np.concatenate([p.xyxy for p in parts]), np.concatenate([p.scores for p in parts]),
-                   np.concatenate([p.class_ids for p in parts]), coefs)
+                   np.concatenate([p.class_ids for p in parts]), coefs, mask_boxes)
 
     def above(self, min_score: Optional[float]) -> "Candidates":
         """The candidates scoring > min_score (all of them for None)."""

@@ -17,13 +17,13 @@ import threading
 import time
 from array import array
 from collections import deque
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
 # stages in the order tables print them; other names follow alphabetically
-STAGE_ORDER = ("capture", "preprocess", "inference", "decode", "nms", "masks", "semantic",
+STAGE_ORDER = ("capture", "preprocess", "inference", "decode", "roi_align", "stage2", "nms", "masks", "semantic",
                "draw", "encode", "output", "end_to_end", "frame_age")
 PERCENTILES = (50, 90, 99)
 
@@ -57,6 +57,11 @@ def percentiles(values, qs=PERCENTILES) -> Dict[str, float]:
         return {f"p{q}": float("nan") for q in qs}
     result = np.percentile(np.asarray(values, dtype=np.float64), qs)
     return {f"p{q}": float(v) for q, v in zip(qs, result)}
+
+
+def timed(timer: Optional["StageTimer"], name: str):
+    """`timer.stage(name)`, or a no-op without a timer."""
+    return nullcontext() if timer is None else timer.stage(name)
 
 
 class StageTimer:

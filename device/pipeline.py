@@ -145,9 +145,11 @@ class Detector:
 
     def finish(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> Detections:
         """Raw outputs -> `Detections` in frame pixels with the model's class names (stages "decode", "nms",
-        "masks" timed by postprocess)."""
+        "masks" timed by postprocess; a two-stage model's backend brings its `heads`, timed as "roi_align" and
+        "stage2")."""
         detections = postprocess(outputs, self.spec, prepared.letterbox, conf=self.conf, iou=self.iou,
-                                 max_det=self.max_det, classes=self.classes, agnostic=self.agnostic, timer=self.timer)
+                                 max_det=self.max_det, classes=self.classes, agnostic=self.agnostic, timer=self.timer,
+                                 second_stage=getattr(self.backend, "heads", None))
         return detections.with_names(self.spec.names)
 
     def finish_semantic(self, outputs: Dict[str, np.ndarray], prepared: Prepared) -> np.ndarray:

@@ -5,7 +5,6 @@ filter (vectorised) -> NMS -> instance masks for the kept boxes -> un-letterbox.
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -15,16 +14,12 @@ from .candidates import Candidates, dequantized_output
 from .detections import Detections
 from .errors import EdgedetError
 from .letterbox import Letterbox
-from .masks import instance_masks, semantic_map
+from .latency import timed
+from .masks import instance_masks, paste_box_masks, semantic_map
 from .spec import ModelSpec
 from .suppression import nms
 
 MAX_NMS_CANDIDATES = 30000  # pre-NMS cap: only the best this many candidates enter NMS
-
-
-def _stage(timer, name: str):
-    """`timer.stage(name)` of a device.latency.StageTimer, or a no-op without a timer."""
-    return nullcontext() if timer is None else timer.stage(name)
 
 
 def filter_candidates(candidates: Candidates, conf: float, classes: Optional[Sequence[int]] = None) -> Candidates:
@@ -37,29 +32,44 @@ def filter_candidates(candidates: Candidates, conf: float, classes: Optional[Seq
 
 def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox, conf: float = 0.25,
                 iou: float = 0.45, max_det: int = 300, classes: Optional[Sequence[int]] = None,
-                agnostic: bool = False, timer=None, layout: Optional[str] = None) -> Detections:
+                agnostic: bool = False, timer=None, layout: Optional[str] = None, second_stage=None) -> Detections:
     """Raw outputs of one image (name -> array, any dtype) -> Detections in original-frame pixels.
 
     conf: keep scores > conf.  iou: NMS IoU threshold.  max_det: at most this many detections.
     classes: keep only these class ids.  agnostic: NMS across classes.  layout: override spec/shape selection.
-    Masks (N, h, w) bool at the original frame's resolution are attached when the model has prototypes.
+    second_stage: a two-stage model's per-region heads (device.two_stage.RegionHeads); its layout's decode runs
+    them and times its own stages.
+    Masks (N, h, w) bool at the original frame's resolution are attached when the model has prototypes or box masks.
     """
     if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
         raise EdgedetError(f"conf and iou must be in 0..1, got conf={conf} iou={iou}")
-    with _stage(timer, "decode"):
-        chosen = layouts.select(outputs, spec, layout)
-        candidates = filter_candidates(chosen.decode(outputs, spec, min_score=conf), conf, classes)
-    with _stage(timer, "nms"):
+    chosen = layouts.select(outputs, spec, layout)
+    if second_stage is not None:
+        candidates = filter_candidates(chosen.decode(outputs, spec, min_score=conf, second_stage=second_stage,
+                                                     timer=timer), conf, classes)
+    else:
+        with timed(timer, "decode"):
+            candidates = filter_candidates(chosen.decode(outputs, spec, min_score=conf), conf, classes)
+    with timed(timer, "nms"):
         kept = nms(candidates.xyxy, candidates.scores, iou, class_ids=candidates.class_ids, agnostic=agnostic,
                    max_det=max_det, top_k=MAX_NMS_CANDIDATES)
         candidates = candidates[kept]
     masks = None
     if candidates.mask_coefs is not None:
-        with _stage(timer, "masks"):
-            protos = chosen.prototypes(outputs, spec)  # read (and dequantized) only now, for the kept boxes
-            if protos is not None:
-                masks = instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox)
+        with timed(timer, "masks"):
+            masks = _instance_masks(candidates, chosen, outputs, spec, letterbox)
     return Detections(letterbox.boxes_to_original(candidates.xyxy), candidates.scores, candidates.class_ids, masks)
+
+
+def _instance_masks(candidates: Candidates, chosen, outputs, spec: ModelSpec, letterbox: Letterbox):
+    """bool (N, h, w) frame masks of the kept candidates: box masks pasted over their boxes, or prototype masks
+    (prototypes read and dequantized only now, for the kept boxes); None when the model gives none."""
+    if candidates.mask_boxes is not None:
+        side = int(round(np.sqrt(candidates.mask_coefs.shape[1])))
+        return paste_box_masks(candidates.mask_coefs.reshape(-1, side, side),
+                               letterbox.boxes_to_original(candidates.mask_boxes), letterbox.src_hw)
+    protos = chosen.prototypes(outputs, spec)
+    return None if protos is None else instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox)
 
 
 def postprocess_semantic(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox) -> np.ndarray:

@@ -78,6 +78,7 @@ from edgedet.device.latency import percentiles
 from edgedet.device.runner import RunOptions, Runner
 from edgedet.device.sinks import FrameResult, Sink
 from edgedet.device.stream import BOUNDARY
+from edgedet.export.artifacts import size_mb as artifact_size_mb
 from edgedet.export.exporter import ExportConfig, artifact_paths, parse_formats
 from .bench_record import OUTPUTS, SCHEMA_VERSION, STAGES, variant_label, write_csv
 from .data import Dataset, coco_gt_dict, load_dataset
@@ -568,7 +569,7 @@ def peak_memory_mb() -> Optional[float]:
 
 
 def _record_head(variant: Variant, config: BenchConfig) -> dict:
-    size_mb = Path(variant.model).stat().st_size / 1e6 if Path(variant.model).is_file() else None
+    size_mb = artifact_size_mb(variant.model) if Path(variant.model).is_file() else None
     return {
         "schema_version": SCHEMA_VERSION,
         "variant": variant.label,

@@ -18,9 +18,11 @@ SCHEMA_VERSION = 2
 # stage names of device.latency.StageTimer, in pipeline order. "end_to_end" runs from the captured frame to the
 # start of the outputs; IN_FRAME_STAGES lie inside it, "capture", "output" and "frame_age" do not, and "encode"
 # (the stream's JPEG encoder) runs in a thread of its own
-STAGES = ("capture", "preprocess", "inference", "decode", "nms", "masks", "track", "zones", "semantic", "draw", "encode",
-          "output", "end_to_end", "frame_age")
-IN_FRAME_STAGES = ("preprocess", "inference", "decode", "nms", "masks", "track", "zones", "semantic", "draw")
+# ("roi_align" and "stage2": a two-stage model's second stage)
+STAGES = ("capture", "preprocess", "inference", "decode", "roi_align", "stage2", "nms", "masks", "track", "zones",
+          "semantic", "draw", "encode", "output", "end_to_end", "frame_age")
+IN_FRAME_STAGES = ("preprocess", "inference", "decode", "roi_align", "stage2", "nms", "masks", "track", "zones",
+                   "semantic", "draw")
 STAT_KEYS = ("p50", "p90", "p99", "trimmed_mean")  # per stage, ms
 ACCURACY_KEYS = ("map", "map50", "mask_ap", "miou")  # the accuracy pass (MAP_CONF)
 DEPLOY_KEYS = ("precision", "recall", "f1")  # at the deployment threshold

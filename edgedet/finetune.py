@@ -75,9 +75,14 @@ def _describe(loaded: int, total: int, skipped: List[str], checkpoint: dict, nam
     return "; ".join(parts)
 
 
+def backbone_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The backbone of a model of any family (the two-stage model keeps it in its stage 1)."""
+    return model.backbone if hasattr(model, "backbone") else model.stage1.backbone
+
+
 def freeze_backbone(model: torch.nn.Module) -> None:
     """Stop gradients into the backbone (its batch norms are held in eval mode by `train_mode`)."""
-    for parameter in model.backbone.parameters():
+    for parameter in backbone_of(model).parameters():
         parameter.requires_grad_(False)
 
 
@@ -85,4 +90,4 @@ def train_mode(model: torch.nn.Module, frozen_backbone: bool) -> None:
     """model.train(), with a frozen backbone's batch norms kept in eval mode (their running statistics stay)."""
     model.train()
     if frozen_backbone:
-        model.backbone.eval()
+        backbone_of(model).eval()

@@ -24,13 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from edgedet.device.boxes import box_iou
+from edgedet.device.layouts.rcnn import ROI_BOX_WEIGHTS, RPN_BOX_WEIGHTS
 from .loss import PROTO_STRIDE, Targets
 from .models.box_coder import encode_boxes
 from .models.boxes import cxcywh_to_xyxy
 from .models.roi_align import roi_align
 
-RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # RPN deltas against anchors (Faster R-CNN)
-ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # box-head deltas against proposals (Fast R-CNN)
 SMOOTH_L1_BETA = 1.0 / 9.0  # torchvision's beta for both box terms
 
 

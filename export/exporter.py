@@ -24,8 +24,9 @@ from edgedet.device.backends import load_backend
 from edgedet.device.errors import EdgedetError
 from .accuracy import ArtifactAccuracy, Evaluate, format_table, gate_failures
 from .agreement import AGREEMENT_CONF, agreement, agreement_failures, detections_of
+from . import two_stage
 from .foreign_onnx import cut_foreign_onnx
-from .checkpoint import output_roles
+from .checkpoint import image_graph, output_roles
 from .onnx_export import export_onnx
 from .onnx_to_torch import onnx_to_torch
 from .torch_backend import TorchBackend
@@ -117,7 +118,10 @@ def export_model(model, spec, stem: str, config: ExportConfig, samples: SampleSo
     paths = artifact_paths(config.out, stem, config.formats)
     with tempfile.TemporaryDirectory(prefix="edgedet-export-") as tmp:
         calib = _calibration_set(items, spec, config) if items else None
-        return _export_all(model, spec, roles, paths, calib, config, Path(tmp))
+        written = _export_all(image_graph(model), spec, roles, paths, calib, config, Path(tmp))
+        if spec.second_stage:
+            _export_heads(model, spec, written, calib, config)
+        return written
 
 
 def export_foreign(source: Path, config: ExportConfig, samples: SampleSource) -> Tuple[object, Dict[str, Path]]:
@@ -171,6 +175,24 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
                           config.calib_method)
             written[name] = paths[name]
     return {name: written[name] for name in config.formats}
+
+
+def _export_heads(model, spec, written: Dict[str, Path], calib, config: ExportConfig) -> None:
+    """A two-stage model's heads file beside every stage-1 artifact, in the artifact's format and precision."""
+    batches = two_stage.calibration_features(model, spec, calib.arrays()) if calib is not None else []
+    precisions = {"tflite": "fp32", "tflite-fp16": "fp16", "tflite-int8": "int8"}
+    with tempfile.TemporaryDirectory(prefix="edgedet-heads-") as tmp:
+        fp32_onnx = two_stage.heads_path(written["onnx"]) if "onnx" in written else Path(tmp) / "heads.onnx"
+        if "onnx" in written or "onnx-int8" in written:
+            two_stage.export_heads_onnx(model, spec, fp32_onnx)
+        for fmt, path in written.items():
+            heads = two_stage.heads_path(path)
+            if fmt == "onnx-int8":
+                scheme, _ = choose_int8_scheme(config.int8_scheme)
+                two_stage.export_heads_onnx_int8(fp32_onnx, heads, batches, config.calib_method, scheme)
+            elif fmt in precisions:
+                two_stage.export_heads_tflite(model, spec, heads, precisions[fmt], batches, config.calib_method)
+            print(f"{fmt}: its second stage is {heads.name} (copy it beside {path.name})")
 
 
 def choose_int8_scheme(choice: str):

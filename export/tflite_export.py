@@ -67,7 +67,7 @@ def export_tflite(model, spec: ModelSpec, path, output_names: Sequence[str], pre
         else:
             _convert_float(wrapped, (height, width), temp)
             if precision == "fp16":
-                _weights_to_fp16(temp)
+                weights_to_fp16(temp)
         out_spec = tflite_spec(spec, temp, precision, method if precision == "int8" else "", len(calib or ()))
         temp_json.write_text(json.dumps(out_spec.to_dict(), indent=2, sort_keys=True))
     return out_spec
@@ -83,13 +83,15 @@ def _import_litert_torch():
 def _convert_float(wrapped, size_hw: Tuple[int, int], out_path: Path) -> None:
     import torch
 
-    litert_torch = _import_litert_torch()
-
-    sample = torch.rand(1, size_hw[0], size_hw[1], 3)
-    litert_torch.convert(wrapped, (sample,)).export(str(out_path))
+    convert_float_module(wrapped, torch.rand(1, size_hw[0], size_hw[1], 3), out_path)
 
 
-def _weights_to_fp16(tflite_path: Path) -> None:
+def convert_float_module(module, sample, out_path: Path) -> None:
+    """A float TFLite file of `module` traced on the tensor `sample` (its one input)."""
+    _import_litert_torch().convert(module, (sample,)).export(str(out_path))
+
+
+def weights_to_fp16(tflite_path: Path) -> None:
     """Rewrite a float TFLite file with fp16 weights (dequantized to fp32 at load): half the size, fp32 math."""
     from ai_edge_quantizer import quantizer, qtyping
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
@@ -123,15 +125,20 @@ def pt2e_quantizer(method: str = "percentile"):
 
 def _convert_int8(wrapped, calib: Optional[CalibrationSet], method: str, out_path: Path) -> None:
     """PT2E: export, insert observers, run the calibration images, convert, lower to a full-integer TFLite."""
+    if calib is None or len(calib) == 0:
+        raise ValueError("int8 TFLite export needs calibration images")
+    convert_int8_module(wrapped, list(pt2e_batches(calib, "NHWC")), method, out_path)
+
+
+def convert_int8_module(wrapped, arrays, method: str, out_path: Path) -> None:
+    """A full-integer TFLite file of `wrapped` (one input) calibrated on the float32 `arrays` of that input."""
     import torch
 
     litert_torch = _import_litert_torch()
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    if calib is None or len(calib) == 0:
-        raise ValueError("int8 TFLite export needs calibration images")
-    batches = [torch.from_numpy(x) for x in pt2e_batches(calib, "NHWC")]
+    batches = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in arrays]
     quantizer = pt2e_quantizer(method)
     with torch.no_grad():
         graph = torch.export.export(wrapped, (batches[0],)).module()

@@ -15,7 +15,7 @@ import numpy as np
 from edgedet.device import layouts
 from edgedet.device.backends import TensorDetails, thread_count
 from edgedet.device.spec import ModelSpec
-from .checkpoint import output_roles
+from .checkpoint import image_graph, output_roles
 
 
 class TorchBackend:
@@ -29,6 +29,9 @@ class TorchBackend:
         self.threads = threads or os.cpu_count() or 1  # intra-op threads (torch.set_num_threads is process-wide)
         torch.set_num_threads(self.threads)
         self.model = model.eval()
+        self.graph = image_graph(self.model)
+        if hasattr(self.model, "heads"):  # a two-stage model: its per-region heads, as the device runs them
+            self.heads = TorchRegionHeads(self.model.heads)
         self.spec = _float_nchw(spec)  # device.ModelSpec: float32 NCHW input and outputs
         self._roles = tuple(output_roles(model, self.spec))
         height, width = self.spec.input_size_hw
@@ -43,11 +46,26 @@ class TorchBackend:
         import torch
 
         with torch.no_grad():
-            values = self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            values = self.graph(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
         return {role: value.numpy() for role, value in zip(self._roles, values)}
 
     def describe(self) -> str:
         return f"torch {self.version} (CPU), {thread_count(self.threads)}"
+
+
+class TorchRegionHeads:
+    """A two-stage model's PyTorch heads with the call of device.two_stage.RegionHeads: float32 (n, F, P, P) RoI
+    features -> {"cls", "box", "mask"} float32 arrays."""
+
+    def __init__(self, heads):
+        self.heads = heads.eval()
+
+    def __call__(self, roi_features: np.ndarray) -> Dict[str, np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            values = self.heads(torch.from_numpy(np.ascontiguousarray(roi_features, dtype=np.float32)))
+        return {name: value.numpy() for name, value in zip(self.heads.output_names, values)}
 
 
 def _float_nchw(spec: ModelSpec) -> ModelSpec:

@@ -14,7 +14,7 @@ import numpy as np
 from ..candidates import Candidates
 from ..errors import EdgedetError
 from ..spec import ModelSpec
-from . import edgedet, grid, ssd, yolov5, yolov5_split, yolov8, yolov8_seg, yolov8_split
+from . import edgedet, grid, rcnn, ssd, yolov5, yolov5_split, yolov8, yolov8_seg, yolov8_split
 from .shapes import Shape, as_shapes, describe
 
 
@@ -48,7 +48,7 @@ class Layout(Protocol):
 
 
 # The table, in the order recognition asks (each shape set is claimed by at most one layout; a test holds that).
-LAYOUTS: Sequence[Layout] = (edgedet, ssd, yolov8_split, yolov5_split, yolov8_seg, yolov5, yolov8, grid)
+LAYOUTS: Sequence[Layout] = (edgedet, ssd, rcnn, yolov8_split, yolov5_split, yolov8_seg, yolov5, yolov8, grid)
 NAMES = tuple(layout.NAME for layout in LAYOUTS)
 FROM_SHAPES = tuple(layout.NAME for layout in LAYOUTS if layout.FROM_SHAPES)  # usable without metadata
 

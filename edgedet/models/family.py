@@ -4,10 +4,10 @@ checkpoints, export, the device runtime) is shared.
     family  presets       model (config)                 loss                      device layout
     yolo    n, s          model.EdgeDet (ModelConfig)    loss.EdgeDetLoss          "edgedet"
     ssd     ssd-n         ssd.SSD (SSDConfig)            ssd_loss.SSDLoss          "ssd"
-    rcnn    rcnn-n        rcnn.FasterRCNN (RCNNConfig)   inside its forward        none yet: trained and
-                                                         (rcnn_loss)               validated in PyTorch only
+    rcnn    rcnn-n        rcnn.FasterRCNN (RCNNConfig)   inside its forward        "rcnn" (+ its heads file)
+                                                         (rcnn_loss)
 The two-stage model computes its own losses (proposal sampling sits between its stages) and is validated by its
-PyTorch `predict`; its NumPy second stage for the device is not written yet, so it cannot be exported.
+PyTorch `predict`; it exports as its stage 1 (`stage1`) plus a heads file (`heads`, export/two_stage.py).
 """
 from __future__ import annotations
 
@@ -115,17 +115,8 @@ def anchors(config) -> list:
     return [list(level) for level in config.anchors]
 
 
-def check_exportable(config) -> None:
-    """EdgedetError for a model the device runtime cannot run yet (the two-stage family)."""
-    if family_of_config(config) == RCNN:
-        raise EdgedetError("two-stage (rcnn) checkpoints cannot be exported or run on the device yet: the NumPy "
-                           "second stage (proposals, RoI Align, box and mask heads) is not written; train and "
-                           "validate them with `edgedet train`")
-
-
 def model_spec(config, names: Sequence[str], semantic_names: Sequence[str], source: str = "") -> ModelSpec:
-    """The runtime's description of a model built from `config` (fp32, NCHW, RGB 0..1, letterbox pad 114); for
-    the two-stage model (not runnable on the device yet) the description training and checkpoints keep."""
+    """The runtime's description of a model built from `config` (fp32, NCHW, RGB 0..1, letterbox pad 114)."""
     if family_of_config(config) == SSD:
         from .ssd import SSD_LEVELS, SSD_STRIDES
 
@@ -135,8 +126,22 @@ def model_spec(config, names: Sequence[str], semantic_names: Sequence[str], sour
         from .model import LEVEL_OUTPUTS, STRIDES
 
         return ModelSpec(names=list(names), input_size_hw=config.input_size_hw, layout="rcnn", task="segment",
-                         strides=STRIDES, anchors=anchors(config), level_outputs=list(LEVEL_OUTPUTS), source=source)
+                         strides=STRIDES, anchors=anchors(config), level_outputs=list(LEVEL_OUTPUTS), source=source,
+                         second_stage=_second_stage(config))
     return _yolo_spec(config, names, semantic_names, source)
+
+
+def _second_stage(config) -> dict:
+    """The two-stage model's inference settings the device decode needs (device/layouts/rcnn.py)."""
+    from .model import PRESETS
+    from .rcnn import RCNN_PRESETS
+
+    return {"anchor_sizes": config.anchor_sizes, "anchor_ratios": config.anchor_ratios,
+            "pre_nms_top_k": config.rpn_pre_nms_top_k_test, "post_nms_top_k": config.rpn_post_nms_top_k_test,
+            "nms_iou": config.rpn_nms_iou, "min_side": config.rpn_min_box_side, "pool_size": config.mask_pool_size,
+            "sampling_ratio": config.roi_sampling_ratio, "mask_size": config.mask_size,
+            "class_agnostic_masks": config.class_agnostic_masks,
+            "feature_channels": PRESETS[RCNN_PRESETS[config.preset]][2]}
 
 
 def _yolo_spec(config, names: Sequence[str], semantic_names: Sequence[str], source: str) -> ModelSpec:

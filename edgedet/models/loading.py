@@ -12,7 +12,6 @@ from edgedet.device.errors import EdgedetError
 from edgedet.device.imgsz import parse_imgsz
 from edgedet.export.torch_backend import TorchBackend
 from . import SHIPPED_CHECKPOINTS
-from .family import check_exportable
 
 
 def is_shipped(ckpt) -> bool:
@@ -41,7 +40,6 @@ def load_for_export(ckpt, imgsz=None):
         raise
     except Exception as error:  # torch.load raises pickle/zip/runtime errors on a corrupt file
         raise EdgedetError(f"cannot load checkpoint {path}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
-    check_exportable(model.config)
     size_hw = parse_imgsz(imgsz, max(spec.strides)) or tuple(spec.input_size_hw)
     spec = dataclasses.replace(spec, input_size_hw=size_hw, source=spec.source or path.name)
     return model.eval(), spec

@@ -320,8 +320,7 @@ class FasterRCNN(nn.Module):
         proposals = [boxes for boxes, _ in self._proposals(images, logits, deltas, training=True)]
         sample = sample_rois(proposals, truths, config.roi_fg_iou, config.roi_batch_per_image,
                              config.roi_positive_fraction)
-        pooled = roi_align_levels(features, STRIDES, sample.rois, (config.mask_pool_size,) * 2,
-                                  config.roi_sampling_ratio)
+        pooled = self._pool(features, sample.rois)
         terms["cls"], terms["box"] = box_head_loss(*self.heads.box_head(pooled), sample)
         if targets.masks is not None:
             terms["mask"] = self._mask_loss(pooled, sample, targets.masks)
@@ -352,12 +351,25 @@ class FasterRCNN(nn.Module):
         finally:
             self.train(was_training)
 
+    @torch.no_grad()
+    def proposal_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(R, F, 14, 14) RoI features of the inference proposals of `images` (B, 3, H, W), what the per-region
+        heads see at inference (export calibrates int8 heads on them)."""
+        features, logits, deltas = self._first_stage(images)
+        proposals = [boxes for boxes, _ in self._proposals(images, logits, deltas, training=False)]
+        return self._pool(features, rois_of(proposals).float().to(features[0].device))
+
+    def _pool(self, features: List[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
+        """RoI Align of (R, 5) rois on their FPN levels -> (R, F, 14, 14)."""
+        config = self.config
+        return roi_align_levels(features, STRIDES, rois, (config.mask_pool_size,) * 2, config.roi_sampling_ratio)
+
     def _detect(self, features, proposals, size_hw, score_threshold, iou, max_det) -> List[Dict[str, torch.Tensor]]:
         """The per-region heads on the proposals -> per image {"xyxy", "scores", "class_ids", "masks",
         "mask_boxes"} after class-aware NMS."""
         config = self.config
         rois = rois_of(proposals).float().to(features[0].device)  # coordinates stay float32
-        pooled = roi_align_levels(features, STRIDES, rois, (config.mask_pool_size,) * 2, config.roi_sampling_ratio)
+        pooled = self._pool(features, rois)
         class_logits, box_deltas, mask_logits = self.heads(pooled)
         probs = F.softmax(class_logits.float(), dim=1)[:, 1:]  # (R, C) without background
         reference = rois[:, 1:].repeat_interleave(config.num_classes, dim=0)

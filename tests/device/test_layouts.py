@@ -26,6 +26,8 @@ OWN_OUTPUTS = [
     ("edgedet", edgedet_shapes(3, 0, "NCHW"), 3),
     ("edgedet", edgedet_shapes(80, 32, "NHWC", extras=True), 80),
     ("edgedet", edgedet_shapes(1, 4, "NCHW", extras=True), 0),
+    ("rcnn", {"p3_feat": (1, 64, 40, 40), "p4_feat": (1, 64, 20, 20), "p3_rpn_obj": (1, 6, 40, 40),
+              "p3_rpn_box": (1, 24, 40, 40), "p4_rpn_obj": (1, 6, 20, 20), "p4_rpn_box": (1, 24, 20, 20)}, 5),
     ("ssd", {"s3_loc": (1, 16, 40, 40), "s3_conf": (1, 24, 40, 40), "s4_loc": (1, 16, 20, 20),
              "s4_conf": (1, 24, 20, 20)}, 5),
     ("yolov8-seg", {"output0": (1, 116, 8400), "output1": (1, 32, 160, 160)}, 80),
