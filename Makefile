@@ -91,8 +91,9 @@ train-shipped-rcnn: setup
 	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
 	  --model rcnn-n --imgsz 320 --epochs 10 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 --out $(SHIPPED_RCNN_RUN)
 	cp $(SHIPPED_RCNN_RUN)/best.pt edgedet/weights/edgedet-rcnn-n-320.pt
+	.venv/bin/edgedet eval --model edgedet/weights/edgedet-rcnn-n-320.pt --data runs/shapes320
 
-# ---- bench-families (issue 16): the shipped YOLO model and the shipped SSD, each exported to ONNX and TFLite in fp32
+# ---- bench-families (issue 16): the shipped YOLO model, SSD and two-stage model, each exported to ONNX and TFLite in fp32
 # and int8 (calibrated on the training images), measured by one `edgedet bench` on the 300-image val split (one
 # inference thread) and put in one report (runs/families/report/report.md, pareto.png, stages.png).
 FAM := runs/families
@@ -100,7 +101,7 @@ FAM := runs/families
 bench-families: setup
 	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
 	rm -rf $(FAM) && mkdir -p $(FAM)
-	for model in shipped shipped:ssd; do \
+	for model in shipped shipped:ssd shipped:rcnn; do \
 	  .venv/bin/edgedet export $$model --format onnx,onnx-int8,tflite,tflite-int8 --calib runs/shapes320 \
 	    --calib-size 200 --val-limit 100 --out $(FAM)/models || exit 1; \
 	done

@@ -60,8 +60,8 @@ def load_backend(path, backend: Optional[str] = None, threads: Optional[int] = N
         backend = OnnxBackend(path, threads, overrides, optimization)
     else:
         backend = TFLiteBackend(path, threads, overrides)
-    if backend.spec.second_stage:  # a two-stage model: its per-region heads file lies beside it
-        backend.heads = open_region_heads(path, backend.spec, threads)
+    if backend.spec.second_stage:  # a two-stage model: it carries its per-region heads
+        backend.heads = open_region_heads(path, backend.spec, threads, getattr(backend, "metadata", None))
     return backend
 
 
@@ -101,8 +101,8 @@ class OnnxBackend:
         self.version = import_onnxruntime().__version__
         inputs = [_ort_details(t) for t in self.session.get_inputs()]
         outputs = [_ort_details(t) for t in self.session.get_outputs()]
-        metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.spec, self.input_details, self.output_details = model_spec(metadata, path, inputs, outputs, overrides,
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.spec, self.input_details, self.output_details = model_spec(self.metadata, path, inputs, outputs, overrides,
                                                                         boxes_normalized=False)
         self._input_name = inputs[0].file_name
         self._roles = [(d.name, d.file_name) for d in self.output_details]

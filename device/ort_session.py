@@ -12,7 +12,7 @@ ORT_OPTIMIZATION = ("disable", "basic", "extended", "all")  # graph optimisation
 
 
 def open_ort_session(path, threads: Optional[int] = None, optimization: str = "all"):
-    """An onnxruntime InferenceSession for the ONNX file at `path` on the CPU.
+    """An onnxruntime InferenceSession for the ONNX file at `path` (or a model's bytes) on the CPU.
 
     threads: intra-op threads (None or 0 = onnxruntime's default, one per physical core).
     optimization: graph optimisation level, one of ORT_OPTIMIZATION.
@@ -20,7 +20,8 @@ def open_ort_session(path, threads: Optional[int] = None, optimization: str = "a
     """
     ort = import_onnxruntime()
     options = session_options(ort, threads, optimization)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def import_onnxruntime():

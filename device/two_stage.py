@@ -1,15 +1,19 @@
 """The second stage of a two-stage model on the device: region proposals from the RPN outputs, and the per-region
 heads file that runs on their RoI-aligned features (device/layouts/rcnn.py decodes with both).
 
-A two-stage artifact is the stage-1 file (`model.onnx`, `model.tflite` + its sidecar JSON; the image goes in, FPN
-features and raw RPN outputs come out) plus its heads file beside it, `model.heads.onnx` / `model.heads.tflite`:
-one graph from a fixed batch of RoI features (R, F, P, P) (NHWC (R, P, P, F) in TFLite) to class logits (R, 1+C),
-per-class box deltas (R, 4C) and mask logits (R, K, m, m) (NHWC (R, m, m, K)). R is the spec's post-NMS
-proposal count; fewer proposals are padded with zeros and their rows dropped.
+A two-stage artifact is copied like any other (`model.onnx`, or `model.tflite` and its sidecar JSON): the graph
+that runs on the image is the file's own (image -> FPN features and raw RPN outputs), and the per-region heads
+travel inside it, in the same format and precision: base64 in the ONNX metadata under HEADS_KEY, or a zip member
+HEADS_MEMBER appended to the .tflite (the flatbuffer ignores trailing bytes; Ultralytics appends its metadata the
+same way). The heads are one graph from a fixed batch of RoI features (R, F, P, P) (NHWC (R, P, P, F) in TFLite)
+to class logits (R, 1+C), per-class box deltas (R, 4C) and mask logits (R, K, m, m) (NHWC (R, m, m, K)). R is the
+spec's post-NMS proposal count; fewer proposals are padded with zeros and their rows dropped.
 """
 from __future__ import annotations
 
+import base64
 import os
+import zipfile
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
@@ -26,34 +30,47 @@ from .spec import ModelSpec, QuantParams
 from .suppression import nms
 from .tflite_interpreter import import_tflite
 
-HEAD_OUTPUTS = ("cls", "box", "mask")  # the heads file's outputs, in order
-HEADS_INPUT = "roi_features"  # the heads file's input name (ONNX)
+HEAD_OUTPUTS = ("cls", "box", "mask")  # the heads graph's outputs, in order
+HEADS_INPUT = "roi_features"  # the heads graph's input name (ONNX)
+HEADS_KEY = "edgedet_heads"  # ONNX metadata key of the base64 heads graph
+HEADS_MEMBER = "edgedet_heads.tflite"  # zip member appended to a .tflite holding the heads graph
 
 
-def heads_path(model_path) -> Path:
-    """`dir/model.onnx` -> `dir/model.heads.onnx` (and the same for .tflite): where the heads file lies."""
+def embedded_heads(model_path, metadata: Optional[Mapping[str, str]] = None) -> Optional[bytes]:
+    """The heads graph carried by a model file (`metadata`: an ONNX file's custom metadata), or None."""
     path = Path(model_path)
-    return path.with_name(f"{path.stem}.heads{path.suffix}")
+    if path.suffix.lower() == ".tflite":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return archive.read(HEADS_MEMBER) if HEADS_MEMBER in archive.namelist() else None
+        except (zipfile.BadZipFile, OSError):
+            return None
+    text = (metadata or {}).get(HEADS_KEY)
+    return base64.b64decode(text) if text else None
 
 
-def open_region_heads(model_path, spec: ModelSpec, threads: Optional[int]) -> "RegionHeads":
-    """The heads file beside `model_path`; EdgedetError naming it when it is missing or unreadable."""
-    path = heads_path(model_path)
-    if not path.is_file():
-        raise EdgedetError(f"{model_path} is the first stage of a two-stage model; its second stage {path.name} "
-                           f"(the per-region heads) must lie beside it: copy both files")
-    return RegionHeads(path, spec, threads)
+def open_region_heads(model_path, spec: ModelSpec, threads: Optional[int],
+                      metadata: Optional[Mapping[str, str]] = None) -> "RegionHeads":
+    """The heads carried by `model_path`; EdgedetError naming what is missing when it carries none."""
+    content = embedded_heads(model_path, metadata)
+    if content is None:
+        where = f"zip member {HEADS_MEMBER}" if Path(model_path).suffix.lower() == ".tflite" else f"metadata {HEADS_KEY}"
+        raise EdgedetError(f"{model_path} is the first stage of a two-stage ({spec.layout}) model but lacks its second "
+                           f"stage, the per-region heads ({where}); re-export it with `edgedet export`")
+    return RegionHeads(Path(model_path), content, spec, threads)
 
 
 class RegionHeads:
-    """Runs a heads file: `heads(roi_features float32 (n, F, P, P))` -> {"cls", "box", "mask"} float32 with n rows
-    (mask NCHW (n, K, m, m)); n may be below the file's fixed batch R (padded) but not above it."""
+    """Runs a heads graph (`content`, the bytes carried by the model file `path`): `heads(roi_features float32
+    (n, F, P, P))` -> {"cls", "box", "mask"} float32 with n rows (mask NCHW (n, K, m, m)); n may be below the
+    graph's fixed batch R (padded) but not above it."""
 
-    def __init__(self, path: Path, spec: ModelSpec, threads: Optional[int]):
+    def __init__(self, path: Path, content: bytes, spec: ModelSpec, threads: Optional[int]):
         self.path = path
         self.batch = int(spec.second_stage["post_nms_top_k"])
         self.threads = threads or os.cpu_count() or 1
-        self._run = self._open_tflite(path) if path.suffix.lower() == ".tflite" else self._open_onnx(path)
+        tflite = path.suffix.lower() == ".tflite"
+        self._run = self._open_tflite(content) if tflite else self._open_onnx(content)
 
     def __call__(self, roi_features: np.ndarray) -> Dict[str, np.ndarray]:
         count = len(roi_features)
@@ -63,32 +80,32 @@ class RegionHeads:
         padded[:count] = roi_features
         return {name: value[:count] for name, value in self._run(padded).items()}
 
-    def _open_onnx(self, path: Path):
+    def _open_onnx(self, content: bytes):
         try:
-            session = open_ort_session(str(path), self.threads)
+            session = open_ort_session(content, self.threads)
         except EdgedetError:
             raise
         except Exception as error:
-            raise EdgedetError(f"onnxruntime cannot load {path}: {first_line(error)}") from None
+            raise EdgedetError(f"onnxruntime cannot load the heads of {self.path}: {first_line(error)}") from None
         names = [o.name for o in session.get_outputs()]
         if sorted(names) != sorted(HEAD_OUTPUTS):
-            raise EdgedetError(f"{path} is not a heads file: outputs {names}, expected {list(HEAD_OUTPUTS)}")
+            raise EdgedetError(f"the heads of {self.path} have outputs {names}, expected {list(HEAD_OUTPUTS)}")
         input_name = session.get_inputs()[0].name
 
         def run(x: np.ndarray) -> Dict[str, np.ndarray]:
             return dict(zip(names, session.run(names, {input_name: x})))
         return run
 
-    def _open_tflite(self, path: Path):
+    def _open_tflite(self, content: bytes):
         interpreter_class, runtime = import_tflite()
         try:
             with quiet_native_info():
-                interpreter = interpreter_class(model_path=str(path), num_threads=self.threads)
+                interpreter = interpreter_class(model_content=content, num_threads=self.threads)
                 interpreter.allocate_tensors()
         except Exception as error:
-            raise EdgedetError(f"{runtime} cannot load {path}: {first_line(error)}") from None
+            raise EdgedetError(f"{runtime} cannot load the heads of {self.path}: {first_line(error)}") from None
         (given,), outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        roles = _tflite_roles(outputs, path)
+        roles = _tflite_roles(outputs, self.path)
 
         def run(x: np.ndarray) -> Dict[str, np.ndarray]:
             interpreter.set_tensor(given["index"], _to_tflite_input(x.transpose(0, 2, 3, 1), given))
@@ -105,7 +122,7 @@ def _tflite_roles(outputs: Sequence[dict], path: Path) -> Dict[str, dict]:
     flat = [d for d in outputs if len(d["shape"]) == 2]
     masks = [d for d in outputs if len(d["shape"]) == 4]
     if len(flat) != 2 or len(masks) != 1:
-        raise EdgedetError(f"{path} is not a heads file: output shapes {[list(d['shape']) for d in outputs]}")
+        raise EdgedetError(f"the heads of {path} have output shapes {[list(d['shape']) for d in outputs]}")
     a, b = flat
     cls, box = (a, b) if (a["shape"][1] - 1) * 4 == b["shape"][1] else (b, a)
     return {"cls": cls, "box": box, "mask": masks[0]}

@@ -693,7 +693,7 @@ def run_bench(config: BenchConfig) -> List[dict]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--models", nargs="+", metavar="MODEL", help="model files to measure: .onnx, .tflite, .pt")
-    what.add_argument("--sweep", metavar="CKPT", help="export CKPT (or 'shipped', 'shipped:ssd') to every --formats x --imgsz, then measure them")
+    what.add_argument("--sweep", metavar="CKPT", help="export CKPT (or 'shipped', 'shipped:ssd', 'shipped:rcnn') to every --formats x --imgsz, then measure them")
     parser.add_argument("--data", required=True, help="data set: `edgedet data synth` folder (val split), dataset.yaml "
                         "or COCO JSON")
     parser.add_argument("--imgsz", type=_int_list, default=[], help="input sizes, e.g. 224,320 (checkpoints and "

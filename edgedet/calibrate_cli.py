@@ -22,7 +22,7 @@ from .models.loading import load_for_export
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="MODEL", help="checkpoint (.pt), 'shipped', 'shipped:ssd', or an Ultralytics/YOLOv5 "
+    parser.add_argument("checkpoint", metavar="MODEL", help="checkpoint (.pt), 'shipped', 'shipped:ssd', 'shipped:rcnn', or an Ultralytics/YOLOv5 "
                         "ONNX file (cut before its decode first, as by `edgedet export`)")
     parser.add_argument("--calib", metavar="DATA", required=True, help="calibration data set or image folder")
     parser.add_argument("--sensitivity", action="store_true", help="per-layer sensitivity report (JSON + table)")

@@ -155,7 +155,7 @@ def evaluate_model(model_path_or_backend, dataset, conf: float = 0.001, iou: flo
                    limit: Optional[int] = None, save_pred=None) -> dict:
     """Run a model over a data set through `device.Detector` and measure accuracy and latency in the same run.
 
-    model_path_or_backend: .pt checkpoint (or "shipped", "shipped:ssd"), .onnx, .tflite, or a backend object (`.spec`, `.run`).
+    model_path_or_backend: .pt checkpoint (or "shipped", "shipped:ssd", "shipped:rcnn"), .onnx, .tflite, or a backend object (`.spec`, `.run`).
     dataset: an `edgedet.data.Dataset` or anything `load_dataset` reads (its `split`).
     limit: evaluate only the first N images (None: all).
     Returns a JSON-ready dict: "bbox" (12 COCO stats), "segm" (when the model has instance masks), "semantic"

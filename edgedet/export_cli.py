@@ -1,7 +1,7 @@
 """`edgedet export MODEL --format ...`: ONNX / TFLite in fp32, fp16 and int8, each checked against the source.
 
 MODEL is a checkpoint file, `shipped` for the checkpoint bundled with edgedet (edgedet/weights/edgedet-n-320.pt;
-`shipped:ssd` for the bundled SSD),
+`shipped:ssd` and `shipped:rcnn` for the bundled SSD and two-stage model),
 or a foreign ONNX detector (Ultralytics YOLOv8/YOLO11, -seg, YOLOv5), which is cut before its decode first.
 This verb loads the model, the calibration samples and the evaluator (edgedet.export_inputs) and hands
 them to export.exporter, which exports, quantizes and applies the gate: mAP against the source on labelled
@@ -28,7 +28,7 @@ from .models.loading import load_for_export, resolve_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", metavar="MODEL", help="checkpoint (.pt), 'shipped' (or 'shipped:ssd') for a bundled model, or an "
+    parser.add_argument("checkpoint", metavar="MODEL", help="checkpoint (.pt), 'shipped' (or 'shipped:ssd', 'shipped:rcnn') for a bundled model, or an "
                         "Ultralytics/YOLOv5 ONNX file (cut before its decode, then quantized)")
     parser.add_argument("--format", default="onnx,onnx-int8,tflite,tflite-int8",
                         help=f"comma-separated formats out of {','.join(FORMATS)} (default: %(default)s)")

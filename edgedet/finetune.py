@@ -22,7 +22,7 @@ SEMANTIC_CLASSIFIER = "seg_head.1."  # the last convolution of the semantic head
 
 
 def pretrained_checkpoint(weights: str) -> dict:
-    """The checkpoint dict named by --weights ("shipped", "shipped:ssd" or a path); EdgedetError naming a missing or bad file."""
+    """The checkpoint dict named by --weights ("shipped", "shipped:ssd", "shipped:rcnn" or a path); EdgedetError naming a missing or bad file."""
     return read_checkpoint(resolve_checkpoint(weights))
 
 

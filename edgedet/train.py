@@ -71,7 +71,7 @@ class TrainConfig:
     out: str = "runs/train"  # output folder: last.pt, best.pt, metrics.jsonl
     device: str = "auto"  # auto (CUDA when available), cpu, cuda (GPU LOCAL_RANK under torchrun) or cuda:N
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); never on CPU
-    weights: str = ""  # fine-tune from this checkpoint ("shipped", "shipped:ssd" or a .pt): backbone, neck and the head where it fits
+    weights: str = ""  # fine-tune from this checkpoint ("shipped", "shipped:ssd", "shipped:rcnn" or a .pt): backbone, neck and the head where it fits
     freeze: str = ""  # "backbone": its weights and batch-norm statistics stay as loaded (with --weights)
     cache: bool = False  # decode every training image once, into memory, before the first epoch
     prefetch: int = 2  # batches each data loader worker prepares ahead
@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(under torchrun: the GPU of each process's LOCAL_RANK) or cuda:N (default auto)")
     parser.add_argument("--no-amp", dest="amp", action="store_false",
                         help="full float32 on CUDA too (default: bf16 autocast, or fp16 with a grad scaler)")
-    parser.add_argument("--weights", default=None, help="fine-tune: start from this checkpoint ('shipped', 'shipped:ssd' or a .pt); "
+    parser.add_argument("--weights", default=None, help="fine-tune: start from this checkpoint ('shipped', 'shipped:ssd', 'shipped:rcnn' or a .pt); "
                         "backbone and neck are loaded, the head too where the classes match (else re-initialised)")
     parser.add_argument("--freeze", choices=["backbone"], default=None,
                         help="with --weights: keep the backbone's weights and batch-norm statistics as loaded")

@@ -78,7 +78,8 @@ def two_stage_detections(model: torch.nn.Module, images_bgr: Sequence[np.ndarray
     results = []
     for prediction, letterbox in zip(predictions, boxes):
         xyxy = letterbox.boxes_to_original(prediction["xyxy"].cpu().numpy())
-        masks = paste_box_masks(prediction["masks"].cpu().numpy() - 0.5, xyxy, letterbox.src_hw)  # p > 0.5
+        mask_boxes = letterbox.boxes_to_original(prediction["mask_boxes"].cpu().numpy())  # what the masks cover
+        masks = paste_box_masks(prediction["masks"].cpu().numpy() - 0.5, mask_boxes, letterbox.src_hw)  # p > 0.5
         results.append(Detections(xyxy.astype(np.float32), prediction["scores"].cpu().numpy().astype(np.float32),
                                   prediction["class_ids"].cpu().numpy().astype(np.int32), masks))
     return results

@@ -11,8 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Sequence, Tuple
 
-from edgedet.device.two_stage import heads_path
-
 
 @contextlib.contextmanager
 def atomic_outputs(*paths) -> Iterator[Tuple[Path, ...]]:
@@ -42,6 +40,5 @@ def _remove(paths: Sequence[Path]) -> None:
 
 
 def size_mb(path) -> float:
-    """File size in MB (10^6 bytes), with a two-stage model's heads file; a .tflite's sidecar JSON is not counted."""
-    heads = heads_path(path)
-    return (Path(path).stat().st_size + (heads.stat().st_size if heads.is_file() else 0)) / 1e6
+    """File size in MB (10^6 bytes); a .tflite's sidecar JSON is not counted."""
+    return Path(path).stat().st_size / 1e6

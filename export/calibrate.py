@@ -26,7 +26,7 @@ from .onnx_export import export_onnx
 @dataclass
 class CalibrateConfig:
     """What `edgedet calibrate` does; one field per flag."""
-    checkpoint: str  # checkpoint path, "shipped" or "shipped:ssd"
+    checkpoint: str  # checkpoint path, "shipped", "shipped:ssd" or "shipped:rcnn"
     calib: str  # calibration data set or image folder
     out: Path = Path("calibration")  # output folder: sensitivity.json and the keep-float int8 model
     imgsz: Optional[str] = None  # input size; None = the checkpoint's

@@ -59,7 +59,7 @@ SampleSource = Callable[[], Tuple[list, str]]
 @dataclass
 class ExportConfig:
     """Everything `edgedet export` needs; the CLI flags map one to one."""
-    checkpoint: str  # checkpoint path, "shipped" / "shipped:ssd" (edgedet.models.SHIPPED_CHECKPOINTS) or a foreign .onnx file
+    checkpoint: str  # checkpoint path, a shipped name (edgedet.models.SHIPPED_CHECKPOINTS) or a foreign .onnx file
     formats: List[str] = field(default_factory=lambda: list(FORMATS))  # names from FORMATS
     out: Path = Path("exports")  # output folder
     imgsz: Optional[str] = None  # export input size "320" or "320,256"; None = the checkpoint's
@@ -178,21 +178,26 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
 
 
 def _export_heads(model, spec, written: Dict[str, Path], calib, config: ExportConfig) -> None:
-    """A two-stage model's heads file beside every stage-1 artifact, in the artifact's format and precision."""
+    """A two-stage model's per-region heads put into every stage-1 artifact, in the artifact's format and precision
+    (device/two_stage.py: how they travel)."""
     batches = two_stage.calibration_features(model, spec, calib.arrays()) if calib is not None else []
     precisions = {"tflite": "fp32", "tflite-fp16": "fp16", "tflite-int8": "int8"}
     with tempfile.TemporaryDirectory(prefix="edgedet-heads-") as tmp:
-        fp32_onnx = two_stage.heads_path(written["onnx"]) if "onnx" in written else Path(tmp) / "heads.onnx"
+        fp32_onnx = Path(tmp) / "heads.onnx"
         if "onnx" in written or "onnx-int8" in written:
             two_stage.export_heads_onnx(model, spec, fp32_onnx)
         for fmt, path in written.items():
-            heads = two_stage.heads_path(path)
-            if fmt == "onnx-int8":
+            heads = Path(tmp) / f"{fmt}.heads{path.suffix}"
+            if fmt == "onnx":
+                heads = fp32_onnx
+            elif fmt == "onnx-int8":
                 scheme, _ = choose_int8_scheme(config.int8_scheme)
                 two_stage.export_heads_onnx_int8(fp32_onnx, heads, batches, config.calib_method, scheme)
-            elif fmt in precisions:
+            else:
                 two_stage.export_heads_tflite(model, spec, heads, precisions[fmt], batches, config.calib_method)
-            print(f"{fmt}: its second stage is {heads.name} (copy it beside {path.name})")
+            two_stage.embed_heads(path, heads)
+            print(f"{fmt}: the second stage (per-region heads, {heads.stat().st_size / 1e6:.2f} MB) is inside "
+                  f"{path.name}")
 
 
 def choose_int8_scheme(choice: str):

@@ -1,5 +1,5 @@
-"""The second stage of a two-stage model (edgedet/models/rcnn.py): its per-region heads exported beside each
-stage-1 artifact (device/two_stage.py names and runs them), in the same format and precision.
+"""The second stage of a two-stage model (edgedet/models/rcnn.py): its per-region heads exported in the format and
+precision of each stage-1 artifact and put inside it (device/two_stage.py: where they travel, and how they run).
 
 The heads take a fixed batch of R = spec.second_stage["post_nms_top_k"] RoI feature maps (R, F, P, P) (NHWC in
 TFLite). int8 heads are calibrated on the features the device would give them: the calibration images through the
@@ -7,7 +7,9 @@ fp32 stage 1, the inference proposals and RoI Align, grouped into batches of R.
 """
 from __future__ import annotations
 
+import base64
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from edgedet.calibration.onnx_quant import Int8Scheme, compute_ranges, quantize_qdq
 from edgedet.device.spec import ModelSpec
-from edgedet.device.two_stage import HEAD_OUTPUTS, HEADS_INPUT, heads_path
+from edgedet.device.two_stage import HEAD_OUTPUTS, HEADS_INPUT, HEADS_KEY, HEADS_MEMBER
 from .artifacts import atomic_outputs
 from .onnx_export import OPSET
 
@@ -87,6 +89,23 @@ def export_heads_onnx_int8(fp32_path: Path, path: Path, batches: List[np.ndarray
         compute_ranges(fp32_path, ArrayReader(batches), method, cache)
         quantize_qdq(fp32_path, temp, cache, method, scheme)
     return path
+
+
+def embed_heads(model_path: Path, heads: Path) -> None:
+    """Put the heads file `heads` inside the stage-1 artifact `model_path` (rewritten atomically): ONNX metadata
+    HEADS_KEY (base64), or the zip member HEADS_MEMBER appended to a .tflite."""
+    import onnx
+
+    with atomic_outputs(model_path) as (temp,):
+        if model_path.suffix.lower() == ".tflite":
+            temp.write_bytes(model_path.read_bytes())
+            with zipfile.ZipFile(temp, "a", compression=zipfile.ZIP_STORED) as archive:
+                archive.write(heads, HEADS_MEMBER)
+        else:
+            model = onnx.load(str(model_path))
+            entry = model.metadata_props.add()
+            entry.key, entry.value = HEADS_KEY, base64.b64encode(heads.read_bytes()).decode("ascii")
+            onnx.save_model(model, str(temp), save_as_external_data=False)
 
 
 def channels_last_heads(model):

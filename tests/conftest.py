@@ -18,6 +18,19 @@ SYNTH_NAMES = ["circle", "square", "triangle", "star", "hexagon"]
 SYNTH_SEMANTIC = ["sky", "grass", "water", "sand", *SYNTH_NAMES]
 
 
+def write_tiny_shapes(out: Path, imgsz: int, train: int, val: int, min_size: float = 10, max_things: int = 4,
+                      seed: int = 0, **options) -> Path:
+    """A small synthetic data set in `out` (train and val splits, dataset.yaml), written directly (no CLI)."""
+    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
+    from edgedet.data.yamlio import write_yaml
+
+    cfg = SynthConfig(imgsz=imgsz, min_size=min_size, max_things=max_things, **options)
+    write_split(out, "train", train, seed, cfg)
+    write_split(out, "val", val, seed, cfg)
+    write_yaml(out / "dataset.yaml", synth_dataset_yaml(out, cfg, seed))
+    return out
+
+
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> Path:
     """Folder with dataset.yaml, train/ (8 images) and val/ (4 images), 160x160, seed 0."""

@@ -2,7 +2,8 @@
 
 Importing this package loads no torch; the torch-backed names below are imported on first use.
     SHIPPED_CHECKPOINT    path of the checkpoint trained by the project and shipped in the package (YOLO family)
-    SHIPPED_CHECKPOINTS   every shipped checkpoint by its CLI name: "shipped" (that one), "shipped:ssd"
+    SHIPPED_CHECKPOINTS   every shipped checkpoint by its CLI name: "shipped" (that one), "shipped:ssd",
+                          "shipped:rcnn"
     build_model(config)   a fresh `EdgeDet` for a `ModelConfig`
     load_checkpoint(path) -> (model in eval mode, device.ModelSpec)
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED_CHECKPOINT = WEIGHTS / "edgedet-n-320.pt"
-SHIPPED_CHECKPOINTS = {"shipped": SHIPPED_CHECKPOINT, "shipped:ssd": WEIGHTS / "edgedet-ssd-n-320.pt"}
+SHIPPED_CHECKPOINTS = {"shipped": SHIPPED_CHECKPOINT, "shipped:ssd": WEIGHTS / "edgedet-ssd-n-320.pt",
+                       "shipped:rcnn": WEIGHTS / "edgedet-rcnn-n-320.pt"}
 
 _LAZY = {
     "build_model": "edgedet.models.model",

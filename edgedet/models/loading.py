@@ -15,12 +15,12 @@ from . import SHIPPED_CHECKPOINTS
 
 
 def is_shipped(ckpt) -> bool:
-    """Whether a MODEL argument names a shipped checkpoint ("shipped", "shipped:ssd")."""
+    """Whether a MODEL argument names a shipped checkpoint ("shipped", "shipped:ssd", "shipped:rcnn")."""
     return str(ckpt) in SHIPPED_CHECKPOINTS
 
 
 def resolve_checkpoint(ckpt) -> Path:
-    """`shipped` / `shipped:ssd` -> the bundled checkpoint; otherwise the path, which must be an existing file."""
+    """`shipped` / `shipped:ssd` / `shipped:rcnn` -> the bundled checkpoint; otherwise the path, which must be an existing file."""
     if str(ckpt).startswith("shipped:") and not is_shipped(ckpt):
         raise EdgedetError(f"unknown shipped model {ckpt!r}; expected one of {', '.join(SHIPPED_CHECKPOINTS)}")
     path = Path(SHIPPED_CHECKPOINTS.get(str(ckpt), ckpt))

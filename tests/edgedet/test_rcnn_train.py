@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from edgedet.cli import main as cli_main
+from tests.conftest import write_tiny_shapes
 
 torch.set_num_threads(1)
 
@@ -13,15 +14,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def tiny_shapes(tmp_path_factory):
     """A 64x64 synthetic data set: 16 train and 4 val images."""
-    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
-    from edgedet.data.yamlio import write_yaml
-
-    out = tmp_path_factory.mktemp("rcnn64")
-    cfg = SynthConfig(imgsz=64, min_size=10, max_things=4)
-    write_split(out, "train", 16, 0, cfg)
-    write_split(out, "val", 4, 0, cfg)
-    write_yaml(out / "dataset.yaml", synth_dataset_yaml(out, cfg, 0))
-    return out
+    return write_tiny_shapes(tmp_path_factory.mktemp("rcnn64"), 64, train=16, val=4)
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +45,13 @@ def test_resume_continues_a_two_stage_run(trained_rcnn, capsys):
     lines = [json.loads(line) for line in (trained_rcnn / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["epoch"] == 3
     assert "resuming from epoch 2" in capsys.readouterr().err
+
+
+def test_shipped_rcnn_is_a_name_wherever_shipped_is():
+    from edgedet.models import SHIPPED_CHECKPOINTS
+    from edgedet.models.loading import load_for_export, resolve_checkpoint
+
+    assert resolve_checkpoint("shipped:rcnn") == SHIPPED_CHECKPOINTS["shipped:rcnn"]
+    model, spec = load_for_export("shipped:rcnn")
+    assert spec.layout == "rcnn" and type(model).__name__ == "FasterRCNN" and spec.input_size_hw == (320, 320)
+    assert spec.second_stage["post_nms_top_k"] == 100

@@ -14,6 +14,7 @@ from edgedet.loss import Targets
 from edgedet.models.family import model_spec
 from edgedet.models.ssd import SSD_STRIDES, SSDConfig, build_ssd, default_box_sizes, split_candidates
 from edgedet.ssd_loss import SSDLoss, hard_negatives, match_default_boxes
+from tests.conftest import write_tiny_shapes
 
 torch.set_num_threads(1)
 NAMES = ["circle", "square", "triangle", "star", "hexagon"]
@@ -109,15 +110,7 @@ def test_an_image_without_objects_still_trains_its_background():
 @pytest.fixture(scope="module")
 def tiny_ssd_data(tmp_path_factory):
     """A 64x64 synthetic data set: 24 train and 4 val images."""
-    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
-    from edgedet.data.yamlio import write_yaml
-
-    out = tmp_path_factory.mktemp("ssd64")
-    cfg = SynthConfig(imgsz=64, min_size=10, max_things=4)
-    write_split(out, "train", 24, 0, cfg)
-    write_split(out, "val", 4, 0, cfg)
-    write_yaml(out / "dataset.yaml", synth_dataset_yaml(out, cfg, 0))
-    return out
+    return write_tiny_shapes(tmp_path_factory.mktemp("ssd64"), 64, train=24, val=4)
 
 
 @pytest.fixture(scope="module")
@@ -206,14 +199,8 @@ def test_ssd_input_must_be_a_multiple_of_64(capsys, tmp_path):
 
 def test_fine_tuning_an_ssd_reinitialises_only_its_class_convolutions(trained_ssd, tiny_ssd_data, tmp_path, capsys):
     """--weights on an SSD checkpoint with other classes: the conf convolutions start afresh, the rest is loaded."""
-    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
-    from edgedet.data.yamlio import write_yaml
-
-    variant = tmp_path / "variant"
-    cfg = SynthConfig(imgsz=64, min_size=10, max_things=3, things=("triangle", "star"))
-    write_split(variant, "train", 8, 1, cfg)
-    write_split(variant, "val", 2, 1, cfg)
-    write_yaml(variant / "dataset.yaml", synth_dataset_yaml(variant, cfg, 1))
+    variant = write_tiny_shapes(tmp_path / "variant", 64, train=8, val=2, max_things=3, seed=1,
+                                things=("triangle", "star"))
     code = cli_main(["train", "--data", str(variant), "--weights", str(trained_ssd / "best.pt"), "--imgsz", "64",
                      "--epochs", "1", "--batch", "4", "--max-steps", "1", "--workers", "0", "--threads", "1",
                      "--freeze", "backbone", "--out", str(tmp_path / "tuned")])
@@ -225,3 +212,19 @@ def test_fine_tuning_an_ssd_reinitialises_only_its_class_convolutions(trained_ss
     assert tuned["model"]["conf_heads.0.weight"].shape[0] == 4 * 3
     key = "backbone.stem.0.weight"
     assert torch.equal(tuned["model"][key], source["model"][key])  # frozen and loaded
+
+
+def test_shipped_ssd_is_a_name_wherever_shipped_is(tiny_ssd_data, tmp_path, capsys):
+    from edgedet.models import SHIPPED_CHECKPOINTS
+    from edgedet.models.loading import load_for_export, resolve_checkpoint
+
+    assert resolve_checkpoint("shipped:ssd") == SHIPPED_CHECKPOINTS["shipped:ssd"]
+    model, spec = load_for_export("shipped:ssd")
+    assert spec.layout == "ssd" and type(model).__name__ == "SSD" and spec.input_size_hw == (320, 320)
+    report = tmp_path / "eval.json"
+    assert cli_main(["eval", "--model", "shipped:ssd", "--data", str(tiny_ssd_data), "--limit", "2",
+                     "--json", str(report)]) == 0
+    assert "bbox" in json.loads(report.read_text())
+    assert cli_main(["export", "shipped:nope", "--format", "onnx", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown shipped model 'shipped:nope'" in err and "Traceback" not in err

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from edgedet.cli import main as cli_main
+from tests.conftest import write_tiny_shapes
 
 torch.set_num_threads(1)
 
@@ -14,15 +15,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def tiny_shapes(tmp_path_factory):
     """A 64x64 synthetic data set: 24 train and 4 val images."""
-    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
-    from edgedet.data.yamlio import write_yaml
-
-    out = tmp_path_factory.mktemp("shapes64")
-    cfg = SynthConfig(imgsz=64, min_size=10, max_things=4)
-    write_split(out, "train", 24, 0, cfg)
-    write_split(out, "val", 4, 0, cfg)
-    write_yaml(out / "dataset.yaml", synth_dataset_yaml(out, cfg, 0))
-    return out
+    return write_tiny_shapes(tmp_path_factory.mktemp("shapes64"), 64, train=24, val=4)
 
 
 def test_a_few_steps_lower_the_loss(tiny_shapes):

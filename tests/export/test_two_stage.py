@@ -1,6 +1,6 @@
-"""The two-stage model (issue 16) on the device: its stage 1 plus heads file per format and precision, decoded by
-the NumPy second stage (proposals, RoI Align, heads, per-class decode, box masks) to the PyTorch model's
-detections, through `edgedet export`, `run`, `eval` and `bench`; a missing heads file is named."""
+"""The two-stage model (issue 16) on the device: one artifact per format and precision carrying its stage 1 and its
+per-region heads, decoded by the NumPy second stage (proposals, RoI Align, heads, per-class decode, box masks) to
+the PyTorch model's detections, through `edgedet export`, `run`, `eval` and `bench`; missing heads are named."""
 import json
 import shutil
 
@@ -11,8 +11,10 @@ import torch
 
 from edgedet.cli import main as cli_main
 from edgedet.device import Detector
-from edgedet.device.two_stage import heads_path
+from edgedet.device.backends import load_backend
+from edgedet.device.two_stage import HEADS_KEY
 from edgedet.export.agreement import best_same_class_iou
+from tests.conftest import write_tiny_shapes
 
 torch.set_num_threads(1)
 FORMATS = {"onnx": "rcnn.onnx", "onnx-int8": "rcnn-int8.onnx", "tflite": "rcnn.tflite",
@@ -22,25 +24,19 @@ FORMATS = {"onnx": "rcnn.onnx", "onnx-int8": "rcnn-int8.onnx", "tflite": "rcnn.t
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """A 128x128 synthetic data set: 16 train and 4 val images."""
-    from edgedet.data.synth import SynthConfig, synth_dataset_yaml, write_split
-    from edgedet.data.yamlio import write_yaml
-
-    out = tmp_path_factory.mktemp("rcnn128")
-    cfg = SynthConfig(imgsz=128, min_size=12, max_things=4)
-    write_split(out, "train", 16, 0, cfg)
-    write_split(out, "val", 4, 0, cfg)
-    write_yaml(out / "dataset.yaml", synth_dataset_yaml(out, cfg, 0))
-    return out
+    return write_tiny_shapes(tmp_path_factory.mktemp("rcnn128"), 128, train=16, val=4, min_size=12)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A seeded, untrained two-stage checkpoint at 128x128 (its detections are many and low-scoring)."""
+    """A seeded, untrained two-stage checkpoint at 128x128 (its detections are many and low-scoring); its box
+    head moves the boxes well off their proposals, so that masks (which cover the proposals) are placed right."""
     from edgedet.models.checkpoint import checkpoint_dict, save_checkpoint
     from edgedet.models.rcnn import RCNNConfig, build_rcnn
 
     torch.manual_seed(0)
     model = build_rcnn(RCNNConfig(num_classes=5, input_size_hw=(128, 128))).eval()
+    torch.nn.init.normal_(model.heads.box_head.box.weight, std=0.05)
     path = tmp_path_factory.mktemp("rcnn-ckpt") / "rcnn.pt"
     save_checkpoint(checkpoint_dict(model, ["circle", "square", "triangle", "star", "hexagon"], []), path)
     return path
@@ -55,10 +51,14 @@ def exported(checkpoint, data, tmp_path_factory):
     return {fmt: out / name for fmt, name in FORMATS.items()}
 
 
-def test_every_artifact_has_its_heads_file_beside_it(exported):
-    for path in exported.values():
-        assert path.is_file() and heads_path(path).is_file()
-    assert heads_path(exported["onnx"]).name == "rcnn.heads.onnx"
+def test_every_artifact_carries_its_heads_in_its_own_precision(exported):
+    assert sorted(p.name for p in exported["onnx"].parent.iterdir()) == sorted(
+        [*FORMATS.values(), "rcnn.tflite.json", "rcnn-int8.tflite.json"])  # nothing else to copy
+    for fmt, path in exported.items():
+        heads = load_backend(path, threads=1).heads
+        out = heads(np.zeros((3, 64, 14, 14), np.float32))
+        assert out["cls"].shape == (3, 6) and out["box"].shape == (3, 20) and out["mask"].shape == (3, 1, 28, 28)
+    assert exported["onnx-int8"].stat().st_size < 0.4 * exported["onnx"].stat().st_size
 
 
 def _images(data):
@@ -122,9 +122,22 @@ def test_int8_artifacts_run_eval_and_bench(exported, data, tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_a_missing_heads_file_is_named(exported, tmp_path, capsys):
+def test_a_stage_one_file_without_its_heads_names_what_is_missing(exported, tmp_path, capsys):
+    import onnx
+
+    model = onnx.load(str(exported["onnx"]))
+    kept = [p for p in model.metadata_props if p.key != HEADS_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
     lonely = tmp_path / "rcnn.onnx"
-    shutil.copy(exported["onnx"], lonely)
+    onnx.save_model(model, str(lonely))
     code = cli_main(["run", "--model", str(lonely), "--source", "synthetic", "--max-frames", "1"])
     err = capsys.readouterr().err
-    assert code != 0 and "rcnn.heads.onnx" in err and "Traceback" not in err
+    assert code != 0 and "lacks its second stage, the per-region heads (metadata edgedet_heads)" in err
+    assert "Traceback" not in err
+    flatbuffer_only = tmp_path / "rcnn.tflite"
+    data = exported["tflite"].read_bytes()
+    flatbuffer_only.write_bytes(data[:data.rfind(b"PK\x03\x04")])  # the zip appended to the .tflite cut off
+    shutil.copy(str(exported["tflite"]) + ".json", str(flatbuffer_only) + ".json")
+    assert cli_main(["run", "--model", str(flatbuffer_only), "--source", "synthetic", "--max-frames", "1"]) != 0
+    assert "zip member edgedet_heads.tflite" in capsys.readouterr().err
