@@ -39,8 +39,10 @@ from .provenance import machine_key
 RESULTS_NAME = "results.jsonl"
 MARKER_OF_FORMAT = {"onnx": "o", "tflite": "s", "pytorch": "^"}  # any other format gets "D"
 COLOR_OF_PRECISION = {"fp32": "tab:blue", "fp16": "tab:green", "int8": "tab:orange"}  # others "tab:gray"
-STAGE_COLORS = {"preprocess": "#4e79a7", "inference": "#f28e2b", "decode": "#59a14f", "nms": "#e15759",
-                "masks": "#b07aa1", "track": "#ff9da7", "zones": "#d37295", "semantic": "#76b7b2", "draw": "#edc948", "other": "#bab0ac", "output": "#9c755f"}
+# one colour per stage of IN_FRAME_STAGES plus "other" and "output" (a test holds that every stage has one)
+STAGE_COLORS = {"preprocess": "#4e79a7", "inference": "#f28e2b", "decode": "#59a14f", "roi_align": "#8cd17d",
+                "stage2": "#f1ce63", "nms": "#e15759", "masks": "#b07aa1", "track": "#ff9da7", "zones": "#d37295",
+                "semantic": "#76b7b2", "draw": "#edc948", "other": "#bab0ac", "output": "#9c755f"}
 DEFAULT_BUDGET = 1.0  # accuracy points the recommended variant may lose against the best one
 MIN_ACCURACY_SPAN = 10.0  # points: the accuracy axis spans at least this, so a 0.7-point gap does not look like a cliff
 

@@ -305,3 +305,10 @@ def test_bad_budget_is_a_one_line_error(tmp_path, capsys):
     results = write_results(tmp_path / "pi", PI_RECORDS)
     assert cli_main(["report", str(results), "--budget", "-1", "--out", str(tmp_path / "rep")]) == 2
     assert capsys.readouterr().err.strip() == "edgedet report: error: --budget must be >= 0 points, got -1.0"
+
+
+def test_every_stage_the_stage_bars_draw_has_a_colour():
+    from edgedet.bench_record import IN_FRAME_STAGES
+    from edgedet.report import STAGE_COLORS
+
+    assert set(IN_FRAME_STAGES) | {"other", "output"} <= set(STAGE_COLORS)
