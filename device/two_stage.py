@@ -1,5 +1,5 @@
 """The second stage of a two-stage model on the device: region proposals from the RPN outputs, and the per-region
-heads file that runs on their RoI-aligned features (device/layouts/rcnn.py decodes with both).
+heads that run on their RoI-aligned features (device/layouts/rcnn.py decodes with both).
 
 A two-stage artifact is copied like any other (`model.onnx`, or `model.tflite` and its sidecar JSON): the graph
 that runs on the image is the file's own (image -> FPN features and raw RPN outputs), and the per-region heads

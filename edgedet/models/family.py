@@ -4,10 +4,10 @@ checkpoints, export, the device runtime) is shared.
     family  presets       model (config)                 loss                      device layout
     yolo    n, s          model.EdgeDet (ModelConfig)    loss.EdgeDetLoss          "edgedet"
     ssd     ssd-n         ssd.SSD (SSDConfig)            ssd_loss.SSDLoss          "ssd"
-    rcnn    rcnn-n        rcnn.FasterRCNN (RCNNConfig)   inside its forward        "rcnn" (+ its heads file)
+    rcnn    rcnn-n        rcnn.FasterRCNN (RCNNConfig)   inside its forward        "rcnn" (+ its heads)
                                                          (rcnn_loss)
 The two-stage model computes its own losses (proposal sampling sits between its stages) and is validated by its
-PyTorch `predict`; it exports as its stage 1 (`stage1`) plus a heads file (`heads`, export/two_stage.py).
+PyTorch `predict`; it exports as its stage 1 (`stage1`) carrying its per-region `heads` (export/two_stage.py).
 """
 from __future__ import annotations
 
