@@ -17,8 +17,9 @@ from typing import List, Optional, Sequence
 
 from edgedet.calibration.calibset import CalibrationSet, stack_arrays
 from edgedet.calibration.sensitivity import format_table, layer_sensitivity, write_report
+from edgedet.device.errors import EdgedetError
 from .accuracy import Evaluate
-from .checkpoint import output_roles
+from .checkpoint import image_graph, output_roles
 from .exporter import choose_int8_scheme
 from .onnx_export import export_onnx
 
@@ -46,11 +47,14 @@ class CalibrateConfig:
 def calibrate_model(model, spec, calib: CalibrationSet, description: str, config: CalibrateConfig,
                     evaluate: Optional[Evaluate] = None) -> int:
     """`calibrate_onnx_model` for `model` (torch.nn.Module, eval mode; `spec` its device.ModelSpec), exported to
-    fp32 ONNX first. Returns the exit code."""
+    fp32 ONNX first (a two-stage model: its stage 1). Returns the exit code."""
     _check_budget_request(config, evaluate)
+    if spec.second_stage and (config.auto_keep_float is not None or config.map_budget is not None):
+        raise EdgedetError("a two-stage model's layers are ranked here (its stage 1, on the SQNR of its outputs), but "
+                           "its keep-float int8 file needs its heads: pass the names to `edgedet export --keep-float`")
     with tempfile.TemporaryDirectory(prefix="edgedet-calibrate-") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        export_onnx(model, spec, fp32, output_roles(model, spec))
+        export_onnx(image_graph(model), spec, fp32, output_roles(model, spec))
         return calibrate_onnx_model(fp32, spec, calib, description, config, evaluate)
 
 

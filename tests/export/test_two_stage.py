@@ -141,3 +141,15 @@ def test_a_stage_one_file_without_its_heads_names_what_is_missing(exported, tmp_
     shutil.copy(str(exported["tflite"]) + ".json", str(flatbuffer_only) + ".json")
     assert cli_main(["run", "--model", str(flatbuffer_only), "--source", "synthetic", "--max-frames", "1"]) != 0
     assert "zip member edgedet_heads.tflite" in capsys.readouterr().err
+
+
+def test_calibrate_ranks_the_stage_one_layers_and_leaves_keep_float_to_export(checkpoint, data, tmp_path, capsys):
+    out = tmp_path / "calibration"
+    assert cli_main(["calibrate", str(checkpoint), "--calib", str(data), "--sensitivity", "--calib-size", "4",
+                     "--sensitivity-images", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "sensitivity.json").read_text())
+    assert len(report["layers"]) > 10
+    assert cli_main(["calibrate", str(checkpoint), "--calib", str(data), "--auto-keep-float", "2",
+                     "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "pass the names to `edgedet export --keep-float`" in err and "Traceback" not in err
