@@ -1,6 +1,8 @@
-"""`edgedet train`: train an edgedet model (detection + instance masks + semantic segmentation) on CPU or CUDA.
+"""`edgedet train`: train an edgedet model on CPU or CUDA: the YOLO family (detection + instance masks + semantic
+segmentation), SSD, or the two-stage Faster/Mask R-CNN (`--model`, edgedet.models.family).
 
     edgedet train --data shapes --model n --imgsz 320 --epochs 30 --out runs/n320
+    edgedet train --data shapes --model ssd-n --out runs/ssd          (or --model rcnn-n: two-stage)
     edgedet train --data DIR --weights shipped --freeze backbone       (fine-tune the shipped model)
     torchrun --nproc_per_node 2 -m edgedet train --data DIR ...      (DistributedDataParallel: gloo, NCCL on GPUs)
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 -m edgedet train ...
@@ -49,7 +51,7 @@ class TrainConfig:
     """Everything a training run depends on; saved into every checkpoint."""
 
     data: str = SHAPES  # "shapes", a data set folder, a dataset.yaml or a COCO JSON (edgedet.data.load_dataset)
-    model: str = "n"  # model preset: n or s (YOLO family), ssd-n (SSD); see edgedet.models.family
+    model: str = "n"  # model preset: n or s (YOLO family), ssd-n (SSD), rcnn-n (Faster/Mask R-CNN); edgedet.models.family
     imgsz: int = 320  # square training/validation input size, divisible by 32
     epochs: int = 30  # passes over the training split
     batch: int = 16  # total batch size (split over DDP processes)
@@ -84,8 +86,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = __doc__.split("\n\n", 1)[1]
     parser.add_argument("--data", default=defaults.data, help="'shapes' (synthetic, generated once), a data set folder, dataset.yaml or COCO JSON")
     parser.add_argument("--model", default=None, help=f"model preset: n or s (YOLO with FPN and mask/semantic "
-                        f"heads), ssd-n (SSD) (default {defaults.model}; with --weights, the checkpoint's)")
-    parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="input size, a multiple of 32 (default 320)")
+                        f"heads), ssd-n (SSD), rcnn-n (Faster R-CNN with a Mask R-CNN head) (default "
+                        f"{defaults.model}; with --weights, the checkpoint's)")
+    parser.add_argument("--imgsz", type=int, default=defaults.imgsz, help="input size, a multiple of 32 (of 64 for ssd-n; "
+                        "default 320)")
     parser.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {defaults.epochs})")
     parser.add_argument("--batch", type=int, default=defaults.batch, help="total batch size (default 16)")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (default 2e-3)")
