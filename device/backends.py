@@ -15,7 +15,6 @@ A backend has
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -25,10 +24,10 @@ from .errors import EdgedetError, first_line
 from .imgsz import parse_imgsz
 from .library_logs import quiet_native_info
 from .ort_session import import_onnxruntime, open_ort_session
-from .preprocessing import quantize
-from .spec import QuantParams, TensorDetails
+from .preprocessing import as_input
+from .spec import TensorDetails
 from .spec_sources import SpecOverrides, model_spec, tflite_metadata
-from .tflite_interpreter import import_tflite
+from .tflite_interpreter import import_tflite, tflite_details
 from .two_stage import open_region_heads
 
 BACKENDS = ("onnxruntime", "tflite")
@@ -109,7 +108,7 @@ class OnnxBackend:
 
     def run(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         """x: the preprocessed input (1, 3, H, W) or (1, H, W, 3) -> {role name: raw output array}."""
-        x = _as_input(x, self.input_details[0])
+        x = as_input(x, self.input_details[0])
         values = self.session.run([file for _, file in self._roles], {self._input_name: x})
         return {role: value for (role, _), value in zip(self._roles, values)}
 
@@ -136,8 +135,8 @@ class TFLiteBackend:
         raw_outputs = self.interpreter.get_output_details()
         if len(raw_inputs) != 1:
             raise EdgedetError(f"{path} has {len(raw_inputs)} inputs; edgedet runs single-input models")
-        inputs = [_tflite_details(d) for d in raw_inputs]
-        outputs = [_tflite_details(d) for d in raw_outputs]
+        inputs = [tflite_details(d) for d in raw_inputs]
+        outputs = [tflite_details(d) for d in raw_outputs]
         self.spec, self.input_details, self.output_details = model_spec(tflite_metadata(path), path, inputs, outputs,
                                                                         overrides, boxes_normalized=True)
         self._input_index = raw_inputs[0]["index"]
@@ -146,7 +145,7 @@ class TFLiteBackend:
 
     def run(self, x: np.ndarray) -> Dict[str, np.ndarray]:
         """x: the preprocessed input -> {role name: raw output array} (copies, safe to keep)."""
-        x = _as_input(x, self.input_details[0])
+        x = as_input(x, self.input_details[0])
         self.interpreter.set_tensor(self._input_index, x)
         self.interpreter.invoke()
         return {role: self.interpreter.get_tensor(index) for role, index in self._roles}
@@ -167,25 +166,3 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor
 def _ort_details(node) -> TensorDetails:
     shape = tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape)
     return TensorDetails(node.name, shape, _ORT_DTYPES.get(node.type, node.type), None, node.name)
-
-
-def _tflite_details(raw: dict) -> TensorDetails:
-    shape = tuple(int(d) if d > 0 else None for d in raw.get("shape_signature", raw["shape"]))
-    dtype = np.dtype(raw["dtype"]).name
-    scale, zero_point = raw.get("quantization", (0.0, 0))
-    quant = None
-    if dtype in ("int8", "uint8", "int16") and scale:
-        quant = QuantParams(float(scale), int(zero_point), dtype)
-    return TensorDetails(raw["name"], shape, dtype, quant, raw["name"])
-
-
-def _as_input(x: np.ndarray, details: TensorDetails) -> np.ndarray:
-    """Cast to the input dtype; a float array fed to an integer input is quantized with its parameters."""
-    want = np.dtype(details.dtype)
-    if x.dtype == want:
-        return np.ascontiguousarray(x)
-    if np.issubdtype(want, np.integer) and np.issubdtype(x.dtype, np.floating):
-        if details.quant is None:
-            raise EdgedetError(f"model input {details.file_name} is {want} without quantization parameters")
-        return quantize(x, replace(details.quant, dtype=want.name))
-    return np.ascontiguousarray(x.astype(want))

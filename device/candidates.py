@@ -60,6 +60,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
         return np.float32(1.0) / (np.float32(1.0) + np.exp(-x))
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """float32 (N, K) logits -> (N, K) probabilities along the last axis (shifted by the row maximum: no overflow)."""
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32, copy=False)
+
+
 def best_class(class_scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(N, C) scores -> (best score float32 (N,), class id int32 (N,)); C = 0 gives a single class 0."""
     if class_scores.shape[1] == 0:

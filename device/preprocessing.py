@@ -1,6 +1,7 @@
 """Preprocess: BGR frame -> the network's input tensor (letterbox, channel order, layout, dtype, quantization)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from typing import Optional, Tuple
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from .errors import EdgedetError
 from .letterbox import Letterbox
-from .spec import ModelSpec, QuantParams
+from .spec import ModelSpec, QuantParams, TensorDetails
 
 _INT_RANGES = {"uint8": (0, 255), "int8": (-128, 127)}
 
@@ -91,3 +92,15 @@ def quantize(real: np.ndarray, quant: QuantParams) -> np.ndarray:
 def dequantize(q: np.ndarray, quant: QuantParams) -> np.ndarray:
     """integer array -> float32: scale * (q - zero_point)."""
     return (q.astype(np.float32) - np.float32(quant.zero_point)) * np.float32(quant.scale)
+
+
+def as_input(x: np.ndarray, details: TensorDetails) -> np.ndarray:
+    """Cast to a model input's dtype; a float array fed to an integer input is quantized with its parameters."""
+    want = np.dtype(details.dtype)
+    if x.dtype == want:
+        return np.ascontiguousarray(x)
+    if np.issubdtype(want, np.integer) and np.issubdtype(x.dtype, np.floating):
+        if details.quant is None:
+            raise EdgedetError(f"model input {details.file_name} is {want} without quantization parameters")
+        return quantize(x, replace(details.quant, dtype=want.name))
+    return np.ascontiguousarray(x.astype(want))

@@ -80,7 +80,7 @@ class ModelSpec:
     input_quant: Optional[QuantParams] = None  # quantization of an integer input tensor
     output_quant: Dict[str, QuantParams] = field(default_factory=dict)  # output name -> quantization of integer outputs
     boxes_normalized: bool = False  # third-party TFLite: boxes in 0..1 of the input size instead of pixels
-    second_stage: Dict[str, object] = field(default_factory=dict)  # two-stage layouts: the settings of the proposals and the per-region heads file (device/layouts/rcnn.py); {} for one-stage models
+    second_stage: Dict[str, object] = field(default_factory=dict)  # two-stage layouts: the settings of the proposals and the per-region heads (device/layouts/rcnn.py); {} for one-stage models
     precision: str = "fp32"  # "fp32", "fp16" or "int8": for reports
     quantization: str = ""  # int8 exports: how (runtime scheme, e.g. "onnxruntime QDQ S8S8 per-channel", and calibration); "" if float
     source: str = ""  # provenance: checkpoint or exporter this file came from

@@ -20,15 +20,15 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .box_coder import decode_deltas
-from .candidates import sigmoid
+from .candidates import dequantize_array, sigmoid
 from .errors import EdgedetError, first_line
 from .library_logs import quiet_native_info
 from .ort_session import open_ort_session
-from .preprocessing import dequantize, quantize
+from .preprocessing import as_input
 from .rcnn_anchors import anchors_per_level, flatten_rpn_level
-from .spec import ModelSpec, QuantParams
+from .spec import ModelSpec, level_part_name
 from .suppression import nms
-from .tflite_interpreter import import_tflite
+from .tflite_interpreter import import_tflite, tflite_details
 
 HEAD_OUTPUTS = ("cls", "box", "mask")  # the heads graph's outputs, in order
 HEADS_INPUT = "roi_features"  # the heads graph's input name (ONNX)
@@ -108,9 +108,10 @@ class RegionHeads:
         roles = _tflite_roles(outputs, self.path)
 
         def run(x: np.ndarray) -> Dict[str, np.ndarray]:
-            interpreter.set_tensor(given["index"], _to_tflite_input(x.transpose(0, 2, 3, 1), given))
+            interpreter.set_tensor(given["index"], as_input(x.transpose(0, 2, 3, 1), tflite_details(given)))
             interpreter.invoke()
-            values = {role: _from_tflite_output(interpreter.get_tensor(d["index"]), d) for role, d in roles.items()}
+            values = {role: dequantize_array(interpreter.get_tensor(d["index"]), tflite_details(d).quant, role)
+                      for role, d in roles.items()}
             values["mask"] = values["mask"].transpose(0, 3, 1, 2)
             return values
         return run
@@ -126,22 +127,6 @@ def _tflite_roles(outputs: Sequence[dict], path: Path) -> Dict[str, dict]:
     a, b = flat
     cls, box = (a, b) if (a["shape"][1] - 1) * 4 == b["shape"][1] else (b, a)
     return {"cls": cls, "box": box, "mask": masks[0]}
-
-
-def _quant(details: dict) -> Optional[QuantParams]:
-    scale, zero_point = details.get("quantization", (0.0, 0))
-    dtype = np.dtype(details["dtype"]).name
-    return QuantParams(float(scale), int(zero_point), dtype) if dtype in ("int8", "uint8") and scale else None
-
-
-def _to_tflite_input(x: np.ndarray, details: dict) -> np.ndarray:
-    quant = _quant(details)
-    return np.ascontiguousarray(quantize(x, quant) if quant else x.astype(np.float32))
-
-
-def _from_tflite_output(value: np.ndarray, details: dict) -> np.ndarray:
-    quant = _quant(details)
-    return dequantize(value, quant) if quant else value.astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------- proposals
@@ -179,7 +164,8 @@ def rpn_levels(outputs: Mapping[str, np.ndarray], spec: ModelSpec, levels: Seque
     """Per level the flattened (logits (N_l,), deltas (N_l, 4)) of one image, in the anchor order."""
     flat = []
     for level in levels:
-        logits, deltas = flatten_rpn_level(outputs[f"{level}_rpn_obj"], outputs[f"{level}_rpn_box"])
+        logits, deltas = flatten_rpn_level(outputs[level_part_name(level, "rpn_obj")],
+                                           outputs[level_part_name(level, "rpn_box")])
         flat.append((logits[0], deltas[0]))
     return flat
 

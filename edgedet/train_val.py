@@ -27,12 +27,19 @@ VAL_MAX_DET = 100  # detections kept per image during validation
 @torch.no_grad()
 def predict_outputs(model: torch.nn.Module, images_bgr: Sequence[np.ndarray], spec: ModelSpec):
     """Run `model` on a batch of BGR frames -> (per-image dict name -> (1, ...) float32 arrays, letterboxes)."""
+    images, letterboxes = batch_inputs(model, images_bgr, spec)
+    outputs = [out.float().cpu() for out in model(images)]
+    names = model.output_names
+    per_image = [{name: out[i:i + 1].numpy() for name, out in zip(names, outputs)} for i in range(len(images))]
+    return per_image, letterboxes
+
+
+def batch_inputs(model: torch.nn.Module, images_bgr: Sequence[np.ndarray], spec: ModelSpec):
+    """BGR frames -> (the batch (B, 3, H, W) on the model's device, one letterbox per frame), by the runtime's own
+    preprocessing."""
     inputs, boxes = zip(*(preprocess(image, spec) for image in images_bgr))
     device = next(model.parameters()).device
-    outputs = [out.float().cpu() for out in model(torch.from_numpy(np.concatenate(inputs)).to(device))]
-    names = model.output_names
-    per_image = [{name: out[i:i + 1].numpy() for name, out in zip(names, outputs)} for i in range(len(inputs))]
-    return per_image, list(boxes)
+    return torch.from_numpy(np.concatenate(inputs)).to(device), list(boxes)
 
 
 def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int = 16) -> Dict[str, float]:
@@ -71,10 +78,8 @@ def validate(model: torch.nn.Module, dataset, spec: ModelSpec, batch_size: int =
 def two_stage_detections(model: torch.nn.Module, images_bgr: Sequence[np.ndarray], spec: ModelSpec) -> List[Detections]:
     """The two-stage model's `predict` on a batch of BGR frames -> per frame `Detections` in frame pixels with
     masks at frame size (validation thresholds)."""
-    inputs, boxes = zip(*(preprocess(image, spec) for image in images_bgr))
-    device = next(model.parameters()).device
-    predictions = model.predict(torch.from_numpy(np.concatenate(inputs)).to(device), score_threshold=VAL_CONF,
-                                iou=VAL_IOU, max_det=VAL_MAX_DET)
+    images, boxes = batch_inputs(model, images_bgr, spec)
+    predictions = model.predict(images, score_threshold=VAL_CONF, iou=VAL_IOU, max_det=VAL_MAX_DET)
     results = []
     for prediction, letterbox in zip(predictions, boxes):
         xyxy = letterbox.boxes_to_original(prediction["xyxy"].cpu().numpy())

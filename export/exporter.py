@@ -40,7 +40,8 @@ FORMATS = {
     "tflite-int8": "-int8.tflite",
 }
 INT8_FORMATS = ("onnx-int8", "tflite-int8")
-TFLITE_FORMATS = ("tflite", "tflite-fp16", "tflite-int8")
+TFLITE_PRECISIONS = {"tflite": "fp32", "tflite-fp16": "fp16", "tflite-int8": "int8"}  # TFLite format -> precision
+TFLITE_FORMATS = tuple(TFLITE_PRECISIONS)
 
 
 @dataclass
@@ -169,7 +170,7 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
 
         export_onnx_int8(fp32_onnx, paths["onnx-int8"], calib, config.calib_method, scheme, config.keep_float)
         written["onnx-int8"] = paths["onnx-int8"]
-    for name, precision in (("tflite", "fp32"), ("tflite-fp16", "fp16"), ("tflite-int8", "int8")):
+    for name, precision in TFLITE_PRECISIONS.items():
         if name in paths:
             export_tflite(model, spec, paths[name], roles, precision, calib if precision == "int8" else None,
                           config.calib_method)
@@ -181,7 +182,6 @@ def _export_heads(model, spec, written: Dict[str, Path], calib, config: ExportCo
     """A two-stage model's per-region heads put into every stage-1 artifact, in the artifact's format and precision
     (device/two_stage.py: how they travel)."""
     batches = two_stage.calibration_features(model, spec, calib.arrays()) if calib is not None else []
-    precisions = {"tflite": "fp32", "tflite-fp16": "fp16", "tflite-int8": "int8"}
     with tempfile.TemporaryDirectory(prefix="edgedet-heads-") as tmp:
         fp32_onnx = Path(tmp) / "heads.onnx"
         if "onnx" in written or "onnx-int8" in written:
@@ -194,7 +194,7 @@ def _export_heads(model, spec, written: Dict[str, Path], calib, config: ExportCo
                 scheme, _ = choose_int8_scheme(config.int8_scheme)
                 two_stage.export_heads_onnx_int8(fp32_onnx, heads, batches, config.calib_method, scheme)
             else:
-                two_stage.export_heads_tflite(model, spec, heads, precisions[fmt], batches, config.calib_method)
+                two_stage.export_heads_tflite(model, spec, heads, TFLITE_PRECISIONS[fmt], batches, config.calib_method)
             two_stage.embed_heads(path, heads)
             print(f"{fmt}: the second stage (per-region heads, {heads.stat().st_size / 1e6:.2f} MB) is inside "
                   f"{path.name}")

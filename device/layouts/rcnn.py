@@ -19,20 +19,19 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from ..box_coder import decode_deltas
-from ..candidates import Candidates, dequantize_array
+from ..candidates import Candidates, dequantize_array, softmax
 from ..errors import EdgedetError
 from ..latency import timed
 from ..roi_align import roi_align_levels
 from ..spec import ModelSpec, level_part_name
 from ..two_stage import clip_boxes, rpn_levels, select_proposals, spec_anchors
-from .shapes import Shape, names_levels, without_prototypes
+from .shapes import Shape, level_output_shapes, names_levels, without_prototypes
 
 NAME = "rcnn"
 MIN_SPEC_VERSION = 2
 FROM_SHAPES = False  # anchors and the second stage's settings are in the edgedet metadata only
 RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # RPN deltas against anchors (Faster R-CNN)
 ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # box-head deltas against proposals (Fast R-CNN)
-LEVEL_PARTS = ("rpn_obj", "rpn_box")  # the RPN outputs of a level, "<level>_<part>", after its "<level>_feat"
 
 prototypes = without_prototypes
 
@@ -53,19 +52,10 @@ def spec_fields(shapes: Mapping[str, Shape], num_classes: int) -> dict:
 
 def output_shapes(spec: ModelSpec, tensor_layout: str) -> Optional[Dict[str, Shape]]:
     """Role name -> shape of every stage-1 output, in forward order."""
-    h, w = spec.input_size_hw
     anchors = len(spec.anchors[0]) if spec.anchors else 0
-    channels = {"feat": int(spec.second_stage.get("feature_channels", 0)), "rpn_obj": anchors,
-                "rpn_box": 4 * anchors}
-
-    def shape(part: str, stride: int) -> Shape:
-        grid = (h // stride, w // stride)
-        return (1, channels[part], *grid) if tensor_layout == "NCHW" else (1, *grid, channels[part])
-
-    shapes = {level_part_name(level, "feat"): shape("feat", s) for level, s in zip(spec.level_outputs, spec.strides)}
-    for level, stride in zip(spec.level_outputs, spec.strides):
-        shapes.update({level_part_name(level, part): shape(part, stride) for part in LEVEL_PARTS})
-    return shapes
+    features = {"feat": int(spec.second_stage.get("feature_channels", 0))}
+    return {**level_output_shapes(spec, features, tensor_layout),
+            **level_output_shapes(spec, {"rpn_obj": anchors, "rpn_box": 4 * anchors}, tensor_layout)}
 
 
 def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Optional[float] = None,
@@ -94,9 +84,7 @@ def region_candidates(heads: Mapping[str, np.ndarray], proposals: np.ndarray, sp
                       min_score: float) -> Candidates:
     """The heads' outputs on P proposals -> the (proposal, class) pairs scoring > min_score, with their boxes and
     their proposal's mask logits, in proposal-major, class-minor order."""
-    logits = np.asarray(heads["cls"], dtype=np.float32)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = (exp[:, 1:] / exp.sum(axis=1, keepdims=True)).astype(np.float32)  # (P, C) without background
+    probs = softmax(np.asarray(heads["cls"], dtype=np.float32))[:, 1:]  # (P, C) without background
     roi, cls = np.nonzero(probs > np.float32(min_score))
     deltas = np.asarray(heads["box"], dtype=np.float32).reshape(len(probs), -1, 4)[roi, cls]
     xyxy = clip_boxes(decode_deltas(deltas, proposals[roi], ROI_BOX_WEIGHTS), spec.input_size_hw)

@@ -17,7 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..box_coder import decode_deltas
-from ..candidates import Candidates, dequantize_array
+from ..candidates import Candidates, best_class, dequantize_array, softmax
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
 from .shapes import Shape, level_output_shapes, names_levels, without_masks, without_prototypes
@@ -109,7 +109,7 @@ def _decode_level(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], s
     k = spec.num_anchors
     logits = _per_candidate(outputs[names["conf"]], k, nhwc, part_channels(spec, "conf"), names["conf"])
     logits = dequantize_array(logits, spec.output_quant.get(names["conf"]), names["conf"])  # (N, 1+C)
-    best, ids = _best_class_probability(logits)
+    best, ids = best_class(softmax(logits)[:, 1:])  # column 0 is the background
     index = np.arange(len(best)) if min_score is None else np.flatnonzero(best > np.float32(min_score))
     loc = _per_candidate(outputs[names["loc"]], k, nhwc, part_channels(spec, "loc"), names["loc"])[index]
     deltas = dequantize_array(loc, spec.output_quant.get(names["loc"]), names["loc"])
@@ -130,12 +130,3 @@ def _per_candidate(raw: np.ndarray, k: int, nhwc: bool, channels: int, name: str
     h, w = array.shape[1:]
     return array.reshape(k, channels // k, h * w).transpose(0, 2, 1).reshape(k * h * w, channels // k)
 
-
-def _best_class_probability(logits: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(N, 1+C) logits, column 0 background -> (softmax probability of the best class float32 (N,), its id int32
-    (N,) counted from 0 without the background)."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    ids = exp[:, 1:].argmax(axis=1)
-    best = np.take_along_axis(exp[:, 1:], ids[:, None], axis=1)[:, 0] / exp.sum(axis=1)
-    return best.astype(np.float32), ids.astype(np.int32)

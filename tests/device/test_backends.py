@@ -304,17 +304,18 @@ def test_tflite_int8_model_runs_and_stays_close_to_fp32(tflite_models):
 
 
 def test_integer_input_is_quantized_with_the_input_parameters(tflite_models):
-    from edgedet.device.backends import TensorDetails, _as_input
+    from edgedet.device.backends import TensorDetails
+    from edgedet.device.preprocessing import as_input
     from edgedet.device.spec import QuantParams
 
     details = TensorDetails("x", (1, 2), "int8", QuantParams(1 / 255, -128, "int8"))
-    q = _as_input(np.array([[0.0, 1.0]], np.float32), details)
+    q = as_input(np.array([[0.0, 1.0]], np.float32), details)
     assert q.dtype == np.int8 and q.tolist() == [[-128, 127]]
     from edgedet.device.preprocessing import quantize  # the one quantizer: the runtime's preprocess and the backend agree
 
     real = np.random.default_rng(0).uniform(-0.2, 1.2, size=(1, 3, 8, 8)).astype(np.float32)
     wide = TensorDetails("x", real.shape, "int8", QuantParams(1 / 255, -128, "int8"))
-    assert np.array_equal(_as_input(real, wide), quantize(real, wide.quant))
+    assert np.array_equal(as_input(real, wide), quantize(real, wide.quant))
 
 
 def test_ultralytics_style_tflite_with_zipped_metadata(tmp_path, tflite_models):
