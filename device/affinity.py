@@ -9,15 +9,24 @@ Measured with `edgedet run` on the bench video (2 cores, int8, frame rate / bare
 interleaved): TFLite 1 thread 0.85 unpinned -> 0.93 pinned; ONNX Runtime 2 threads 0.70 -> 0.75 confined
 (TFLite 2 threads 0.53 -> 0.54, within noise).
 
+Encoders that hold no GIL while they work (the --save video writer, the --stream JPEG encoder) are background
+threads (`run_in_background`): idle scheduling priority (Linux SCHED_IDLE: such a thread runs only on a core that
+would otherwise idle, and any other thread that wakes up preempts it at once) on every core, pinned or not. They
+use the time inference and the output thread leave over, on the inference cores too, without delaying either;
+their bounded queues hold the loop back only when the whole machine is busy.
+
 Linux only (sched_setaffinity on thread ids from /proc/self/task); elsewhere, or on a single core, nothing changes.
 """
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterator, Optional, Set, Tuple
 
 CoreSplit = Tuple[Set[int], Set[int]]  # (cores for inference, cores for everything else)
+_background: Set[int] = set()  # kernel ids of the background threads (`run_in_background`)
+_all_cores: Optional[Set[int]] = None  # while `inference_cores` pins threads: the cores the process had
 
 
 def native_thread_ids() -> Set[int]:
@@ -52,12 +61,36 @@ def inference_cores(threads: Optional[int], inference_tids: Set[int]) -> Iterato
     if split is None:
         yield None
         return
-    original = os.sched_getaffinity(0)
-    _pin(lambda tid: split[0] if tid in inference_tids else split[1])
+    global _all_cores
+    original = _all_cores = os.sched_getaffinity(0)
+    _pin(lambda tid: split[0] if tid in inference_tids else original if tid in _background else split[1])
     try:
         yield split
     finally:
+        _all_cores = None
         _pin(lambda tid: original)
+
+
+def run_in_background() -> None:
+    """Make the calling thread a background thread: idle scheduling priority and, while `inference_cores` pins
+    the others, every core (see the module's docstring). For threads that spend their time in GIL-free native
+    calls. Where the OS has no SCHED_IDLE (or refuses it), the thread stays as it was."""
+    tid = threading.get_native_id()
+    _background.add(tid)
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        return
+    if _all_cores is not None:
+        try:
+            os.sched_setaffinity(0, _all_cores)
+        except OSError:
+            pass
+
+
+def leave_background() -> None:
+    """The calling background thread is ending: forget its kernel id (ids are reused)."""
+    _background.discard(threading.get_native_id())
 
 
 def _pin(cores_of: Callable[[int], Set[int]]) -> None:

@@ -7,8 +7,8 @@ inference in one thread and postprocessing in another, then merge the two record
 All durations are milliseconds. The per-frame records go to disk through `device.sinks.LatencyLogSink`.
 
 The rolling line and the summary table name every stage that ran. "encode" (the --stream JPEG encode) runs in
-the stream's encoder thread, only for frames a viewer takes: it has its own count, and it is in neither a
-frame's record nor its end_to_end.
+the stream's encoder thread, only for frames a viewer takes, and "save" (the --save video encode) in the video
+writer's: each has its own count, and neither is in a frame's record or its end_to_end.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ import numpy as np
 
 # stages in the order tables print them; other names follow alphabetically
 STAGE_ORDER = ("capture", "preprocess", "inference", "decode", "roi_align", "stage2", "nms", "masks", "semantic",
-               "draw", "encode", "output", "end_to_end", "frame_age")
+               "draw", "encode", "save", "output", "end_to_end", "frame_age")
 PERCENTILES = (50, 90, 99)
 
 

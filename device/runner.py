@@ -144,7 +144,7 @@ def build_sinks(options: RunOptions, names: Sequence[str], fps: float, status: C
         if options.save and is_image_folder(options.save):
             sinks.append(ImageFolderSink(options.save))
         elif options.save:
-            sinks.append(VideoSink(options.save, fps=fps))
+            sinks.append(VideoSink(options.save, fps=fps, timer=timer))
         if options.save_txt:
             sinks.append(LabelsSink(options.save_txt))
         if options.save_crop:

@@ -29,22 +29,26 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import re
 import sys
 import tempfile
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, TextIO, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, TextIO, Tuple
 
 import cv2
 import numpy as np
 
+from .affinity import leave_background, run_in_background
 from .capture import Frame
 from .detections import Detections
 from .errors import EdgedetError
 from .image_files import IMAGE_SUFFIXES
+from .latency import StageTimer, timed
 from .letterbox import Letterbox
 from .library_logs import native_stderr_silenced
 from .polygons import mask_to_polygon
@@ -61,8 +65,8 @@ class FrameResult:
     frame: Frame  # the captured frame: uint8 BGR image (H, W, 3), index, timestamp, source
     detections: Detections  # xyxy float32 (N, 4) in frame pixels; masks bool (N, H, W) when the model has them
     latency_ms: Dict[str, float] = field(default_factory=dict)  # {stage: ms} of this frame measured so far
-    semantic: Optional[np.ndarray] = None  # uint8 (h', w') label map covering the frame at the model's input
-    # resolution (Detector.finish_semantic_at_input); built only when a canvas is drawn
+    semantic: Optional[np.ndarray] = None  # uint8 (h', w') label map covering the frame at half the model's input
+    # resolution (Detector.finish_semantic_to_draw); built only when a canvas is drawn
     fps: float = 0.0  # output frames per second over the recent window
     events: Tuple[Event, ...] = ()  # zone / line events of this frame (device.zones), with --zone / --line
     counts: Optional[dict] = None  # every zone's and line's counts after this frame; None without zones and lines
@@ -254,29 +258,88 @@ def fit_canvas(image: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
     return Letterbox.fit(image.shape[:2], (height, width), pad_value=LETTERBOX_PAD).apply(image)
 
 
+class BackgroundEncoder:
+    """`encode(item)` for every item `put` hands over, in order, in a background thread of its own
+    (device.affinity.run_in_background: idle priority, every core), so that encoding uses the CPU time the loop
+    leaves over instead of the output thread's.
+
+    The queue holds `depth` items: `put` waits while it is full, so nothing is dropped and memory stays bounded.
+    An encode that raises ends the encoding (the rest is discarded): the next `put`, or `close`, raises an
+    EdgedetError naming `what` and the error. `close` first encodes everything queued, so nothing handed over is
+    lost on Ctrl-C. With a timer, each encode is timed as stage `stage` (in this thread: its own count, in no
+    frame's record)."""
+
+    def __init__(self, encode: Callable[[object], None], what: str, name: str, depth: int = 3,
+                 timer: Optional[StageTimer] = None, stage: str = "save"):
+        self.what = what  # what is encoded, for the error message ("--save out.mp4")
+        self._encode = encode
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._timer, self._stage = timer, stage
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, item) -> None:
+        """Queue one item (waits while `depth` are queued); raises if an earlier encode failed."""
+        self._raise_error()
+        self._queue.put(item)
+
+    def close(self) -> None:
+        """Encode what is queued, end the thread; raises if an encode failed."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise_error()
+
+    def _run(self) -> None:
+        run_in_background()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if self._error is None:
+                    try:
+                        with timed(self._timer, self._stage):
+                            self._encode(item)
+                    except Exception as error:  # reported by the next put or close, in the loop's thread
+                        self._error = error
+        finally:
+            leave_background()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise EdgedetError(f"{self.what}: writing failed: {type(self._error).__name__}: {self._error}")
+
+
 class VideoSink(Sink):
     """--save OUT.mp4: the annotated frames to a video file; opened at the first frame (its size), released on
-    `close`. The codec is the best of VIDEO_CODECS[suffix] this OpenCV can encode (`video_codec`).
+    `close`. The codec is the best of VIDEO_CODECS[suffix] this OpenCV can encode (`video_codec`). Frames are
+    encoded in a `BackgroundEncoder`, timed as stage "save" of `timer` when given.
 
     Frames of another size (image folders) are letterboxed onto the first frame's canvas.
     """
 
     needs_canvas = True
 
-    def __init__(self, path: str, fps: float = 30.0):
+    def __init__(self, path: str, fps: float = 30.0, timer: Optional[StageTimer] = None):
         check_video_path(path)
         self.path = path
         self.fps = float(fps) if fps and fps > 0 else 30.0  # frame rate written into the file
         self.fourcc = video_codec(Path(path).suffix.lower())  # codec of the file, e.g. "avc1" or "mp4v"
-        self.frames = 0  # frames written
+        self.frames = 0  # frames handed to the encoder
         self._size_wh: Optional[tuple] = None
         self._writer: Optional[cv2.VideoWriter] = None
+        self._encoder = BackgroundEncoder(self._encode, f"--save {path}", "edgedet-save", timer=timer)
 
     def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
         if self._writer is None:
             self._open(canvas.shape[1], canvas.shape[0])
-        self._writer.write(fit_canvas(canvas, self._size_wh))
+        self._encoder.put(fit_canvas(canvas, self._size_wh))  # the canvas is not modified after this
         self.frames += 1
+
+    def _encode(self, image_bgr: np.ndarray) -> None:
+        self._writer.write(image_bgr)
 
     def _open(self, width: int, height: int) -> None:
         # FFmpeg notes a fourcc it maps to its own tag (VP80 in WebM) on stderr; nothing the user can act on
@@ -287,10 +350,13 @@ class VideoSink(Sink):
         self._writer, self._size_wh = writer, (width, height)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-            log.info("saved %d frames to %s (%s)", self.frames, self.path, self.fourcc)
+        try:
+            self._encoder.close()
+        finally:
+            if self._writer is not None:
+                self._writer.release()
+                self._writer = None
+                log.info("saved %d frames to %s (%s)", self.frames, self.path, self.fourcc)
 
 
 # ---- per-image outputs: annotated images, YOLO label files, crops

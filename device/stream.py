@@ -27,6 +27,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .affinity import leave_background, run_in_background
 from .detections import Detections
 from .errors import EdgedetError
 from .health import health_response
@@ -148,6 +149,13 @@ class FrameHub:
         return self._raw_seq > self._taken_seq and self._viewers_ready()
 
     def _encode_loop(self) -> None:
+        run_in_background()  # encodes in the CPU time the loop leaves over (device.affinity)
+        try:
+            self._encode_frames()
+        finally:
+            leave_background()
+
+    def _encode_frames(self) -> None:
         while not self._stop.is_set():
             with self._cond:
                 # the timeout re-checks a stalled viewer's deadline, which no notification marks

@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from edgedet.device.affinity import inference_cores, native_thread_ids, split_cores
+from edgedet.device.affinity import (inference_cores, leave_background, native_thread_ids, run_in_background,
+                                    split_cores)
 
 linux_multicore = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                                      reason="needs sched_setaffinity and at least 2 cores")
@@ -58,3 +59,42 @@ def test_inference_on_every_core_confines_the_others_to_the_last_one():
     with inference_cores(len(original), {me}) as (mine, others):
         assert os.sched_getaffinity(0) == mine == original and others == {max(original)}
     assert os.sched_getaffinity(0) == original
+
+
+def background_thread(seen: dict, release: threading.Event) -> threading.Thread:
+    """A thread that becomes a background thread and reports its id, policy and cores until released."""
+
+    def body():
+        run_in_background()
+        seen["tid"] = threading.get_native_id()
+        seen["policy"] = os.sched_getscheduler(0)
+        seen["ready"].set()
+        release.wait(10)
+        leave_background()
+
+    seen["ready"] = threading.Event()
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    seen["ready"].wait(10)
+    return thread
+
+
+@linux_multicore
+def test_background_threads_run_at_idle_priority_on_every_core_while_inference_is_pinned():
+    original = os.sched_getaffinity(0)
+    me = threading.get_native_id()
+    before, release = {}, threading.Event()
+    early = background_thread(before, release)  # started before the pinning
+    assert before["policy"] == os.SCHED_IDLE
+    try:
+        with inference_cores(1, {me}) as (mine, others):
+            assert os.sched_getaffinity(before["tid"]) == original  # every core, not just the others'
+            during, release_late = {}, threading.Event()
+            late = background_thread(during, release_late)  # started inside: it inherits the inference core
+            assert os.sched_getaffinity(during["tid"]) == original and during["policy"] == os.SCHED_IDLE
+            release_late.set()
+            late.join(10)
+        assert os.sched_getaffinity(before["tid"]) == original
+    finally:
+        release.set()
+        early.join(10)

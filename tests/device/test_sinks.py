@@ -1,5 +1,6 @@
 """device.sinks (the sink protocol; JSON lines with COCO RLE, latency log, annotated video, window) and device.draw."""
 import json
+import threading
 
 import cv2
 import numpy as np
@@ -9,7 +10,8 @@ from edgedet.device.capture import Frame
 from edgedet.device.detections import Detections
 from edgedet.device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
 from edgedet.device.errors import EdgedetError
-from edgedet.device.sinks import (FrameResult, JsonLinesSink, JsonLinesWriter, LatencyLogSink, Sink, VideoSink,
+from edgedet.device.latency import StageTimer
+from edgedet.device.sinks import (BackgroundEncoder, FrameResult, JsonLinesSink, JsonLinesWriter, LatencyLogSink, Sink, VideoSink,
                                   WindowSink, detections_to_dicts)
 from edgedet.rle import rle_decode
 
@@ -125,6 +127,63 @@ def test_video_sink_writes_a_readable_video_letterboxing_odd_frames(tmp_path):
     capture.release()
     assert len(frames) == 5 and frames[0].shape == (48, 64, 3)
     assert int(frames[4].mean()) > int(frames[1].mean())
+
+
+def test_video_sink_times_its_background_encode_as_the_save_stage(tmp_path):
+    timer = StageTimer()
+    sink = VideoSink(str(tmp_path / "out.avi"), fps=5, timer=timer)
+    image = np.full((32, 48, 3), 90, np.uint8)
+    for k in range(4):
+        sink.write(FrameResult(Frame(image, k, 0.0, 0.0, "x"), Detections.empty()), image)
+    sink.close()
+    assert timer.summary()["save"]["count"] == 4 and sink.frames == 4
+    assert timer.take_record() == {}  # encoded in its own thread: in no frame record of the caller's
+
+
+def test_background_encoder_keeps_the_order_and_loses_nothing_on_close():
+    done = []
+    encoder = BackgroundEncoder(done.append, "--save x", "test-encoder", depth=2)
+    for k in range(50):
+        encoder.put(k)
+    encoder.close()  # what is queued is encoded first
+    assert done == list(range(50))
+
+
+def test_background_encoder_queue_is_bounded():
+    release, started = threading.Event(), threading.Event()
+
+    def slow(item):
+        started.set()
+        release.wait(10)
+
+    encoder = BackgroundEncoder(slow, "--save x", "test-encoder", depth=2)
+    encoder.put(0)
+    started.wait(10)  # item 0 is being encoded: two more fit in the queue, the fourth waits
+    encoder.put(1)
+    encoder.put(2)
+    fourth = threading.Thread(target=encoder.put, args=(3,), daemon=True)
+    fourth.start()
+    fourth.join(0.3)
+    assert fourth.is_alive()
+    release.set()
+    fourth.join(10)
+    encoder.close()
+    assert not fourth.is_alive()
+
+
+def test_a_failed_encode_is_reported_by_the_next_put_and_by_close():
+    def failing(item):
+        if item == 1:
+            raise OSError("disk full")
+
+    encoder = BackgroundEncoder(failing, "--save out.mp4", "test-encoder")
+    encoder.put(0)
+    encoder.put(1)
+    with pytest.raises(EdgedetError, match="--save out.mp4: writing failed: OSError: disk full"):
+        for k in range(2, 1000):  # the error is seen once the encoder has got to item 1
+            encoder.put(k)
+    with pytest.raises(EdgedetError, match="disk full"):
+        encoder.close()
 
 
 @pytest.mark.parametrize("name, message", [("out.gif", "unsupported video suffix"),
