@@ -555,14 +555,14 @@ def measure_drawing(model: Path, repeats: int) -> dict:
     detector = Detector(str(model), threads=1)
     prepared = detector.prepare(frame)
     outputs = detector.infer(prepared)
-    at_input = detector.finish_semantic_at_input(outputs, prepared)
+    at_input = detector.finish_semantic_to_draw(outputs, prepared)
     at_frame = detector.finish_semantic(outputs, prepared)
     names, semantic_names = detector.spec.names, detector.spec.semantic_names
     latency = {"inference": 20.0, "end_to_end": 30.0}
     sides = {
         "draw new": lambda: annotate(frame, detections, names, at_input, 30.0, latency, semantic_names=semantic_names),
         "draw old": lambda: old_annotate(frame, detections, names, at_frame, 30.0, latency),
-        "semantic map new (model resolution)": lambda: detector.finish_semantic_at_input(outputs, prepared),
+        "semantic map new (model resolution)": lambda: detector.finish_semantic_to_draw(outputs, prepared),
         "semantic map old (frame size)": lambda: detector.finish_semantic(outputs, prepared),
     }
     block = max(repeats // 4, 1)

@@ -2,8 +2,8 @@
 FPS/latency line.
 
 Drawing costs what is drawn, never a float pass over the whole frame: each instance mask is blended inside its
-box only, in integer arithmetic; the semantic overlay is coloured at the resolution it was computed at (the
-model's, `Detector.finish_semantic_at_input`), resized to the frame once and blended once where it is not
+box only, in integer arithmetic; the semantic overlay is coloured at the resolution it was computed at (half the
+model's input resolution, `Detector.finish_semantic_to_draw`), resized to the frame once and blended once where it is not
 background; boxes, labels, the legend and the FPS band are OpenCV primitives. The FPS band never hides a label:
 labels that would fall under it move below it.
 """
@@ -184,8 +184,8 @@ def draw_semantic(image_bgr: np.ndarray, label_map: np.ndarray, alpha: float = S
                   background: int = 0) -> np.ndarray:
     """Blend a semantic label map into the image in place; label `background` (and 255) is left clear.
 
-    label_map: integer (h, w) class ids covering the whole frame, at the frame's resolution or any other (the
-    model's: `Detector.finish_semantic_at_input`); coloured at its own resolution, then resized to the frame with
+    label_map: integer (h, w) class ids covering the whole frame, at the frame's resolution or any other (half the
+    model's input resolution: `Detector.finish_semantic_to_draw`); coloured at its own resolution, then resized to the frame with
     nearest neighbour once and blended once (OpenCV, rounded), only where it is not background.
     """
     labels = np.asarray(label_map)
@@ -229,25 +229,35 @@ def semantic_classes_present(label_map: np.ndarray, count: int, background: int 
 
 def draw_legend(image_bgr: np.ndarray, label_map: np.ndarray, names: Sequence[str], background: int = 0) -> np.ndarray:
     """A box in the bottom-right corner with a colour swatch and the name of each semantic class present in
-    `label_map` (background left out), in place; nothing when none is present."""
+    `label_map` (background left out), in place; nothing when none is present. The box is opaque, so it is
+    rendered once per set of classes and frame size (`legend_patch`) and pasted."""
     classes = semantic_classes_present(label_map, len(names), background)
-    if not classes:
-        return image_bgr
-    h, w = image_bgr.shape[:2]
+    if classes:
+        patch, (x0, y0) = legend_patch(tuple(classes), tuple(names), image_bgr.shape[:2])
+        image_bgr[y0:y0 + patch.shape[0], x0:x0 + patch.shape[1]] = patch
+    return image_bgr
+
+
+@lru_cache(maxsize=64)
+def legend_patch(classes: Tuple[int, ...], names: Tuple[str, ...], shape_hw: Tuple[int, int]) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """(uint8 BGR patch, its top-left (x, y)) of the legend of `classes` on a frame of (h, w): an opaque black box
+    with a swatch and the name of each class; read-only (cached)."""
+    h, w = shape_hw
     scale = label_scale((h, w)) * 0.9
     (_, th), base = text_size("Ag", scale)
     row = th + base + 4
     text_w = max(text_size(names[k], scale)[0][0] for k in classes)
     box_w, box_h = text_w + row + 12, row * len(classes) + 6
     x0, y0 = max(w - box_w - 4, 0), max(h - box_h - 4, 0)
-    cv2.rectangle(image_bgr, (x0, y0), (x0 + box_w, y0 + box_h), (0, 0, 0), -1)
+    patch = np.zeros((min(box_h + 1, h - y0), min(box_w + 1, w - x0), 3), np.uint8)  # the box, edges included
     colors = palette(max(classes) + 1)
     for i, k in enumerate(classes):
-        top = y0 + 4 + i * row
+        top = 4 + i * row
         swatch = tuple(int(v) for v in colors[k])
-        cv2.rectangle(image_bgr, (x0 + 4, top + 1), (x0 + row, top + row - 3), swatch, -1)
-        cv2.putText(image_bgr, names[k], (x0 + row + 6, top + th + 1), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return image_bgr
+        cv2.rectangle(patch, (4, top + 1), (row, top + row - 3), swatch, -1)
+        cv2.putText(patch, names[k], (row + 6, top + th + 1), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    patch.setflags(write=False)
+    return patch, (x0, y0)
 
 
 # ---- the FPS/latency band

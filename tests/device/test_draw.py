@@ -15,7 +15,7 @@ from edgedet.device.draw import (annotate, class_color, draw_detections, draw_le
                                  semantic_classes_present)
 from edgedet.device.letterbox import Letterbox
 from edgedet.device.masks import semantic_map
-from edgedet.device.pipeline import Detector, argmax_planes, content_at_input
+from edgedet.device.pipeline import DRAW_MAP_SCALE, Detector, argmax_planes, drawing_map_box
 from tests.device.test_backends import make_onnx_model
 
 NAMES = ["circle", "square", "triangle", "star", "hexagon"]
@@ -83,6 +83,28 @@ def reference_label(image, text, corner, color, scale):
     luminance = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
     ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
     cv2.putText(image, text, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, 1, cv2.LINE_AA)
+
+
+def reference_draw_legend(image_bgr, label_map, names, background=0):
+    """The legend drawn straight onto the frame, as device.draw did before it cached the box."""
+    classes = semantic_classes_present(label_map, len(names), background)
+    if not classes:
+        return image_bgr
+    h, w = image_bgr.shape[:2]
+    scale = draw.label_scale((h, w)) * 0.9
+    (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    row = th + base + 4
+    text_w = max(cv2.getTextSize(names[k], cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for k in classes)
+    box_w, box_h = text_w + row + 12, row * len(classes) + 6
+    x0, y0 = max(w - box_w - 4, 0), max(h - box_h - 4, 0)
+    cv2.rectangle(image_bgr, (x0, y0), (x0 + box_w, y0 + box_h), (0, 0, 0), -1)
+    for i, k in enumerate(classes):
+        top = y0 + 4 + i * row
+        swatch = tuple(int(v) for v in palette(max(classes) + 1)[k])
+        cv2.rectangle(image_bgr, (x0 + 4, top + 1), (x0 + row, top + row - 3), swatch, -1)
+        cv2.putText(image_bgr, names[k], (x0 + row + 6, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
+    return image_bgr
 
 
 def reference_annotate(image_bgr, detections, names=None, semantic=None, fps=None, latency_ms=None):
@@ -202,11 +224,12 @@ def semantic_toy(tmp_path):
     return detector, frame, prepared, outputs
 
 
-def test_semantic_map_at_input_covers_the_frame_at_the_model_resolution(semantic_toy):
+def test_semantic_map_to_draw_covers_the_frame_at_half_the_model_resolution(semantic_toy):
     detector, frame, prepared, outputs = semantic_toy
-    small = detector.finish_semantic_at_input(outputs, prepared)
+    small = detector.finish_semantic_to_draw(outputs, prepared)
     full = detector.finish_semantic(outputs, prepared)
-    assert small.shape == prepared.letterbox.resized_hw == (48, 64) and full.shape == (240, 320)
+    assert DRAW_MAP_SCALE == 0.5 and prepared.letterbox.resized_hw == (48, 64)
+    assert small.shape == drawing_map_box(prepared.letterbox).src_hw == (24, 32) and full.shape == (240, 320)
     assert small.dtype == np.uint8
     assert detector.timer.summary()["semantic"]["count"] == 2
     upsampled = cv2.resize(small.astype(np.uint8), (320, 240), interpolation=cv2.INTER_NEAREST)
@@ -221,17 +244,20 @@ def test_argmax_planes_is_numpys_argmax_ties_included(classes):
     assert np.array_equal(labels, planes.argmax(axis=0))
 
 
-def test_content_at_input_maps_input_pixels_one_to_one():
+def test_drawing_map_box_sees_the_letterboxed_region_at_a_fraction_of_the_input_resolution():
     box = Letterbox.fit((480, 640), (320, 320))
-    inner = content_at_input(box)
+    inner = drawing_map_box(box, scale=1.0)
     assert inner.src_hw == inner.resized_hw == (240, 320) and inner.scale_xy == (1.0, 1.0)
     assert (inner.top, inner.left, inner.dst_hw) == (box.top, box.left, box.dst_hw)
+    half = drawing_map_box(box)
+    assert half.src_hw == (120, 160) and half.resized_hw == (240, 320) and half.scale_xy == (2.0, 2.0)
+    assert drawing_map_box(Letterbox.fit((1, 640), (320, 320))).src_hw == (1, 160)  # never empty
 
 
 def test_semantic_overlay_matches_the_frame_resolution_reference_but_at_the_edges(semantic_toy):
     detector, frame, prepared, outputs = semantic_toy
     expected = reference_draw_semantic(frame.copy(), detector.finish_semantic(outputs, prepared))
-    drawn = draw_semantic(frame.copy(), detector.finish_semantic_at_input(outputs, prepared))
+    drawn = draw_semantic(frame.copy(), detector.finish_semantic_to_draw(outputs, prepared))
     differs = np.abs(drawn.astype(np.int16) - expected).max(axis=2) > 1
     assert drawn.shape == frame.shape and differs.mean() < 0.05
     assert (np.abs(drawn.astype(np.int16) - frame).max(axis=2) > 1).mean() > 0.3  # much of it is coloured
@@ -243,7 +269,7 @@ def test_semantic_overlay_from_logits_matches_through_any_letterbox():
     box = Letterbox.fit((150, 300), (320, 320))  # wide frame: tall padding, odd offsets
     frame = textured_frame((150, 300))
     expected = reference_draw_semantic(frame.copy(), semantic_map(logits, box))
-    drawn = draw_semantic(frame.copy(), semantic_map(logits, content_at_input(box)))
+    drawn = draw_semantic(frame.copy(), semantic_map(logits, drawing_map_box(box)))
     assert (np.abs(drawn.astype(np.int16) - expected).max(axis=2) > 1).mean() < 0.05
 
 
@@ -271,9 +297,19 @@ def test_legend_names_the_classes_present():
     assert not draw_legend(np.zeros((120, 160, 3), np.uint8), np.zeros((30, 40), np.int32), SEMANTIC).any()
 
 
+@pytest.mark.parametrize("shape_hw", [(480, 640), (120, 160), (40, 60)])
+def test_the_pasted_legend_is_the_legend_drawn_in_place(shape_hw):
+    labels = np.zeros((30, 40), np.int32)
+    labels[:10], labels[20:, :5] = 2, 1
+    for _ in range(2):  # the second paste comes from the cache
+        frame = textured_frame(shape_hw)
+        assert np.array_equal(draw_legend(frame.copy(), labels, SEMANTIC),
+                              reference_draw_legend(frame.copy(), labels, SEMANTIC))
+
+
 def test_annotate_with_a_model_resolution_map_draws_the_legend(semantic_toy):
     detector, frame, prepared, outputs = semantic_toy
-    small = detector.finish_semantic_at_input(outputs, prepared)
+    small = detector.finish_semantic_to_draw(outputs, prepared)
     with_legend = annotate(frame, Detections.empty(), semantic=small, semantic_names=SEMANTIC)
     without = annotate(frame, Detections.empty(), semantic=small)
     present = semantic_classes_present(small, len(SEMANTIC))
@@ -337,7 +373,7 @@ def test_detector_annotate_takes_the_same_switches(semantic_toy):
     assert len(dets)
     plain = detector.annotate(frame, dets, hide_labels=True, line_width=3)
     assert np.array_equal(plain, annotate(frame, dets, hide_labels=True, line_width=3))
-    small = detector.finish_semantic_at_input(outputs, prepared)
+    small = detector.finish_semantic_to_draw(outputs, prepared)
     assert np.array_equal(detector.annotate(frame, dets, small, hide_conf=True),
                           annotate(frame, dets, semantic=small, semantic_names=SEMANTIC, hide_conf=True))
 
@@ -356,7 +392,7 @@ def count_calls(monkeypatch):
     from edgedet.device import runner as run_module
 
     calls = {"draw": [], "semantic": 0}
-    real_annotate, real_semantic = run_module.annotate, Detector.finish_semantic_at_input
+    real_annotate, real_semantic = run_module.annotate, Detector.finish_semantic_to_draw
 
     def counting_annotate(*args, **kwargs):
         calls["draw"].append(kwargs)
@@ -367,7 +403,7 @@ def count_calls(monkeypatch):
         return real_semantic(self, *args)
 
     monkeypatch.setattr(run_module, "annotate", counting_annotate)
-    monkeypatch.setattr(Detector, "finish_semantic_at_input", counting_semantic)
+    monkeypatch.setattr(Detector, "finish_semantic_to_draw", counting_semantic)
     return calls
 
 
