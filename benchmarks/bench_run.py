@@ -1,7 +1,7 @@
 """`edgedet run` against its peers, measured side by side in one run: the bare backend loop, `--json` alone, the
 drawn outputs with a viewer; the drawing itself against the old drawing; plus start-up time and peak memory.
 
-    .venv/bin/python benchmarks/bench_run.py [--model int8.tflite --model int8.onnx] [--frames 200] [--repeats 3]
+    .venv/bin/python benchmarks/bench_run.py [--model int8.tflite --model int8.onnx] [--frames 1000] [--repeats 3]
 
 Measured in one run, medians over repeats (interleaved, so a shared machine's drifts hit every side alike), each
 `edgedet run` a fresh process running exactly what a user runs (`edgedet.cli.main`) on a 640x480 video, its
@@ -11,11 +11,14 @@ frame-loop FPS from its summary line (model loading excluded), per int8 model:
 (b) `--json --save out.mp4 --stream 127.0.0.1:PORT` with a viewer connected and reading the MJPEG stream (a
     thread of this script) against `--json` alone, one inference thread. Target >= 0.85.
 (c) drawing one 640x480 frame with 20 masked objects and the semantic overlay (`device.draw.annotate`, the map at
-    the model's resolution) against the old drawing (a verbatim copy below: float blends over the whole frame,
+    half the model's input resolution) against the old drawing (a verbatim copy below: float blends over the whole frame,
     the map at frame size), p50 of repeats after warm-up; and the semantic map each needs, built from the model's
     own logits. Target: drawing <= 3 ms p50.
 (d) `--json` and the bare loop with as many inference threads as cores, with where the time goes: per-stage p50
     from the run's summary table, and the CPU time per frame of each thread (read from /proc during the loop).
+(e) (a) and (b) again with the same checkpoint exported at --slow-imgsz (640x640: about 4x the inference time,
+    the order of what a Raspberry Pi takes at 320), on a quarter of the frames: the outputs' cost against slower
+    inference.
 Then start-up (`import device` + `import edgedet.cli` + the `run` parser, target < 0.3 s) and the peak RSS of
 `edgedet run` with the int8 TFLite model, --json and --save (target < 200 MB).
 
@@ -47,7 +50,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="int8 model(s) to measure (.tflite / .onnx); repeatable")
     parser.add_argument("--checkpoint", help="checkpoint to export when --model is not given (default: shipped)")
-    parser.add_argument("--frames", type=int, default=200, help="frames in the test video")
+    parser.add_argument("--frames", type=int, default=1000, help="frames in the test video (at 300 FPS, 200 frames "
+                        "last 0.7 s and the pipeline's fill and drain weigh 1%%)")
+    parser.add_argument("--slow-imgsz", type=int, default=640, help="also export the checkpoint at this input "
+                        "size, where inference takes about 4x longer (as on a slower device), and measure its "
+                        "1-thread loops on a quarter of the frames; 0 = no")
     parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement (median reported)")
     parser.add_argument("--draw-repeats", type=int, default=200, help="timed drawings per side in (c)")
     parser.add_argument("--workdir", help="keep generated files here (default: a temporary folder)")
@@ -56,12 +63,15 @@ def main() -> int:
         work = Path(args.workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         models = [Path(m) for m in args.model] if args.model else export_int8_models(work, args.checkpoint)
+        slow = export_int8_models(work, args.checkpoint, args.slow_imgsz) if args.slow_imgsz and not args.model else []
         video = make_video(work / "bench.mp4", args.frames)
         cores = os.cpu_count() or 1
         print(f"machine: {machine_name()}, {cores} cores; video {video.name} ({args.frames} frames 640x480), "
               f"repeats {args.repeats}")
         rows = [measure_loops(model, video, work, args, cores) for model in models]
-        print_loops(rows, cores)
+        rows += [measure_loops(model, video, work, args, 1, frames=args.frames // 4, label=f"{model.name} @"
+                               f"{args.slow_imgsz}") for model in slow]
+        print_loops(rows)
         print_breakdown(rows)
         print_drawing(measure_drawing(models[0], args.draw_repeats))
         measure_startup(args.repeats)
@@ -88,8 +98,9 @@ def machine_name() -> str:
 # -------------------------------------------------------------------------------------------- inputs
 
 
-def export_int8_models(work: Path, checkpoint) -> list:
-    """int8 TFLite + ONNX of the shipped (or a fresh untrained n-320) checkpoint, via `edgedet export`."""
+def export_int8_models(work: Path, checkpoint, imgsz: int = 0) -> list:
+    """int8 TFLite + ONNX of the shipped (or a fresh untrained n-320) checkpoint, via `edgedet export`, at its own
+    input size or at `imgsz`."""
     from edgedet.models import SHIPPED_CHECKPOINT
 
     ckpt = Path(checkpoint) if checkpoint else SHIPPED_CHECKPOINT
@@ -101,9 +112,10 @@ def export_int8_models(work: Path, checkpoint) -> list:
     if not (data / "dataset.yaml").is_file():
         run([*EDGEDET, "data", "synth", "--out", str(data), "--train", "16", "--val", "4", "--imgsz", "320",
              "--seed", "0"])
-    out = work / "exports"
+    out = work / (f"exports-{imgsz}" if imgsz else "exports")
     run([*EDGEDET, "export", str(ckpt), "--format", "tflite-int8,onnx-int8", "--out", str(out),
-         "--calib", str(data), "--calib-size", "16", "--calib-method", "minmax", "--val-limit", "4"])
+         "--calib", str(data), "--calib-size", "16", "--calib-method", "minmax", "--val-limit", "4",
+         *(["--imgsz", str(imgsz)] if imgsz else [])])
     models = sorted(out.glob("*int8*.tflite")) + sorted(out.glob("*int8*.onnx"))
     if not models:
         raise SystemExit(f"edgedet export wrote no int8 models into {out}")
@@ -168,15 +180,16 @@ print(frames / (time.perf_counter() - start), (time.process_time() - cpu) * 1000
 """
 
 # `edgedet run` in-process (edgedet.cli.main, what the command runs) plus a sampler thread that reads every
-# thread's CPU time from /proc four times a second, and the start and end of every backend.run call (two
-# perf_counter reads around it); CPU seconds per thread role during the loop and the calls go to a JSON file
+# thread's CPU time from /proc every 20 ms, and the start and end of every backend.run call (two perf_counter
+# reads around it); CPU seconds per thread role between the first and last sample of the loop, that window's
+# length and the calls go to a JSON file
 RUN_WITH_CPU = """
 import json, os, sys, threading, time
 from edgedet.cli import main
 from edgedet.device import backends, pipeline, runner
 out_path, args = sys.argv[1], sys.argv[2:]
 ticks = os.sysconf("SC_CLK_TCK")
-start, last, stop, calls = {}, {}, threading.Event(), []
+start, last, stop, calls, window = {}, {}, threading.Event(), [], []
 
 def timed_load_backend(*a, **k):
     backend = backends.load_backend(*a, **k)
@@ -214,9 +227,12 @@ def sample():
         if looping:
             start.setdefault(key, seconds)
             last[key] = seconds
+    if looping:  # [first, latest] perf_counter of the samples taken during the loop
+        now = time.perf_counter()
+        window[:] = [window[0] if window else now, now]
 
 def sampler():
-    while not stop.wait(0.25):
+    while not stop.wait(0.02):
         sample()
 
 thread = threading.Thread(target=sampler, name="bench-sampler", daemon=True)
@@ -228,7 +244,7 @@ cpu = {}
 for key, seconds in last.items():
     if key[1] != "bench-sampler":
         cpu[key[1]] = cpu.get(key[1], 0.0) + seconds - start[key]
-json.dump({"code": code, "cpu_s": cpu, "calls": calls}, open(out_path, "w"))
+json.dump({"code": code, "cpu_s": cpu, "window_s": window[-1] - window[0], "calls": calls}, open(out_path, "w"))
 """
 
 
@@ -274,12 +290,13 @@ class Viewer(threading.Thread):
                 self.parts += 1
 
 
-def run_loop(model: Path, video: Path, work: Path, threads: int, outputs: bool) -> dict:
-    """One `edgedet run` on the video: --json, and with `outputs` also --save and --stream with a `Viewer`.
+def run_loop(model: Path, video: Path, work: Path, threads: int, outputs: bool, frames: int) -> dict:
+    """One `edgedet run` on the first `frames` frames of the video: --json, and with `outputs` also --save and
+    --stream with a `Viewer`.
     -> {"fps", "frames", "stages": {stage: p50 ms}, "cpu_ms": {thread role: CPU ms per frame}, "viewer_parts"}."""
     stats_path = work / "cpu.json"
     flags = ["--model", str(model), "--source", str(video), "--threads", str(threads),
-             "--json", str(work / "bench.jsonl")]
+             "--json", str(work / "bench.jsonl"), "--max-frames", str(frames)]
     viewer = None
     if outputs:
         port = free_port()
@@ -297,8 +314,10 @@ def run_loop(model: Path, video: Path, work: Path, threads: int, outputs: bool) 
     frames = int(match.group(1))
     stats = json.loads(stats_path.read_text())
     stages = summary_table(result.stdout)
-    return {"fps": float(match.group(3)), "frames": frames, "stages": {k: v["p50"] for k, v in stages.items()},
-            "cpu_ms": {role: seconds * 1000.0 / frames for role, seconds in stats["cpu_s"].items()},
+    fps = float(match.group(3))
+    return {"fps": fps, "frames": frames, "stages": {k: v["p50"] for k, v in stages.items()},
+            # CPU per frame: each thread's share of a core over the sampled window, times the frame period
+            "cpu_ms": {role: seconds / stats["window_s"] * 1000.0 / fps for role, seconds in stats["cpu_s"].items()},
             "calls": backend_calls(stats["calls"]), "viewer_parts": viewer.parts if viewer is not None else None}
 
 
@@ -327,21 +346,23 @@ def summary_table(stdout: str) -> dict:
     return stages
 
 
-def measure_loops(model: Path, video: Path, work: Path, args, cores: int) -> dict:
-    """Every loop of one model, interleaved over the repeats: bare and --json with one inference thread, the drawn
-    outputs with a viewer, and bare and --json with `cores` threads. -> {case: [result per repeat]}."""
-    print(f"measuring {model.name} ...", flush=True)
-    cases = {"bare 1": lambda: bare_backend_loop(model, args.frames, 1),
-             "json 1": lambda: run_loop(model, video, work, 1, outputs=False),
-             "outputs 1": lambda: run_loop(model, video, work, 1, outputs=True)}
+def measure_loops(model: Path, video: Path, work: Path, args, cores: int, frames: int = 0, label: str = "") -> dict:
+    """Every loop of one model on `frames` frames (0: all), interleaved over the repeats: bare and --json with one
+    inference thread, the drawn outputs with a viewer, and bare and --json with `cores` threads (none for 1).
+    -> {"model": label or the file's name, "cores": cores, "results": {case: [result per repeat]}}."""
+    label, frames = label or model.name, frames or args.frames
+    print(f"measuring {label} ...", flush=True)
+    cases = {"bare 1": lambda: bare_backend_loop(model, frames, 1),
+             "json 1": lambda: run_loop(model, video, work, 1, outputs=False, frames=frames),
+             "outputs 1": lambda: run_loop(model, video, work, 1, outputs=True, frames=frames)}
     if cores > 1:
-        cases[f"bare {cores}"] = lambda: bare_backend_loop(model, args.frames, cores)
-        cases[f"json {cores}"] = lambda: run_loop(model, video, work, cores, outputs=False)
+        cases[f"bare {cores}"] = lambda: bare_backend_loop(model, frames, cores)
+        cases[f"json {cores}"] = lambda: run_loop(model, video, work, cores, outputs=False, frames=frames)
     results = {case: [] for case in cases}
     for _ in range(args.repeats):
         for case, measure in cases.items():
             results[case].append(measure())
-    return {"model": model.name, "results": results}
+    return {"model": label, "cores": cores, "results": results}
 
 
 def median_run(runs: list) -> dict:
@@ -349,16 +370,16 @@ def median_run(runs: list) -> dict:
     return sorted(runs, key=lambda r: r["fps"])[len(runs) // 2]
 
 
-def print_loops(rows, cores: int) -> None:
+def print_loops(rows) -> None:
     print("\n(a), (b), (d): frames per second, median of repeats (every repeat listed)")
-    print(f"{'int8 model':<28} {'threads':>7} {'bare':>7} {'--json':>7} {'json/bare':>9} {'+save+stream':>12} "
+    print(f"{'int8 model':<32} {'threads':>7} {'bare':>7} {'--json':>7} {'json/bare':>9} {'+save+stream':>12} "
           f"{'outputs/json':>12}  targets: json/bare >= {TARGETS['json/bare']:.2f}, "
           f"outputs/json >= {TARGETS['outputs/json']:.2f} (1 thread)")
     for row in rows:
         r = row["results"]
-        for threads in sorted({1, cores}):
+        for threads in sorted({1, row["cores"]}):
             bare, js = median_run(r[f"bare {threads}"])["fps"], median_run(r[f"json {threads}"])["fps"]
-            line = f"{row['model']:<28} {threads:>7} {bare:>7.1f} {js:>7.1f} {js / bare:>9.2f}"
+            line = f"{row['model']:<32} {threads:>7} {bare:>7.1f} {js:>7.1f} {js / bare:>9.2f}"
             verdict = [_verdict(js / bare, TARGETS["json/bare"])] if threads == 1 else ["(two-thread case: (d))"]
             if threads == 1:
                 full = median_run(r["outputs 1"])
@@ -370,7 +391,7 @@ def print_loops(rows, cores: int) -> None:
             print(line + "  " + "; ".join(verdict))
             runs = "; ".join(f"{case.split()[0]} " + ", ".join(f"{x['fps']:.1f}" for x in r[case])
                              for case in r if case.endswith(f" {threads}"))
-            print(f"{'':<36} runs: {runs}")
+            print(f"{'':<40} runs: {runs}")
 
 
 def _verdict(ratio: float, target: float) -> str:
@@ -378,7 +399,7 @@ def _verdict(ratio: float, target: float) -> str:
 
 
 BREAKDOWN_STAGES = ("capture", "preprocess", "inference", "decode", "nms", "masks", "semantic", "draw", "encode",
-                    "output", "end_to_end")
+                    "save", "output", "end_to_end")
 
 
 def print_breakdown(rows) -> None:
@@ -562,7 +583,7 @@ def measure_drawing(model: Path, repeats: int) -> dict:
     sides = {
         "draw new": lambda: annotate(frame, detections, names, at_input, 30.0, latency, semantic_names=semantic_names),
         "draw old": lambda: old_annotate(frame, detections, names, at_frame, 30.0, latency),
-        "semantic map new (model resolution)": lambda: detector.finish_semantic_to_draw(outputs, prepared),
+        "semantic map new (half the input resolution)": lambda: detector.finish_semantic_to_draw(outputs, prepared),
         "semantic map old (frame size)": lambda: detector.finish_semantic(outputs, prepared),
     }
     block = max(repeats // 4, 1)
@@ -582,8 +603,9 @@ def print_drawing(result: dict) -> None:
     new, old = p50["draw new"], p50["draw old"]
     print(f"  drawing: new {new:.2f} ms, old {old:.2f} ms: {old / new:.1f}x faster; target <= "
           f"{TARGETS['draw_ms']:.0f} ms: {'ok' if new <= TARGETS['draw_ms'] else 'ABOVE TARGET'}")
-    sem_new, sem_old = p50["semantic map new (model resolution)"], p50["semantic map old (frame size)"]
-    print(f"  semantic map it draws: new (model resolution) {sem_new:.2f} ms, old (frame size) {sem_old:.2f} ms: "
+    sem_new, sem_old = p50["semantic map new (half the input resolution)"], p50["semantic map old (frame size)"]
+    print(f"  semantic map it draws: new (half the input resolution) {sem_new:.2f} ms, old (frame size) "
+          f"{sem_old:.2f} ms: "
           f"{sem_old / sem_new:.1f}x faster")
     print(f"  drawing plus its map: new {new + sem_new:.2f} ms, old {old + sem_old:.2f} ms")
 
