@@ -11,8 +11,8 @@ frame-loop FPS from its summary line (model loading excluded), per int8 model:
 (b) `--json --save out.mp4 --stream 127.0.0.1:PORT` with a viewer connected and reading the MJPEG stream (a
     thread of this script) against `--json` alone, one inference thread. Target >= 0.85.
 (c) drawing one 640x480 frame with 20 masked objects and the semantic overlay (`device.draw.annotate`, the map at
-    half the model's input resolution) against the old drawing (a verbatim copy below: float blends over the whole frame,
-    the map at frame size), p50 of repeats after warm-up; and the semantic map each needs, built from the model's
+    half the model's input resolution) against the old drawing (a verbatim copy below: float blends over the whole
+    frame, the map at frame size), p50 of repeats after warm-up; and the semantic map each needs, built from the model's
     own logits. Target: drawing <= 3 ms p50.
 (d) `--json` and the bare loop with as many inference threads as cores, with where the time goes: per-stage p50
     from the run's summary table, and the CPU time per frame of each thread (read from /proc during the loop).

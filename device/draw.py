@@ -3,8 +3,8 @@ FPS/latency line.
 
 Drawing costs what is drawn, never a float pass over the whole frame: each instance mask is blended inside its
 box only, in integer arithmetic; the semantic overlay is coloured at the resolution it was computed at (half the
-model's input resolution, `Detector.finish_semantic_to_draw`), resized to the frame once and blended once where it is not
-background; boxes, labels, the legend and the FPS band are OpenCV primitives. The FPS band never hides a label:
+model's input resolution, `Detector.finish_semantic_to_draw`), resized to the frame once and blended once where it
+is not background; boxes, labels, the legend and the FPS band are OpenCV primitives. The FPS band never hides a label:
 labels that would fall under it move below it.
 """
 from __future__ import annotations
@@ -185,8 +185,8 @@ def draw_semantic(image_bgr: np.ndarray, label_map: np.ndarray, alpha: float = S
     """Blend a semantic label map into the image in place; label `background` (and 255) is left clear.
 
     label_map: integer (h, w) class ids covering the whole frame, at the frame's resolution or any other (half the
-    model's input resolution: `Detector.finish_semantic_to_draw`); coloured at its own resolution, then resized to the frame with
-    nearest neighbour once and blended once (OpenCV, rounded), only where it is not background.
+    model's input resolution: `Detector.finish_semantic_to_draw`); coloured at its own resolution, then resized to
+    the frame with nearest neighbour once and blended once (OpenCV, rounded), only where it is not background.
     """
     labels = np.asarray(label_map)
     shown = (labels != background) & (labels != IGNORE_LABEL)
@@ -239,7 +239,8 @@ def draw_legend(image_bgr: np.ndarray, label_map: np.ndarray, names: Sequence[st
 
 
 @lru_cache(maxsize=64)
-def legend_patch(classes: Tuple[int, ...], names: Tuple[str, ...], shape_hw: Tuple[int, int]) -> Tuple[np.ndarray, Tuple[int, int]]:
+def legend_patch(classes: Tuple[int, ...], names: Tuple[str, ...],
+                 shape_hw: Tuple[int, int]) -> Tuple[np.ndarray, Tuple[int, int]]:
     """(uint8 BGR patch, its top-left (x, y)) of the legend of `classes` on a frame of (h, w): an opaque black box
     with a swatch and the name of each class; read-only (cached)."""
     h, w = shape_hw

@@ -10,13 +10,16 @@ instead: see `Runner._loop`):
                                                                 it) -> every sink (device.sinks)
     main thread         the sinks' main-thread work (a window's events); the watchdog (device.watchdog): a stalled
                         live source reopened, a hung inference call abandoned and the backend recreated
+    encoder threads     the --save video and the --stream JPEG encoding, handed over by the sinks, at idle priority
+                        on every core: the CPU time the other threads leave over (device.affinity)
 When inference runs fewer threads than the process has cores, it keeps cores of its own and every other thread
 runs on the rest, so Python work never preempts inference; when it uses every core, the other threads share only
 the last one (`device.affinity`).
 
 Every stage is timed (capture wait, preprocess, inference, decode, nms, masks, semantic, draw, output,
-end_to_end, frame_age, and the stream's JPEG encode in its own thread); a rolling p50/p90/p99 line naming every
-stage that ran is logged every few seconds and a summary table is printed at exit. Setting `RunOptions.stop_event` (device.app's SIGINT / SIGTERM handlers do) stops the loop
+end_to_end, frame_age, and in their own threads the stream's JPEG encode, "encode", and the video's, "save"); a
+rolling p50/p90/p99 line naming every stage that ran is logged every few seconds and a summary table is printed
+at exit. Setting `RunOptions.stop_event` (device.app's SIGINT / SIGTERM handlers do) stops the loop
 cleanly: every sink flushed and closed, exit code 0.
 """
 from __future__ import annotations

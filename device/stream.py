@@ -10,7 +10,8 @@
 status page, and asks the runner for a canvas only while a viewer is connected and the encoder will take it
 (nobody watching: no drawing and no encoding). The output thread only hands over its newest frame (`publish`, a
 reference swap), so `write` never waits for encoding. One encoder thread JPEG-encodes the newest frame once, only
-while someone is watching and at most at the rate of the slowest viewer (`FrameHub`); every viewer thread sends
+while someone is watching, at most at the rate of the slowest viewer (`FrameHub`) and in the CPU time the loop
+leaves over (a background thread: idle priority, every core, device.affinity); every viewer thread sends
 the latest encoded frame and skips what it missed, so any number of viewers (fast or slow) never slows the loop.
 Each encode is timed as stage "encode" of the run's timer (in the encoder thread: it has its own count and is not
 part of a frame's end_to_end). Binds 127.0.0.1 unless the user names another address.

@@ -41,7 +41,7 @@ def read_one_part(url):
             pass
 
 
-def test_a_drawn_and_streamed_run_reports_semantic_draw_encode_and_output(tmp_path, capsys):
+def test_a_drawn_and_streamed_run_reports_semantic_draw_encode_save_and_output(tmp_path, capsys):
     model = make_onnx_model(tmp_path / "seg.onnx", semantic=("bg", "road", "grass"))
     options = RunOptions(model=str(model), source="synthetic", save=str(tmp_path / "out.avi"),
                          stream="127.0.0.1:0", log_every=0.05, threads=1)
@@ -59,7 +59,8 @@ def test_a_drawn_and_streamed_run_reports_semantic_draw_encode_and_output(tmp_pa
         server = next(s.server for s in runner.sinks if isinstance(s, StreamSink))
         for _ in range(2):
             read_one_part(server.url + "stream.mjpg")
-        while not any(" encode " in line for line in lines.lines) and time.perf_counter() < deadline:
+        while (not any(" encode " in line and " save " in line for line in lines.lines)
+               and time.perf_counter() < deadline):
             time.sleep(0.02)
     finally:
         options.stop_event.set()
@@ -67,11 +68,12 @@ def test_a_drawn_and_streamed_run_reports_semantic_draw_encode_and_output(tmp_pa
         logger.removeHandler(lines)
         logger.setLevel(previous_level)
     rolling = [line for line in lines.lines if "FPS |" in line]
-    assert rolling and all(f" {stage} " in rolling[-1] for stage in ("semantic", "draw", "encode", "output",
+    assert rolling and all(f" {stage} " in rolling[-1] for stage in ("semantic", "draw", "encode", "save", "output",
                                                                         "inference", "end_to_end"))
     summary = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1] for line in summary.splitlines() if line.split() and
             line.split()[0] in STAGE_ORDER}
-    assert {"semantic", "draw", "encode", "output"} <= set(rows)
+    assert {"semantic", "draw", "encode", "save", "output"} <= set(rows)
     assert 1 <= int(rows["encode"]) <= int(rows["draw"])  # encoded only for the viewer, in its own thread
+    assert int(rows["save"]) == int(rows["draw"])  # every drawn frame is saved, in the video's encoder thread
     assert np.isfinite(runner.detector.timer.summary()["encode"]["p50"])

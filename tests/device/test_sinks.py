@@ -11,8 +11,8 @@ from edgedet.device.detections import Detections
 from edgedet.device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
 from edgedet.device.errors import EdgedetError
 from edgedet.device.latency import StageTimer
-from edgedet.device.sinks import (BackgroundEncoder, FrameResult, JsonLinesSink, JsonLinesWriter, LatencyLogSink, Sink, VideoSink,
-                                  WindowSink, detections_to_dicts)
+from edgedet.device.sinks import (BackgroundEncoder, FrameResult, JsonLinesSink, JsonLinesWriter, LatencyLogSink,
+                                  Sink, VideoSink, WindowSink, detections_to_dicts)
 from edgedet.rle import rle_decode
 
 NAMES = ["circle", "square"]
