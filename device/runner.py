@@ -146,7 +146,7 @@ def build_sinks(options: RunOptions, names: Sequence[str], fps: float, status: C
         if options.json:
             sinks.append(JsonLinesSink(options.json, names))
         if options.save and is_image_folder(options.save):
-            sinks.append(ImageFolderSink(options.save))
+            sinks.append(ImageFolderSink(options.save, timer=timer))
         elif options.save:
             sinks.append(VideoSink(options.save, fps=fps, timer=timer))
         if options.save_txt:

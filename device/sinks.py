@@ -308,6 +308,8 @@ class BackgroundEncoder:
             leave_background()
 
     def _raise_error(self) -> None:
+        if isinstance(self._error, EdgedetError):  # already names the flag and the problem
+            raise EdgedetError(str(self._error))
         if self._error is not None:
             raise EdgedetError(f"{self.what}: writing failed: {type(self._error).__name__}: {self._error}")
 
@@ -413,15 +415,18 @@ def write_image(path: Path, image: np.ndarray, flag: str) -> None:
 
 class ImageFolderSink(Sink):
     """--save DIR/: every annotated frame as an image file in DIR, at the frame's own size, under its source
-    file's name (same suffix); frames of videos and cameras as `<source>_<index>.jpg`."""
+    file's name (same suffix); frames of videos and cameras as `<source>_<index>.jpg`. The images are encoded
+    and written in a `BackgroundEncoder`, timed as stage "save" of `timer` when given."""
 
     needs_canvas = True
     wants_overlay = False  # a saved picture carries no live FPS line
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, timer: Optional[StageTimer] = None):
         self.folder = make_output_folder(folder, "--save")
-        self.images = 0  # images written
+        self.images = 0  # images handed to the encoder
         self._names = FrameNames()
+        self._encoder = BackgroundEncoder(lambda job: write_image(*job, "--save"), f"--save {self.folder}",
+                                          "edgedet-save", timer=timer)
 
     def write(self, result: FrameResult, canvas: Optional[np.ndarray]) -> None:
         frame = result.frame
@@ -431,10 +436,11 @@ class ImageFolderSink(Sink):
         if is_image_file(frame.source) and target.resolve() == Path(frame.source).resolve():
             raise EdgedetError(f"--save {self.folder}: would overwrite the source image {frame.source}; "
                                "save into another folder")
-        write_image(target, canvas, "--save")
+        self._encoder.put((target, canvas))  # the canvas is not modified after this
         self.images += 1
 
     def close(self) -> None:
+        self._encoder.close()
         if self.images:
             log.info("saved %d annotated images to %s", self.images, self.folder)
 

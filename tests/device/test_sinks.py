@@ -11,8 +11,8 @@ from edgedet.device.detections import Detections
 from edgedet.device.draw import annotate, class_color, draw_detections, draw_masks, draw_overlay, draw_semantic
 from edgedet.device.errors import EdgedetError
 from edgedet.device.latency import StageTimer
-from edgedet.device.sinks import (BackgroundEncoder, FrameResult, JsonLinesSink, JsonLinesWriter, LatencyLogSink,
-                                  Sink, VideoSink, WindowSink, detections_to_dicts)
+from edgedet.device.sinks import (BackgroundEncoder, FrameResult, ImageFolderSink, JsonLinesSink, JsonLinesWriter,
+                                  LatencyLogSink, Sink, VideoSink, WindowSink, detections_to_dicts)
 from edgedet.rle import rle_decode
 
 NAMES = ["circle", "square"]
@@ -184,6 +184,21 @@ def test_a_failed_encode_is_reported_by_the_next_put_and_by_close():
             encoder.put(k)
     with pytest.raises(EdgedetError, match="disk full"):
         encoder.close()
+
+
+def test_an_image_the_folder_sink_cannot_write_ends_with_its_own_message(tmp_path):
+    timer = StageTimer()
+    sink = ImageFolderSink(str(tmp_path / "out"), timer=timer)
+    image = np.full((16, 24, 3), 50, np.uint8)
+    sink.write(FrameResult(Frame(image, 0, 0.0, 0.0, "cam"), Detections.empty()), image)
+    sink.close()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["cam_000000.jpg"] and timer.summary()["save"]["count"] == 1
+    sink = ImageFolderSink(str(tmp_path / "gone"))
+    (tmp_path / "gone").rmdir()  # the folder vanished under the run
+    sink.write(FrameResult(Frame(image, 0, 0.0, 0.0, "cam"), Detections.empty()), image)
+    with pytest.raises(EdgedetError) as caught:
+        sink.close()
+    assert str(caught.value).startswith("--save: cannot write ") and "writing failed" not in str(caught.value)
 
 
 @pytest.mark.parametrize("name, message", [("out.gif", "unsupported video suffix"),
