@@ -122,10 +122,7 @@ def semantic_logits_in_frame(logits: np.ndarray, letterbox: Letterbox) -> np.nda
     logits = np.asarray(logits, dtype=np.float32)
     if logits.ndim != 3:
         raise EdgedetError(f"semantic logits must be (S, h, w), got shape {logits.shape}")
-    frame_h, frame_w = letterbox.src_hw
-    rows = linear_taps_at(frame_to_map_coords(np.arange(frame_h), 0, logits.shape[1], letterbox), logits.shape[1])
-    cols = linear_taps_at(frame_to_map_coords(np.arange(frame_w), 1, logits.shape[2], letterbox), logits.shape[2])
-    return _resample(logits, rows, cols)
+    return _resample(logits, _frame_taps(letterbox, 0, logits.shape[1]), _frame_taps(letterbox, 1, logits.shape[2]))
 
 
 def semantic_map(logits: np.ndarray, letterbox: Letterbox) -> np.ndarray:

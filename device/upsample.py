@@ -8,6 +8,7 @@ convolution) are worked examples on the host side, in edgedet/lecture/upsampling
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
@@ -68,8 +69,18 @@ _SINGLE_THREAD_GEMM = 200_000  # keep m*n*k of each small product under OpenBLAS
 
 def _mixing_tiles(taps, in_size: int, tile: int):
     """Split linear taps into tiles of `tile` outputs: (window start per tile (T,), window length, float32 mixing
-    matrices (T, tile, window)); the last tile repeats the last tap."""
-    i0, i1, w1 = taps
+    matrices (T, tile, window)); the last tile repeats the last tap. Read-only, cached by the taps' values: a
+    video's frames resample through the same taps (the same letterbox), and building the matrices costs more than
+    using them at the sizes drawing needs."""
+    i0, i1, w1 = (np.ascontiguousarray(a) for a in taps)
+    return _cached_mixing_tiles(i0.astype(np.int64).tobytes(), i1.astype(np.int64).tobytes(),
+                                w1.astype(np.float32).tobytes(), in_size, tile)
+
+
+@lru_cache(maxsize=64)
+def _cached_mixing_tiles(i0_bytes: bytes, i1_bytes: bytes, w1_bytes: bytes, in_size: int, tile: int):
+    i0, i1 = np.frombuffer(i0_bytes, dtype=np.int64), np.frombuffer(i1_bytes, dtype=np.int64)
+    w1 = np.frombuffer(w1_bytes, dtype=np.float32)
     tiles = -(-len(i0) // tile)
     pad = tiles * tile - len(i0)
     i0, i1, w1 = (np.pad(a, (0, pad), mode="edge") for a in (i0, i1, w1))
@@ -81,4 +92,7 @@ def _mixing_tiles(taps, in_size: int, tile: int):
     mix = np.zeros((tiles * tile, window), dtype=np.float32)
     np.add.at(mix, (rows, i0 - offset), 1 - w1)
     np.add.at(mix, (rows, i1 - offset), w1)
-    return starts, window, mix.reshape(tiles, tile, window)
+    mix = mix.reshape(tiles, tile, window)
+    for array in (starts, mix):
+        array.setflags(write=False)
+    return starts, window, mix
