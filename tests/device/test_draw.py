@@ -7,7 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedet.cli import main
 from edgedet.device import draw
 from edgedet.device.detections import Detections
 from edgedet.device.draw import (annotate, class_color, draw_detections, draw_legend, draw_masks, draw_overlay,
@@ -16,6 +15,7 @@ from edgedet.device.draw import (annotate, class_color, draw_detections, draw_le
 from edgedet.device.letterbox import Letterbox
 from edgedet.device.masks import semantic_map
 from edgedet.device.pipeline import DRAW_MAP_SCALE, Detector, argmax_planes, drawing_map_box
+from tests.device.test_app import run_cli
 from tests.device.test_backends import make_onnx_model
 
 NAMES = ["circle", "square", "triangle", "star", "hexagon"]
@@ -406,11 +406,6 @@ def count_calls(monkeypatch):
     monkeypatch.setattr(Detector, "finish_semantic_to_draw", counting_semantic)
     return calls
 
-
-def run_cli(args, capsys):
-    code = main(["run", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_json_only_run_never_draws_nor_builds_a_semantic_map(tmp_path, capsys, monkeypatch):

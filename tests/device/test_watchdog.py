@@ -2,21 +2,19 @@
 inference call that hangs is reported, abandoned, the backend recreated and the run finishes; a backend that keeps
 hanging ends the run; the per-hour counters roll over and keep 24 hours. Runs go through the CLI (device.app.main)
 with the toy ONNX model, timeouts of a fraction of a second."""
-import json
 import re
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgedet.cli import main
 from edgedet.device import capture
 from edgedet.device.backends import OnnxBackend
 from edgedet.device.errors import EdgedetError
 from edgedet.device.runner import RunOptions, Runner
 from edgedet.device.watchdog import HOURLY_COUNTERS, HourlyCounters, InferenceWatch, Watchdog
+from tests.device.test_app import read_jsonl, run_cli
 from tests.device.test_backends import make_onnx_model
 
 
@@ -76,14 +74,6 @@ def fake_camera(monkeypatch):
     camera.unwedge()
 
 
-def run_cli(args, capsys):
-    code = main(["run", *map(str, args)])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
 # ------------------------------------------------------------------------------------------------ stalls

@@ -14,6 +14,7 @@ import pytest
 from edgedet import bench, bench_record
 from edgedet.cli import main as cli_main
 from edgedet.data import coco_gt_dict, load_dataset
+from tests.device.test_app import read_jsonl
 from tests.device.test_backends import make_onnx_model
 from tests.device.test_thermals import fake_vcgencmd
 
@@ -194,9 +195,6 @@ def test_a_failing_variant_becomes_a_failure_record(tmp_path, synth_data):
     assert bench_record.validate_record(out) is None and "latency_ms" not in out
     assert out["provenance"]["machine"]["cores"] >= 1
 
-
-def read_jsonl(path):
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_bench_records_both_loops_with_outputs_and_thermals(synth_data, tmp_path, monkeypatch, capsys):
