@@ -175,13 +175,19 @@ def build_sinks(options: RunOptions, names: Sequence[str], fps: float, status: C
     return sinks
 
 
-def close_sinks(sinks: Sequence[Sink]) -> None:
-    """Close every sink; one that fails is logged and does not keep the others open."""
+def close_sinks(sinks: Sequence[Sink]) -> Optional[EdgedetError]:
+    """Close every sink; one that fails does not keep the others open. Returns the first EdgedetError a sink
+    raised (an output that could not be completed, e.g. a background encoder's last frames: the run's error), and
+    logs any other failure."""
+    first = None
     for sink in sinks:
         try:
             sink.close()
+        except EdgedetError as error:
+            first = first or error
         except Exception as error:
             log.warning("closing %s failed: %s", type(sink).__name__, error)
+    return first
 
 
 # ---- the run
@@ -708,7 +714,9 @@ class Runner:
                 self.source.close()
             except Exception as error:  # closing the source must not keep the outputs open
                 log.warning("closing source failed: %s", error)
-        close_sinks(self.sinks)
+        error = close_sinks(self.sinks)
+        if error is not None and self._worker_error is None:
+            self._worker_error = error
 
 
 def _model_name(model) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edgedet.device.capture import SyntheticSource
-from edgedet.device.sinks import Sink
+from edgedet.device.sinks import Sink, VideoSink
 from edgedet.device.stream import StreamServer, StreamSink
 from edgedet.cli import main
 from tests.device.test_backends import make_onnx_model
@@ -350,6 +350,20 @@ def test_a_source_that_breaks_ends_the_run_with_its_message_and_keeps_the_output
     err = capsys.readouterr().err
     assert "capture thread stopped: OSError: camera cable pulled" in err
     assert "edgedet run: error: camera cable pulled" in err
+
+
+@pytest.mark.parametrize("frames", [1, 40])  # the error found at close, or by a later frame's write
+def test_a_video_that_cannot_be_encoded_ends_the_run_with_a_one_line_error(tmp_path, capsys, monkeypatch, frames):
+    def failing_encode(self, image):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(VideoSink, "_encode", failing_encode)
+    code = main(["run", "--model", str(make_onnx_model(tmp_path / "toy.onnx")), "--source", "synthetic",
+                 "--max-frames", str(frames), "--save", str(tmp_path / "out.avi")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("edgedet run: error:")]
+    assert errors == [f"edgedet run: error: --save {tmp_path / 'out.avi'}: writing failed: OSError: disk full"], err
 
 
 def test_the_loop_runs_with_a_short_gil_switch_interval_and_single_threaded_opencv_then_restores(
