@@ -31,6 +31,31 @@ def write_tiny_shapes(out: Path, imgsz: int, train: int, val: int, min_size: flo
     return out
 
 
+def train_tiny(data: Path, model: str, out: Path, imgsz: int = 64, epochs: int = 2) -> Path:
+    """`edgedet train --model <model>` on a tiny data set: batch 8, no workers, one thread; asserts it ends well."""
+    from edgedet.cli import main
+
+    code = main(["train", "--data", str(data), "--model", model, "--imgsz", str(imgsz), "--epochs", str(epochs),
+                 "--batch", "8", "--workers", "0", "--threads", "1", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def fit_steps(model, loss_fn, images, targets, steps: int = 30, lr: float = 3e-3):
+    """`steps` AdamW steps of `model` on one batch -> (the loss of every step, the last step's loss parts)."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, parts = loss_fn(model(images), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses, parts
+
+
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> Path:
     """Folder with dataset.yaml, train/ (8 images) and val/ (4 images), 160x160, seed 0."""

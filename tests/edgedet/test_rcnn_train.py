@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgedet.cli import main as cli_main
-from tests.conftest import write_tiny_shapes
+from tests.conftest import train_tiny, write_tiny_shapes
 
 torch.set_num_threads(1)
 
@@ -19,11 +19,7 @@ def tiny_shapes(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_rcnn(tiny_shapes, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rcnn-run")
-    code = cli_main(["train", "--data", str(tiny_shapes), "--model", "rcnn-n", "--imgsz", "64", "--epochs", "2",
-                     "--batch", "8", "--workers", "0", "--threads", "1", "--out", str(out)])
-    assert code == 0
-    return out
+    return train_tiny(tiny_shapes, "rcnn-n", tmp_path_factory.mktemp("rcnn-run"))
 
 
 def test_train_verb_trains_and_validates_the_two_stage_model(trained_rcnn):

@@ -14,7 +14,7 @@ from edgedet.loss import Targets
 from edgedet.models.family import model_spec
 from edgedet.models.ssd import SSD_STRIDES, SSDConfig, build_ssd, default_box_sizes, split_candidates
 from edgedet.ssd_loss import SSDLoss, hard_negatives, match_default_boxes
-from tests.conftest import write_tiny_shapes
+from tests.conftest import fit_steps, train_tiny, write_tiny_shapes
 
 torch.set_num_threads(1)
 NAMES = ["circle", "square", "triangle", "star", "hexagon"]
@@ -86,15 +86,7 @@ def test_a_few_steps_lower_the_ssd_loss(tiny_ssd_data):
     images, targets, _ = collate([TrainDataset(dataset.samples, (64, 64), with_masks=False)[i] for i in range(8)])
     torch.manual_seed(0)
     config = SSDConfig(num_classes=5, anchors=default_box_sizes(64, 0.15, 0.8), input_size_hw=(64, 64))
-    model, loss_fn = build_ssd(config), SSDLoss(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss, parts = loss_fn(model(images), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses, parts = fit_steps(build_ssd(config), SSDLoss(config), images, targets)
     assert parts["loc"] > 0 and parts["conf"] > 0
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
 
@@ -116,11 +108,7 @@ def tiny_ssd_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_ssd(tiny_ssd_data, tmp_path_factory):
     """best.pt of `edgedet train --model ssd-n` for 2 epochs at 64x64."""
-    out = tmp_path_factory.mktemp("ssd-run")
-    code = cli_main(["train", "--data", str(tiny_ssd_data), "--model", "ssd-n", "--imgsz", "64", "--epochs", "2",
-                     "--batch", "8", "--workers", "0", "--threads", "1", "--out", str(out)])
-    assert code == 0
-    return out
+    return train_tiny(tiny_ssd_data, "ssd-n", tmp_path_factory.mktemp("ssd-run"))
 
 
 def test_train_verb_writes_an_ssd_checkpoint(trained_ssd):

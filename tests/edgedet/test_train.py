@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgedet.cli import main as cli_main
-from tests.conftest import write_tiny_shapes
+from tests.conftest import fit_steps, write_tiny_shapes
 
 torch.set_num_threads(1)
 
@@ -29,15 +29,7 @@ def test_a_few_steps_lower_the_loss(tiny_shapes):
     torch.manual_seed(0)
     config = ModelConfig(num_classes=5, num_semantic=9, num_mask_coefs=8, input_size_hw=(64, 64),
                          anchors=[[(10.0, 10.0)] * 3, [(20.0, 20.0)] * 3, [(40.0, 40.0)] * 3])
-    model, loss_fn = build_model(config), EdgeDetLoss(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss, parts = loss_fn(model(images), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    losses, parts = fit_steps(build_model(config), EdgeDetLoss(config), images, targets)
     assert all(parts[k] > 0 for k in ("box", "obj", "cls", "mask", "seg"))
     assert np.mean(losses[-3:]) < 0.65 * np.mean(losses[:3])
 
