@@ -59,39 +59,30 @@ demo: setup
 pi-check: setup
 	scripts/pi_check.sh
 
-# ---- train-shipped (H3): retrain the shipped checkpoint edgedet/weights/edgedet-n-320.pt from scratch, then
-# evaluate it afresh on the synthetic val split. Two DDP processes (gloo) of one thread each; per-epoch
-# validation in runs/shipped-n320/metrics.jsonl, log on stderr. --time-limit ends the cosine schedule on time.
-SHIPPED_RUN := runs/shipped-n320
-.PHONY: train-shipped
+# ---- train-shipped (H3): retrain a shipped checkpoint from scratch, then evaluate it afresh on the synthetic val
+# split. Two DDP processes (gloo) of one thread each; per-epoch validation in runs/shipped-<model>320/metrics.jsonl,
+# log on stderr. --time-limit ends the cosine schedule on time. Every family is trained the same way: the same
+# data, processes, threads and 27-minute budget.
+#   train-shipped       edgedet/weights/edgedet-n-320.pt, the shipped YOLO model (8 epochs)
+#   train-shipped-ssd   edgedet/weights/edgedet-ssd-n-320.pt, the shipped SSD (issue 16; 10 epochs)
+#   train-shipped-rcnn  edgedet/weights/edgedet-rcnn-n-320.pt, the shipped two-stage model, Faster R-CNN with a
+#                       Mask R-CNN head (issue 16; 10 epochs)
+# $(call train_shipped,MODEL,EPOCHS,WEIGHTS): MODEL is the --model preset, WEIGHTS the shipped file's stem
+define train_shipped
+	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
+	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
+	  --model $(1) --imgsz 320 --epochs $(2) --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 \
+	  --out runs/shipped-$(1)320
+	cp runs/shipped-$(1)320/best.pt edgedet/weights/$(3).pt
+	.venv/bin/edgedet eval --model edgedet/weights/$(3).pt --data runs/shapes320
+endef
+.PHONY: train-shipped train-shipped-ssd train-shipped-rcnn
 train-shipped: setup
-	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
-	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
-	  --model n --imgsz 320 --epochs 8 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 --out $(SHIPPED_RUN)
-	cp $(SHIPPED_RUN)/best.pt edgedet/weights/edgedet-n-320.pt
-	.venv/bin/edgedet eval --model edgedet/weights/edgedet-n-320.pt --data runs/shapes320
-
-# ---- train-shipped-ssd (issue 16): the shipped SSD (edgedet/weights/edgedet-ssd-n-320.pt), trained like the
-# shipped YOLO model: the same data, processes, threads and 27-minute budget; then evaluated afresh.
-SHIPPED_SSD_RUN := runs/shipped-ssd-n320
-.PHONY: train-shipped-ssd
+	$(call train_shipped,n,8,edgedet-n-320)
 train-shipped-ssd: setup
-	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
-	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
-	  --model ssd-n --imgsz 320 --epochs 10 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 --out $(SHIPPED_SSD_RUN)
-	cp $(SHIPPED_SSD_RUN)/best.pt edgedet/weights/edgedet-ssd-n-320.pt
-	.venv/bin/edgedet eval --model edgedet/weights/edgedet-ssd-n-320.pt --data runs/shapes320
-
-# ---- train-shipped-rcnn (issue 16): the shipped two-stage model (edgedet/weights/edgedet-rcnn-n-320.pt), Faster
-# R-CNN with a Mask R-CNN head, trained like the shipped YOLO model: the same data, processes, threads and budget.
-SHIPPED_RCNN_RUN := runs/shipped-rcnn-n320
-.PHONY: train-shipped-rcnn
+	$(call train_shipped,ssd-n,10,edgedet-ssd-n-320)
 train-shipped-rcnn: setup
-	.venv/bin/edgedet data synth --out runs/shapes320 --train 4000 --val 300 --imgsz 320 --seed 0
-	OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 -m edgedet train --data runs/shapes320 \
-	  --model rcnn-n --imgsz 320 --epochs 10 --batch 16 --lr 3e-3 --threads 1 --workers 1 --time-limit 27 --out $(SHIPPED_RCNN_RUN)
-	cp $(SHIPPED_RCNN_RUN)/best.pt edgedet/weights/edgedet-rcnn-n-320.pt
-	.venv/bin/edgedet eval --model edgedet/weights/edgedet-rcnn-n-320.pt --data runs/shapes320
+	$(call train_shipped,rcnn-n,10,edgedet-rcnn-n-320)
 
 # ---- bench-families (issue 16): the shipped YOLO model, SSD and two-stage model, each exported to ONNX and TFLite in fp32
 # and int8 (calibrated on the training images), measured by one `edgedet bench` on the 300-image val split (one
