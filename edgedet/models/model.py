@@ -54,10 +54,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise EdgedetError(f"unknown model preset {self.preset!r}; expected one of {', '.join(PRESETS)}")
-        self.anchors = [[(float(w), float(h)) for w, h in level] for level in self.anchors]
+        self.anchors = level_anchors(self.anchors, len(STRIDES), "anchors must give the same number of (w, h) pairs "
+                                     f"for each of {len(STRIDES)} levels")
         self.input_size_hw = tuple(int(v) for v in self.input_size_hw)
-        if len(self.anchors) != len(STRIDES) or len({len(level) for level in self.anchors}) != 1:
-            raise EdgedetError(f"anchors must give the same number of (w, h) pairs for each of {len(STRIDES)} levels")
         check_input_size(self.input_size_hw)
 
     @property
@@ -73,6 +72,15 @@ class ModelConfig:
     def part_channels(self, part: str) -> int:
         """Output channels of one detection-level part: box K*4, score K*(1+C), mask K*M."""
         return head_part_channels(part, self.num_anchors, self.num_classes, self.num_mask_coefs)
+
+
+def level_anchors(anchors, levels: int, message: str) -> List[List[Tuple[float, float]]]:
+    """Anchor (w, h) pairs per level as floats; EdgedetError(message) unless there are `levels` levels, each with
+    the same number of pairs."""
+    anchors = [[(float(w), float(h)) for w, h in level] for level in anchors]
+    if len(anchors) != levels or len({len(level) for level in anchors}) != 1:
+        raise EdgedetError(message)
+    return anchors
 
 
 def check_input_size(size_hw) -> None:

@@ -21,7 +21,7 @@ from torch import nn
 from edgedet.device.errors import EdgedetError
 from edgedet.device.layouts.ssd import PARTS
 from edgedet.device.spec import level_part_name
-from .model import PRESETS, Backbone, conv_bn_act
+from .model import PRESETS, Backbone, conv_bn_act, level_anchors
 
 SSD_STRIDES = (8, 16, 32, 64)  # pixel stride of each level, finest first
 SSD_LEVELS = ("s3", "s4", "s5", "s6")  # level names: outputs are "<level>_loc" and "<level>_conf"
@@ -53,10 +53,9 @@ class SSDConfig:
     def __post_init__(self):
         if self.preset not in SSD_PRESETS:
             raise EdgedetError(f"unknown SSD preset {self.preset!r}; expected one of {', '.join(SSD_PRESETS)}")
-        self.anchors = [[(float(w), float(h)) for w, h in level] for level in self.anchors]
+        self.anchors = level_anchors(self.anchors, len(SSD_STRIDES), "SSD needs the same number of default boxes "
+                                     f"on each of {len(SSD_STRIDES)} levels")
         self.input_size_hw = tuple(int(v) for v in self.input_size_hw)
-        if len(self.anchors) != len(SSD_STRIDES) or len({len(level) for level in self.anchors}) != 1:
-            raise EdgedetError(f"SSD needs the same number of default boxes on each of {len(SSD_STRIDES)} levels")
         if any(v <= 0 or v % SSD_STRIDES[-1] for v in self.input_size_hw):
             raise EdgedetError(f"SSD input size {self.input_size_hw} must be two positive multiples of {SSD_STRIDES[-1]}")
 
