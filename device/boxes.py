@@ -51,3 +51,11 @@ def box_iou(xyxy_a: np.ndarray, xyxy_b: np.ndarray) -> np.ndarray:
     union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(union > 0, inter / union, 0.0)
+
+
+def cell_centres(size_hw, stride: int) -> np.ndarray:
+    """float64 (H/s * W/s, 2) (x, y) centres ((j + 0.5) s, (i + 0.5) s) of the cells of a stride-s grid over an
+    (H, W) input, row-major (row i, then column j): where SSD's default boxes and the RPN's anchors sit."""
+    rows, cols = int(size_hw[0]) // stride, int(size_hw[1]) // stride
+    cy, cx = np.meshgrid((np.arange(rows) + 0.5) * stride, (np.arange(cols) + 0.5) * stride, indexing="ij")
+    return np.stack([cx.ravel(), cy.ravel()], axis=1)

@@ -16,6 +16,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from .boxes import cell_centres
+
 
 def cell_anchors(sizes: Sequence[float], ratios: Sequence[float]) -> np.ndarray:
     """float32 (A, 4) xyxy anchors centred on (0, 0), sizes outer, ratios (h / w) inner."""
@@ -28,9 +30,7 @@ def cell_anchors(sizes: Sequence[float], ratios: Sequence[float]) -> np.ndarray:
 def level_anchors(size_hw: Tuple[int, int], stride: int, sizes: Sequence[float],
                   ratios: Sequence[float]) -> np.ndarray:
     """float32 (H/s * W/s * A, 4) xyxy anchors of one level, ordered row, column, anchor."""
-    rows, cols = int(size_hw[0]) // stride, int(size_hw[1]) // stride
-    cy, cx = np.meshgrid((np.arange(rows) + 0.5) * stride, (np.arange(cols) + 0.5) * stride, indexing="ij")
-    centres = np.stack([cx, cy, cx, cy], axis=-1).reshape(rows * cols, 1, 4)
+    centres = np.tile(cell_centres(size_hw, stride), 2)[:, None, :]  # (H*W, 1, 4) (x, y, x, y), row-major
     return (centres + cell_anchors(sizes, ratios)[None]).reshape(-1, 4).astype(np.float32)
 
 

@@ -17,6 +17,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..box_coder import decode_deltas
+from ..boxes import cell_centres
 from ..candidates import Candidates, best_class, dequantize_array, softmax
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
@@ -58,9 +59,7 @@ def default_boxes_xyxy(size_hw: Tuple[int, int], strides: Sequence[int],
     column); boxes_wh: per level K (w, h)."""
     parts = []
     for stride, level_wh in zip(strides, boxes_wh):
-        rows, cols = size_hw[0] // stride, size_hw[1] // stride
-        cy, cx = np.meshgrid((np.arange(rows) + 0.5) * stride, (np.arange(cols) + 0.5) * stride, indexing="ij")
-        centres = np.stack([cx.ravel(), cy.ravel()], axis=1)  # (H*W, 2), row-major
+        centres = cell_centres(size_hw, stride)  # (H*W, 2), row-major
         for w, h in level_wh:
             half = np.array([w / 2, h / 2])
             parts.append(np.concatenate([centres - half, centres + half], axis=1))
