@@ -34,6 +34,7 @@ HEAD_OUTPUTS = ("cls", "box", "mask")  # the heads graph's outputs, in order
 HEADS_INPUT = "roi_features"  # the heads graph's input name (ONNX)
 HEADS_KEY = "edgedet_heads"  # ONNX metadata key of the base64 heads graph
 HEADS_MEMBER = "edgedet_heads.tflite"  # zip member appended to a .tflite holding the heads graph
+RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # RPN deltas against anchors (Faster R-CNN)
 
 
 def embedded_heads(model_path, metadata: Optional[Mapping[str, str]] = None) -> Optional[bytes]:
@@ -105,13 +106,14 @@ class RegionHeads:
         except Exception as error:
             raise EdgedetError(f"{runtime} cannot load the heads of {self.path}: {first_line(error)}") from None
         (given,), outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        roles = _tflite_roles(outputs, self.path)
+        given_details = tflite_details(given)
+        roles = {role: (d["index"], tflite_details(d).quant) for role, d in _tflite_roles(outputs, self.path).items()}
 
         def run(x: np.ndarray) -> Dict[str, np.ndarray]:
-            interpreter.set_tensor(given["index"], as_input(x.transpose(0, 2, 3, 1), tflite_details(given)))
+            interpreter.set_tensor(given["index"], as_input(x.transpose(0, 2, 3, 1), given_details))
             interpreter.invoke()
-            values = {role: dequantize_array(interpreter.get_tensor(d["index"]), tflite_details(d).quant, role)
-                      for role, d in roles.items()}
+            values = {role: dequantize_array(interpreter.get_tensor(index), quant, role)
+                      for role, (index, quant) in roles.items()}
             values["mask"] = values["mask"].transpose(0, 3, 1, 2)
             return values
         return run
@@ -137,14 +139,14 @@ def select_proposals(logits_per_level: Sequence[np.ndarray], deltas_per_level: S
                      ) -> np.ndarray:
     """One image's RPN outputs per level, logits (N_l,) and deltas (N_l, 4), with the level's anchors (N_l, 4) ->
     float32 (P, 4) xyxy proposals in input pixels, by descending objectness: per level the settings'
-    "pre_nms_top_k" highest logits decoded (RPN weights 1, 1, 1, 1) and clipped to the input, boxes with a side
+    "pre_nms_top_k" highest logits decoded (RPN_BOX_WEIGHTS) and clipped to the input, boxes with a side
     below "min_side" dropped, one NMS at "nms_iou" over all levels, at most "post_nms_top_k". The NumPy twin of
     edgedet.models.rcnn.select_proposals."""
     boxes, scores = [], []
     for logits, deltas, anchors in zip(logits_per_level, deltas_per_level, anchors_per_level_xyxy):
         k = min(int(settings["pre_nms_top_k"]), len(logits))
         top = np.argpartition(-logits, k - 1)[:k] if k < len(logits) else np.arange(len(logits))
-        decoded = decode_deltas(deltas[top], anchors[top], (1.0, 1.0, 1.0, 1.0))
+        decoded = decode_deltas(deltas[top], anchors[top], RPN_BOX_WEIGHTS)
         boxes.append(clip_boxes(decoded, size_hw))
         scores.append(sigmoid(logits[top]))  # NMS ranks by probability, as training does (ties included)
     boxes, scores = np.concatenate(boxes), np.concatenate(scores)

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from edgedet.device.boxes import box_iou
-from edgedet.device.layouts.rcnn import ROI_BOX_WEIGHTS, RPN_BOX_WEIGHTS
+from edgedet.device.layouts.rcnn import ROI_BOX_WEIGHTS
+from edgedet.device.two_stage import RPN_BOX_WEIGHTS
 from .loss import PROTO_STRIDE, Targets
 from .models.box_coder import encode_boxes
 from .models.boxes import cxcywh_to_xyxy

@@ -3,7 +3,7 @@
 Stage 1 (the model file) returns per FPN level (spec.level_outputs, finest first, spec.strides), NCHW or NHWC:
     "<level>_feat"     (1, F, H/s, W/s)   FPN features (F = spec.second_stage["feature_channels"])
     "<level>_rpn_obj"  (1, A, H/s, W/s)   objectness logits of the A anchors per cell
-    "<level>_rpn_box"  (1, 4A, H/s, W/s)  their (dx, dy, dw, dh), anchor-major, RPN_BOX_WEIGHTS
+    "<level>_rpn_box"  (1, 4A, H/s, W/s)  their (dx, dy, dw, dh), anchor-major, two_stage.RPN_BOX_WEIGHTS
 in that order (all features first). The decode then runs the second stage (device/two_stage.py): proposals (top-k,
 decode, clip, NMS), RoI Align on each proposal's FPN level (device/roi_align.py, P x P), the heads file on the
 pooled features, and per class: softmax probability, the box decoded from the proposal (ROI_BOX_WEIGHTS) and
@@ -30,7 +30,6 @@ from .shapes import Shape, level_output_shapes, names_levels, without_prototypes
 NAME = "rcnn"
 MIN_SPEC_VERSION = 2
 FROM_SHAPES = False  # anchors and the second stage's settings are in the edgedet metadata only
-RPN_BOX_WEIGHTS = (1.0, 1.0, 1.0, 1.0)  # RPN deltas against anchors (Faster R-CNN)
 ROI_BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # box-head deltas against proposals (Fast R-CNN)
 
 prototypes = without_prototypes
