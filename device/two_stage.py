@@ -77,9 +77,7 @@ class RegionHeads:
         count = len(roi_features)
         if count > self.batch:
             raise EdgedetError(f"{self.path.name} takes at most {self.batch} RoIs, got {count}")
-        padded = np.zeros((self.batch, *roi_features.shape[1:]), np.float32)
-        padded[:count] = roi_features
-        return {name: value[:count] for name, value in self._run(padded).items()}
+        return {name: value[:count] for name, value in self._run(padded_rows(roi_features, self.batch)).items()}
 
     def _open_onnx(self, content: bytes):
         try:
@@ -117,6 +115,13 @@ class RegionHeads:
             values["mask"] = values["mask"].transpose(0, 3, 1, 2)
             return values
         return run
+
+
+def padded_rows(rows: np.ndarray, batch: int) -> np.ndarray:
+    """(n, ...) rows, n <= batch -> float32 (batch, ...): the rows, then zeros (the heads' fixed batch)."""
+    out = np.zeros((batch, *rows.shape[1:]), np.float32)
+    out[:len(rows)] = rows
+    return out
 
 
 def _tflite_roles(outputs: Sequence[dict], path: Path) -> Dict[str, dict]:

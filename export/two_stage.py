@@ -11,34 +11,18 @@ import base64
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List
 
 import numpy as np
 
 from edgedet.calibration.onnx_quant import Int8Scheme, compute_ranges, quantize_qdq
+from edgedet.calibration.readers import ArrayCalibrationReader
 from edgedet.device.spec import ModelSpec
-from edgedet.device.two_stage import HEAD_OUTPUTS, HEADS_INPUT, HEADS_KEY, HEADS_MEMBER
+from edgedet.device.two_stage import HEAD_OUTPUTS, HEADS_INPUT, HEADS_KEY, HEADS_MEMBER, padded_rows
 from .artifacts import atomic_outputs
 from .onnx_export import OPSET
 
 MAX_CALIBRATION_BATCHES = 8  # batches of R RoIs the int8 heads are calibrated on
-
-
-class ArrayReader:
-    """onnxruntime's calibration-reader protocol over a list of (R, F, P, P) arrays for the heads' one input."""
-
-    def __init__(self, batches: List[np.ndarray]):
-        self.batches = batches
-        self._next = 0
-
-    def get_next(self) -> Optional[Dict[str, np.ndarray]]:
-        if self._next >= len(self.batches):
-            return None
-        self._next += 1
-        return {HEADS_INPUT: self.batches[self._next - 1]}
-
-    def rewind(self) -> None:
-        self._next = 0
 
 
 def calibration_features(model, spec: ModelSpec, images_nchw) -> List[np.ndarray]:
@@ -50,16 +34,10 @@ def calibration_features(model, spec: ModelSpec, images_nchw) -> List[np.ndarray
             for x in images_nchw]
     pooled, batch = np.concatenate(rows), int(spec.second_stage["post_nms_top_k"])
     count = min(MAX_CALIBRATION_BATCHES, max(1, len(pooled) // batch))
-    return [_padded(pooled[i * batch:(i + 1) * batch], batch) for i in range(count)]
+    return [padded_rows(pooled[i * batch:(i + 1) * batch], batch) for i in range(count)]
 
 
-def _padded(rows: np.ndarray, batch: int) -> np.ndarray:
-    out = np.zeros((batch, *rows.shape[1:]), np.float32)
-    out[:len(rows)] = rows
-    return out
-
-
-def heads_sample(model, spec: ModelSpec):
+def heads_sample(spec: ModelSpec):
     """A random (R, F, P, P) input for tracing the heads."""
     import torch
 
@@ -74,7 +52,7 @@ def export_heads_onnx(model, spec: ModelSpec, path: Path) -> Path:
     import torch
 
     with atomic_outputs(path) as (temp,), torch.no_grad():
-        torch.onnx.export(model.heads.eval(), (heads_sample(model, spec),), str(temp), input_names=[HEADS_INPUT],
+        torch.onnx.export(model.heads.eval(), (heads_sample(spec),), str(temp), input_names=[HEADS_INPUT],
                           output_names=list(HEAD_OUTPUTS), opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
         onnx.checker.check_model(onnx.load(str(temp)), full_check=True)
@@ -86,7 +64,7 @@ def export_heads_onnx_int8(fp32_path: Path, path: Path, batches: List[np.ndarray
     """int8 QDQ heads from the fp32 heads file, calibrated on `batches` of RoI features."""
     with tempfile.TemporaryDirectory(prefix="edgedet-heads-") as tmp, atomic_outputs(path) as (temp,):
         cache = Path(tmp) / "ranges.json"
-        compute_ranges(fp32_path, ArrayReader(batches), method, cache)
+        compute_ranges(fp32_path, ArrayCalibrationReader(lambda: batches, HEADS_INPUT, len(batches)), method, cache)
         quantize_qdq(fp32_path, temp, cache, method, scheme)
     return path
 
@@ -134,7 +112,7 @@ def export_heads_tflite(model, spec: ModelSpec, path: Path, precision: str, batc
         if precision == "int8":
             convert_int8_module(wrapped, [b.transpose(0, 2, 3, 1) for b in batches], method, temp)
         else:
-            convert_float_module(wrapped, heads_sample(model, spec).permute(0, 2, 3, 1), temp)
+            convert_float_module(wrapped, heads_sample(spec).permute(0, 2, 3, 1), temp)
             if precision == "fp16":
                 weights_to_fp16(temp)
     return path

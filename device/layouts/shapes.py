@@ -147,7 +147,7 @@ def level_output_shapes(spec: ModelSpec, part_channels: Mapping[str, int], tenso
     h, w = spec.input_size_hw
     shapes = {}
     for level, stride in zip(spec.level_outputs, spec.strides):
+        grid = (h // stride, w // stride)
         for part, channels in part_channels.items():
-            grid = (h // stride, w // stride)
             shapes[level_part_name(level, part)] = (1, channels, *grid) if tensor_layout == "NCHW" else (1, *grid, channels)
     return shapes
