@@ -33,6 +33,7 @@ from torch import nn
 
 from edgedet.device.errors import EdgedetError
 from edgedet.device.rcnn_anchors import anchors_per_level
+from edgedet.device.two_stage import HEAD_OUTPUTS
 from edgedet.device.suppression import nms
 from ..loss import Targets
 from ..rcnn_loss import (ROI_BOX_WEIGHTS, RPN_BOX_WEIGHTS, box_head_loss, mask_loss, mask_targets, rpn_loss,
@@ -192,7 +193,7 @@ class RegionHeads(nn.Module):
     """The per-region graph: (R, F, 14, 14) RoI features -> (class logits (R, 1+C), box deltas (R, 4C), mask logits
     (R, K, 28, 28)), in `output_names` order."""
 
-    output_names = ("cls", "box", "mask")
+    output_names = HEAD_OUTPUTS  # what the device's heads runner reads (device/two_stage.py)
 
     def __init__(self, feature_width: int, config: "RCNNConfig"):
         super().__init__()
@@ -345,8 +346,7 @@ class FasterRCNN(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            features, logits, deltas = self._first_stage(images)
-            proposals = [boxes for boxes, _ in self._proposals(images, logits, deltas, training=False)]
+            features, proposals = self._inference_proposals(images)
             return self._detect(features, proposals, tuple(images.shape[-2:]), score_threshold, iou, max_det)
         finally:
             self.train(was_training)
@@ -355,9 +355,13 @@ class FasterRCNN(nn.Module):
     def proposal_features(self, images: torch.Tensor) -> torch.Tensor:
         """(R, F, 14, 14) RoI features of the inference proposals of `images` (B, 3, H, W), what the per-region
         heads see at inference (export calibrates int8 heads on them)."""
-        features, logits, deltas = self._first_stage(images)
-        proposals = [boxes for boxes, _ in self._proposals(images, logits, deltas, training=False)]
+        features, proposals = self._inference_proposals(images)
         return self._pool(features, rois_of(proposals).float().to(features[0].device))
+
+    def _inference_proposals(self, images: torch.Tensor) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """images -> (FPN features per level, per image its (P, 4) xyxy inference proposals)."""
+        features, logits, deltas = self._first_stage(images)
+        return features, [boxes for boxes, _ in self._proposals(images, logits, deltas, training=False)]
 
     def _pool(self, features: List[torch.Tensor], rois: torch.Tensor) -> torch.Tensor:
         """RoI Align of (R, 5) rois on their FPN levels -> (R, F, 14, 14)."""
