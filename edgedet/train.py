@@ -503,17 +503,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        targets = targets.to(self.device)
-        precision = self.precision
-        with torch.autocast(self.device.type, dtype=precision.dtype, enabled=precision.autocast):
-            if self.loss is None:  # the two-stage model: its forward is the loss
-                loss, parts = self.ddp(images, targets)
-            else:
-                outputs = self.ddp(images)
-        if self.loss is not None:
-            outputs = [o.float() for o in outputs]  # the loss in float32 (a no-op without autocast)
-            loss, parts = self.loss(outputs, targets)
-            loss = loss + sum(o.sum() for o in outputs) * 0.0  # every head takes part in every DDP reduction
+        loss, parts = self._loss(images, targets.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # the scaler is a pass-through unless fp16 needs it
         self.scaler.unscale_(self.optimizer)
@@ -524,6 +514,20 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         return parts
+
+    def _loss(self, images, targets):
+        """(loss, its parts) of one batch: the forward under the run's autocast, then the family's loss in float32;
+        the two-stage model's forward is its loss."""
+        import torch
+
+        precision = self.precision
+        with torch.autocast(self.device.type, dtype=precision.dtype, enabled=precision.autocast):
+            if self.loss is None:
+                return self.ddp(images, targets)
+            outputs = self.ddp(images)
+        outputs = [o.float() for o in outputs]  # the loss in float32 (a no-op without autocast)
+        loss, parts = self.loss(outputs, targets)
+        return loss + sum(o.sum() for o in outputs) * 0.0, parts  # every head takes part in every DDP reduction
 
     def _end_epoch(self, epochs_done: int) -> None:
         from .train_val import validate
