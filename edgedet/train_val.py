@@ -1,7 +1,7 @@
 """Validation during training: the model's raw outputs go through the device runtime's own preprocess and
 postprocess (the same decode, NMS and masks `edgedet run` uses), then the project's COCO evaluator and mIoU.
-The two-stage model, which the device cannot run yet, is validated through its PyTorch `predict` instead, on the
-same preprocessing, with its boxes mapped back and its 28x28 masks pasted into the frame by the device's code.
+The two-stage model is validated through its PyTorch `predict` instead (its second stage runs on the device only
+from an exported file, with the heads inside it), on the same preprocessing, with its boxes mapped back and its 28x28 masks pasted into the frame by the device's code.
 """
 from __future__ import annotations
 
