@@ -3,6 +3,7 @@ class of a score table, and dequantization of integer outputs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -92,6 +93,26 @@ def dequantize_array(array: np.ndarray, quant: Optional[QuantParams], name: str 
 def dequantize_outputs(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Dict[str, np.ndarray]:
     """Every output -> float32, integer ones with spec.output_quant[name]: real = scale * (q - zero_point)."""
     return {name: dequantize_array(array, spec.output_quant.get(name), name) for name, array in outputs.items()}
+
+
+def dequantized_sigmoid(array: np.ndarray, quant: Optional[QuantParams], name: str = "") -> np.ndarray:
+    """`sigmoid(dequantize_array(array, quant, name))` as float32 of the array's shape. For 8-bit integer outputs
+    it is one look-up in a table of the 256 values (`sigmoid_table`): the same numbers, without a float pass."""
+    array = np.asarray(array)
+    if array.dtype in (np.int8, np.uint8) and quant is not None and quant.dtype == array.dtype.name:
+        return sigmoid_table(float(quant.scale), int(quant.zero_point), quant.dtype)[array.view(np.uint8)]
+    return sigmoid(dequantize_array(array, quant, name))
+
+
+@lru_cache(maxsize=256)
+def sigmoid_table(scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """float32 (256,) sigmoid(scale * (q - zero_point)) of every value q of 8-bit `dtype` ("int8" / "uint8"),
+    indexed by the value's byte (q viewed as uint8); read-only. Computed by `dequantize` and `sigmoid`, so a
+    look-up gives the numbers of the float pass."""
+    values = np.arange(256, dtype=np.uint8).view(np.dtype(dtype))
+    table = sigmoid(dequantize(values, QuantParams(scale, zero_point, dtype)))
+    table.setflags(write=False)
+    return table
 
 
 def dequantized_output(outputs: Mapping[str, np.ndarray], spec: ModelSpec, name: str) -> np.ndarray:

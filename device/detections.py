@@ -55,6 +55,9 @@ class Detections:
     masks:     optional bool (N, H, W), instance masks at original-image resolution.
     names:     optional tuple of str, the model's class names (index = class id); kept by indexing.
     tracker_ids: optional int64 (N,), each object's track id (device.tracking.Tracker); None when not tracked.
+    mask_spans: optional int64 (N, 4) [row0, row1, col0, col1): mask k is False outside these rows and columns
+               (the mask builders know it: device.masks.mask_spans), so encoding masks (`to_dict`, `to_coco`) reads
+               only those pixels, not whole frames; None: found by a scan. Kept by indexing; not part of equality.
 
     Filtering is indexing (`d[d.scores > 0.5]`) and returns a new value; "nothing found" is `Detections.empty()`.
     Iterating yields one `Detection` record per object.
@@ -66,6 +69,7 @@ class Detections:
     masks: Optional[np.ndarray] = None
     names: Optional[Tuple[str, ...]] = None
     tracker_ids: Optional[np.ndarray] = None
+    mask_spans: Optional[np.ndarray] = field(default=None, repr=False)
 
     def __eq__(self, other) -> bool:
         """Equal values: the same boxes, scores, classes, masks, names and track ids (arrays compared element-wise)."""
@@ -99,6 +103,11 @@ class Detections:
             if len(tracker_ids) != n:
                 raise ValueError(f"Detections: tracker_ids has {len(tracker_ids)} entries for {n} detections")
             object.__setattr__(self, "tracker_ids", tracker_ids)
+        if self.mask_spans is not None:
+            spans = np.asarray(self.mask_spans, dtype=np.int64)
+            if self.masks is None or spans.shape != (n, 4):
+                raise ValueError(f"Detections: mask_spans must be (N={n}, 4) beside masks, got {spans.shape}")
+            object.__setattr__(self, "mask_spans", spans)
 
     @classmethod
     def empty(cls, mask_shape_hw: Optional[tuple] = None, names: Optional[Sequence[str]] = None) -> "Detections":
@@ -115,7 +124,9 @@ class Detections:
             index = [int(index)]
         masks = None if self.masks is None else self.masks[index]
         tracker_ids = None if self.tracker_ids is None else self.tracker_ids[index]
-        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], masks, self.names, tracker_ids)
+        spans = None if self.mask_spans is None else self.mask_spans[index]
+        return Detections(self.xyxy[index], self.scores[index], self.class_ids[index], masks, self.names, tracker_ids,
+                          spans)
 
     def __iter__(self) -> Iterator[Detection]:
         """One `Detection` per object, in order (most confident first for a detector's output)."""
@@ -153,11 +164,11 @@ class Detections:
 
     def with_names(self, names: Optional[Sequence[str]]) -> "Detections":
         """The same detections carrying `names` (class names, index = class id)."""
-        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, names, self.tracker_ids)
+        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, names, self.tracker_ids, self.mask_spans)
 
     def with_tracker_ids(self, tracker_ids: Optional[Sequence[int]]) -> "Detections":
         """The same detections carrying `tracker_ids` (int (N,), one track id per object; None: untracked)."""
-        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, self.names, tracker_ids)
+        return Detections(self.xyxy, self.scores, self.class_ids, self.masks, self.names, tracker_ids, self.mask_spans)
 
     # ---- serialisation
 
@@ -166,7 +177,7 @@ class Detections:
         "track_id" (tracked only), "segmentation" (masks only: COCO compressed RLE {"size": [H, W], "counts": str})},
         ...]}.
         Box coordinates are rounded to `ndigits` decimals, scores to 4."""
-        segmentations = rle_encode(self.masks) if self.masks is not None and len(self) else None
+        segmentations = self._segmentations()
         items = []
         for k, name in enumerate(self.class_names):
             item = {"xyxy": [round(float(v), ndigits) for v in self.xyxy[k]], "score": round(float(self.scores[k]), 4),
@@ -187,7 +198,7 @@ class Detections:
         (5 decimals), "segmentation" (masks only, compressed RLE)} per object. category_ids[class_id] is the
         category id (COCO files number them from 1); None: the class id itself."""
         xywh = xyxy_to_xywh(self.xyxy.astype(np.float64))
-        segmentations = rle_encode(self.masks) if self.masks is not None and len(self) else None
+        segmentations = self._segmentations()
         results = []
         for k, class_id in enumerate(self.class_ids.tolist()):
             category = class_id if category_ids is None else int(category_ids[class_id])
@@ -197,6 +208,12 @@ class Detections:
                 result["segmentation"] = segmentations[k]
             results.append(result)
         return results
+
+    def _segmentations(self) -> Optional[List[dict]]:
+        """COCO compressed RLE of each mask (reading only its span when known), None without masks or objects."""
+        if self.masks is None or not len(self):
+            return None
+        return rle_encode(self.masks, spans=self.mask_spans)
 
 
 def _same_optional(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:

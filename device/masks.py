@@ -9,7 +9,7 @@ letterbox) and thresholded at 0 there, never at prototype resolution. The panopt
 from __future__ import annotations
 
 import functools
-from typing import List, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -34,12 +34,17 @@ def _resample(maps: np.ndarray, rows, cols) -> np.ndarray:
     return interpolate_rows(interpolate_cols(maps, cols), rows)
 
 
-def _pixel_spans(boxes_xyxy: np.ndarray, size_hw: Tuple[int, int]) -> List[Tuple[int, int, int, int]]:
-    """float32 (N, 4) xyxy frame boxes -> per box (row0, row1, col0, col1): the frame pixels whose centres lie in
-    the box, clipped to the frame (row1 <= row0 or col1 <= col0 when none)."""
+def mask_spans(boxes_xyxy: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+    """float (N, 4) xyxy frame boxes -> int64 (N, 4) [row0, row1, col0, col1): the frame pixels whose centres lie
+    in each box, clipped to the frame (row1 == row0 or col1 == col0 when none). A mask built over its box
+    (`instance_masks`, `paste_box_masks`) is False outside its span: `Detections.mask_spans`."""
     h, w = size_hw
-    bounds = np.clip(np.ceil(boxes_xyxy - np.float32(0.5)), 0, np.array([w, h, w, h], dtype=np.float32))
-    return [(y1, max(y1, y2), x1, max(x1, x2)) for x1, y1, x2, y2 in bounds.astype(np.int64).tolist()]
+    boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    bounds = np.clip(np.ceil(boxes - np.float32(0.5)), 0, np.array([w, h, w, h], dtype=np.float32)).astype(np.int64)
+    spans = bounds[:, [1, 3, 0, 2]]
+    np.maximum(spans[:, 1], spans[:, 0], out=spans[:, 1])
+    np.maximum(spans[:, 3], spans[:, 2], out=spans[:, 3])
+    return spans
 
 
 @functools.lru_cache(maxsize=16)
@@ -53,12 +58,14 @@ def _frame_taps(letterbox: Letterbox, axis: int, map_size: int) -> Tuple[np.ndar
     return taps
 
 
-def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray, letterbox: Letterbox) -> np.ndarray:
+def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray, letterbox: Letterbox,
+                   spans: Optional[np.ndarray] = None) -> np.ndarray:
     """Masks of N kept detections: bool (N, h, w) at the original frame's resolution.
 
     protos:     float32 (M, ph, pw) prototypes covering the whole network input.
     coefs:      float32 (N, M) mask coefficients of the kept boxes.
     xyxy_input: (N, 4) boxes in network-input pixels; each mask is True only inside its box.
+    spans:      the boxes' `mask_spans` in the frame, if the caller has them already.
     A pixel is in the mask where the bilinearly resampled logit coefs @ protos is > 0.
     """
     protos = np.asarray(protos, dtype=np.float32)
@@ -67,8 +74,9 @@ def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray
     masks = np.zeros((len(coefs), frame_h, frame_w), dtype=bool)
     row_taps = _frame_taps(letterbox, 0, protos.shape[1])
     col_taps = _frame_taps(letterbox, 1, protos.shape[2])
-    spans = _pixel_spans(letterbox.boxes_to_original(xyxy_input), (frame_h, frame_w))
-    for n, (y1, y2, x1, x2) in enumerate(spans):
+    if spans is None:
+        spans = mask_spans(letterbox.boxes_to_original(xyxy_input), (frame_h, frame_w))
+    for n, (y1, y2, x1, x2) in enumerate(spans.tolist()):
         if y1 == y2 or x1 == x2:
             continue
         rows = tuple(t[y1:y2] for t in row_taps)
@@ -77,18 +85,20 @@ def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray
     return masks
 
 
-def paste_box_masks(box_logits: np.ndarray, xyxy_frame: np.ndarray, frame_hw: Tuple[int, int]) -> np.ndarray:
+def paste_box_masks(box_logits: np.ndarray, xyxy_frame: np.ndarray, frame_hw: Tuple[int, int],
+                    spans: Optional[np.ndarray] = None) -> np.ndarray:
     """Mask R-CNN's masks in the frame: bool (N, H, W) from float (N, m, m) logits, each covering its box.
 
-    xyxy_frame: (N, 4) boxes in frame pixels. Mask cell i of a box spanning y1..y2 is centred at y1 + (i + 0.5) *
+    xyxy_frame: (N, 4) boxes in frame pixels (spans: their `mask_spans`, if the caller has them already). Mask cell i of a box spanning y1..y2 is centred at y1 + (i + 0.5) *
     (y2 - y1) / m (as RoI Align samples it); the logits are bilinearly resampled at the centres of the frame pixels
     inside the box (the border cells extend to the box edge) and a pixel is in the mask where the logit is > 0.
     """
     box_logits = np.asarray(box_logits, dtype=np.float32)
     masks = np.zeros((len(box_logits), *frame_hw), dtype=bool)
     size = box_logits.shape[-1]
-    spans = _pixel_spans(np.asarray(xyxy_frame, dtype=np.float32), frame_hw)
-    for n, ((y1, y2, x1, x2), box) in enumerate(zip(spans, np.asarray(xyxy_frame, dtype=np.float32))):
+    xyxy_frame = np.asarray(xyxy_frame, dtype=np.float32)
+    spans = mask_spans(xyxy_frame, frame_hw) if spans is None else spans
+    for n, ((y1, y2, x1, x2), box) in enumerate(zip(spans.tolist(), xyxy_frame)):
         if y1 == y2 or x1 == x2:
             continue
         rows = _box_taps(np.arange(y1, y2), box[1], box[3], size)

@@ -5,7 +5,7 @@ filter (vectorised) -> NMS -> instance masks for the kept boxes -> un-letterbox.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from .detections import Detections
 from .errors import EdgedetError
 from .letterbox import Letterbox
 from .latency import timed
-from .masks import instance_masks, paste_box_masks, semantic_map
+from .masks import instance_masks, mask_spans, paste_box_masks, semantic_map
 from .spec import ModelSpec
 from .suppression import nms
 
@@ -54,22 +54,29 @@ def postprocess(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: L
         kept = nms(candidates.xyxy, candidates.scores, iou, class_ids=candidates.class_ids, agnostic=agnostic,
                    max_det=max_det, top_k=MAX_NMS_CANDIDATES)
         candidates = candidates[kept]
-    masks = None
+    xyxy_frame = letterbox.boxes_to_original(candidates.xyxy)
+    masks = spans = None
     if candidates.mask_coefs is not None:
         with timed(timer, "masks"):
-            masks = _instance_masks(candidates, chosen, outputs, spec, letterbox)
-    return Detections(letterbox.boxes_to_original(candidates.xyxy), candidates.scores, candidates.class_ids, masks)
+            masks, spans = _instance_masks(candidates, xyxy_frame, chosen, outputs, spec, letterbox)
+    return Detections(xyxy_frame, candidates.scores, candidates.class_ids, masks, mask_spans=spans)
 
 
-def _instance_masks(candidates: Candidates, chosen, outputs, spec: ModelSpec, letterbox: Letterbox):
-    """bool (N, h, w) frame masks of the kept candidates: box masks pasted over their boxes, or prototype masks
-    (prototypes read and dequantized only now, for the kept boxes); None when the model gives none."""
+def _instance_masks(candidates: Candidates, xyxy_frame: np.ndarray, chosen, outputs, spec: ModelSpec,
+                    letterbox: Letterbox) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """(bool (N, h, w) frame masks of the kept candidates, int64 (N, 4) their `mask_spans`): box masks pasted over
+    their boxes, or prototype masks over the detections' boxes `xyxy_frame` (prototypes read and dequantized only
+    now, for the kept boxes); (None, None) when the model gives none."""
     if candidates.mask_boxes is not None:
         side = int(round(np.sqrt(candidates.mask_coefs.shape[1])))
-        return paste_box_masks(candidates.mask_coefs.reshape(-1, side, side),
-                               letterbox.boxes_to_original(candidates.mask_boxes), letterbox.src_hw)
+        boxes = letterbox.boxes_to_original(candidates.mask_boxes)
+        spans = mask_spans(boxes, letterbox.src_hw)
+        return paste_box_masks(candidates.mask_coefs.reshape(-1, side, side), boxes, letterbox.src_hw, spans), spans
     protos = chosen.prototypes(outputs, spec)
-    return None if protos is None else instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox)
+    if protos is None:
+        return None, None
+    spans = mask_spans(xyxy_frame, letterbox.src_hw)
+    return instance_masks(protos, candidates.mask_coefs, candidates.xyxy, letterbox, spans), spans
 
 
 def postprocess_semantic(outputs: Mapping[str, np.ndarray], spec: ModelSpec, letterbox: Letterbox) -> np.ndarray:

@@ -8,7 +8,7 @@ polygons are the host's, in edgedet/rle.py.
 """
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -46,16 +46,18 @@ def counts_to_strings(counts: np.ndarray, offsets: np.ndarray) -> List[str]:
 _CHAR_THRESHOLDS = np.array([1 << (5 * k - 1) for k in range(1, _MAX_CHUNKS)], dtype=np.int64)
 
 
-def masks_to_counts(masks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def masks_to_counts(masks: np.ndarray, spans: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Run lengths of a stack of (H, W) masks: (counts int64 (total,), offsets int64 (N+1,)); mask i's runs are
     counts[offsets[i]:offsets[i + 1]]: its column-major run lengths, starting with a run of zeros (possibly 0).
 
-    Only each mask's tight box is scanned (an instance covers a small part of the frame): the crops, column-major
-    and each column between two zeros, are laid end to end and every change of value found in one pass.
+    Only a box of each mask is scanned (an instance covers a small part of the frame): `spans` int (N, 4)
+    [row0, row1, col0, col1) outside which mask i is all False, or without them its tight box (`tight_boxes`, a
+    scan of the stack). The crops, column-major and each column between two zeros, are laid end to end and every
+    change of value found in one pass.
     """
     masks = np.asarray(masks, dtype=bool)
     n, h, w = masks.shape
-    boxes = tight_boxes(masks)
+    boxes = tight_boxes(masks) if spans is None else np.asarray(spans, dtype=np.int64).reshape(n, 4)
     heights = boxes[:, 1] - boxes[:, 0] + 2  # crop rows plus a zero above and below
     sizes = heights * (boxes[:, 3] - boxes[:, 2])
     starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -102,16 +104,17 @@ def _marks_to_counts(marks: np.ndarray, owner: np.ndarray, n: int, size: int) ->
     return counts, offsets
 
 
-def rle_encode(mask: np.ndarray) -> Union[RLE, List[RLE]]:
+def rle_encode(mask: np.ndarray, spans: Optional[np.ndarray] = None) -> Union[RLE, List[RLE]]:
     """COCO compressed RLE of a bool/0-1 mask (H, W) -> dict, or of a stack (N, H, W) -> list of dicts.
 
     counts is a str (JSON-ready), size is [H, W]. A stack is encoded in one batch (`masks_to_counts`,
-    `counts_to_strings`), scanning only the tight box of each mask.
+    `counts_to_strings`), scanning only a box of each mask: its span when given (int (N, 4) [row0, row1, col0,
+    col1), all True pixels inside; (4,) for one mask), otherwise its tight box.
     """
     mask = np.asarray(mask)
     if mask.ndim == 2:
-        return rle_encode(mask[None])[0]
+        return rle_encode(mask[None], None if spans is None else np.reshape(spans, (1, 4)))[0]
     if mask.ndim != 3:
         raise EdgedetError(f"rle_encode wants a (H, W) or (N, H, W) mask, got shape {mask.shape}")
     size = [int(mask.shape[1]), int(mask.shape[2])]
-    return [{"size": list(size), "counts": text} for text in counts_to_strings(*masks_to_counts(mask))]
+    return [{"size": list(size), "counts": text} for text in counts_to_strings(*masks_to_counts(mask, spans))]

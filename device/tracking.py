@@ -324,9 +324,7 @@ class Tracker:
         output = output[self.tracks.confirmed[track_of[output]]]
         ids = self.tracks.ids[track_of[output]]
         self._remove_dead()
-        d = detections
-        return Detections(d.xyxy[output], d.scores[output], d.class_ids[output],
-                          None if d.masks is None else d.masks[output], d.names, ids)
+        return detections[output].with_tracker_ids(ids)
 
     # ---- one frame's steps
 

@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..candidates import Candidates, best_class, dequantize_array, sigmoid
+from ..candidates import Candidates, best_class, dequantize_array, dequantized_sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
 from .shapes import Shape, anchor_boxes_xyxy, has_spec_prototypes, names_levels, spec_prototypes
@@ -88,18 +88,18 @@ def _decode_level(outputs: Mapping[str, np.ndarray], names: Mapping[str, str], s
     score_view, (h, w) = views["score"]
     raw_objectness = score_view[:, :, 0].T if nhwc else score_view[:, 0, :]  # (K, H*W): candidate order
     quant = {part: spec.output_quant.get(name) for part, name in names.items()}
-    objectness = sigmoid(dequantize_array(raw_objectness, quant["score"], names["score"])).reshape(-1)
+    objectness = dequantized_sigmoid(raw_objectness, quant["score"], names["score"]).reshape(-1)
     index = np.arange(objectness.size) if min_score is None else np.flatnonzero(objectness > np.float32(min_score))
     anchor, cell = np.divmod(index, h * w)
 
-    def gather(part: str) -> np.ndarray:
+    def gather(part: str, squash: bool) -> np.ndarray:
         view = views[part][0]
         rows = view[cell, anchor, :] if nhwc else view[anchor, :, cell]  # (n, D), the channel order of one anchor
-        return dequantize_array(rows, quant[part], names[part])
+        return (dequantized_sigmoid if squash else dequantize_array)(rows, quant[part], names[part])
 
-    xyxy = anchor_boxes_xyxy(sigmoid(gather("box")), anchor, cell, w, stride, anchors_wh)
-    best, ids = best_class(sigmoid(gather("score")[:, 1:]))
-    coefs = np.ascontiguousarray(gather("mask")) if "mask" in views else None
+    xyxy = anchor_boxes_xyxy(gather("box", True), anchor, cell, w, stride, anchors_wh)
+    best, ids = best_class(gather("score", True)[:, 1:])
+    coefs = np.ascontiguousarray(gather("mask", False)) if "mask" in views else None
     return Candidates(xyxy, objectness[index] * best, ids, coefs)
 
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..candidates import Candidates, best_class, dequantize_array, sigmoid
+from ..candidates import Candidates, best_class, dequantized_sigmoid
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
 from .shapes import Shape, anchor_boxes_xyxy, without_masks, without_prototypes
@@ -77,10 +77,10 @@ def _decode_level(outputs: Mapping[str, np.ndarray], name: str, spec: ModelSpec,
     k, features = len(anchors_wh), 5 + spec.num_classes
     view, (h, w) = _anchor_view(outputs[name], k, features, spec.output_layout == "NHWC", name)  # (K, D, H*W)
     quant = spec.output_quant.get(name)
-    objectness = sigmoid(dequantize_array(view[:, 4, :], quant, name)).reshape(-1)
+    objectness = dequantized_sigmoid(view[:, 4, :], quant, name).reshape(-1)
     index = np.arange(objectness.size) if min_score is None else np.flatnonzero(objectness > np.float32(min_score))
     anchor, cell = np.divmod(index, h * w)
-    values = sigmoid(dequantize_array(view[anchor, :, cell], quant, name))  # (n, D)
+    values = dequantized_sigmoid(view[anchor, :, cell], quant, name)  # (n, D)
     best, ids = best_class(values[:, 5:])
     xyxy = anchor_boxes_xyxy(values[:, :4], anchor, cell, w, stride, anchors_wh)
     return Candidates(xyxy, objectness[index] * best, ids)

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from edgedet.device import layouts
-from edgedet.device.candidates import Candidates, best_class, dequantize_outputs, sigmoid
+from edgedet.device.candidates import Candidates, best_class, dequantize_outputs, dequantized_sigmoid, sigmoid
 from edgedet.device.errors import EdgedetError
 from edgedet.device.layouts import edgedet, grid, yolov5, yolov8
+from edgedet.device.preprocessing import dequantize
 from edgedet.device.spec import ModelSpec, QuantParams
 from edgedet.device.spec_sources import spec_from_ultralytics_metadata
 
@@ -230,6 +231,23 @@ def test_dequantize_int8_edgedet_outputs():
     np.testing.assert_allclose(got.xyxy[best], ref.xyxy[best], atol=0.5)
     with pytest.raises(EdgedetError):
         dequantize_outputs(q, edgedet_spec())  # no quantization parameters
+
+
+@pytest.mark.parametrize("dtype,zero_point", [("int8", 5), ("uint8", 130)])
+def test_decoding_8bit_outputs_by_table_equals_their_float_decode(dtype, zero_point):
+    """The 8-bit look-up (`dequantized_sigmoid`) gives bit for bit what decoding the dequantized floats gives."""
+    spec = edgedet_spec()
+    floats = planted_edgedet_outputs(spec, [(0, 0, 4, 4, 2, 0.8), (1, 1, 2, 3, 1, 0.6)])
+    low, high = (-128, 127) if dtype == "int8" else (0, 255)
+    quant = QuantParams(scale=0.1, zero_point=zero_point, dtype=dtype)
+    q = {n: np.clip(np.round(v / 0.1) + zero_point, low, high).astype(dtype) for n, v in floats.items()}
+    spec.output_quant = {n: quant for n in q}
+    for min_score in (None, 0.3):
+        got, ref = edgedet.decode(q, spec, min_score), edgedet.decode(dequantize_outputs(q, spec), spec, min_score)
+        for field in ("xyxy", "scores", "class_ids", "mask_coefs"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(ref, field))
+    every = np.arange(256, dtype=np.uint8).view(dtype)
+    np.testing.assert_array_equal(dequantized_sigmoid(every, quant), sigmoid(dequantize(every, quant)))
 
 
 # ---------------------------------------------------------------- third-party layouts, hand-built

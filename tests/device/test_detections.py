@@ -91,3 +91,12 @@ def test_detections_compare_as_values():
     assert Detections.empty() == Detections.empty()
     with pytest.raises(TypeError):
         hash(three())
+
+
+def test_mask_spans_must_match_the_masks():
+    d = three()
+    spans = np.zeros((len(d), 4), np.int64)
+    with pytest.raises(ValueError, match="mask_spans"):
+        Detections(d.xyxy, d.scores, d.class_ids, d.masks, mask_spans=spans[:2])
+    with pytest.raises(ValueError, match="mask_spans"):
+        Detections(d.xyxy, d.scores, d.class_ids, None, mask_spans=spans)

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from edgedet.device.errors import EdgedetError
 from edgedet.device.letterbox import Letterbox
-from edgedet.device.masks import frame_to_map_coords, instance_masks, semantic_logits_in_frame, semantic_map
+from edgedet.device.masks import (frame_to_map_coords, instance_masks, mask_spans, semantic_logits_in_frame,
+                                  semantic_map)
 from edgedet.device.upsample import linear_taps_at
 
 
@@ -78,6 +79,19 @@ def test_masks_only_inside_boxes_and_empty_boxes():
     assert masks[0].sum() == 8 * 16 and masks[0, 4:20, 4:12].all()
     assert not masks[1].any()
     assert instance_masks(protos, np.zeros((0, 2), np.float32), np.zeros((0, 4)), box).shape == (0, 32, 32)
+
+
+def test_mask_spans_hold_every_mask_pixel():
+    """`mask_spans` are the pixels whose centres lie in each box; masks built over boxes are False outside them."""
+    boxes = np.array([[4.4, 4.6, 12.5, 20.0], [0.0, 0.0, 32.0, 32.0], [30.0, 9.0, 40.0, 9.4]], np.float32)
+    spans = mask_spans(boxes, (32, 32))
+    assert spans.dtype == np.int64 and spans.tolist() == [[5, 20, 4, 12], [0, 32, 0, 32], [9, 9, 30, 32]]
+    protos = np.ones((1, 8, 8), np.float32)
+    masks = instance_masks(protos, np.ones((3, 1), np.float32), boxes, Letterbox.fit((32, 32), (32, 32)))
+    for (r0, r1, c0, c1), mask in zip(spans, masks):
+        inside = np.zeros_like(mask)
+        inside[r0:r1, c0:c1] = True
+        assert mask[inside].all() and not mask[~inside].any()
 
 
 @pytest.mark.parametrize("frame_hw", [(48, 64), (64, 48), (30, 100), (97, 61)])

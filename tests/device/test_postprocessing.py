@@ -9,6 +9,7 @@ from edgedet.device.candidates import Candidates
 from edgedet.device.detections import Detections
 from edgedet.device.errors import EdgedetError
 from edgedet.device.letterbox import Letterbox
+from edgedet.device.masks import mask_spans
 from edgedet.device.postprocessing import filter_candidates, postprocess
 from edgedet.device.spec import QuantParams
 
@@ -117,6 +118,10 @@ def test_yolov8_seg_end_to_end_masks_in_frame():
     first = det.masks[0]
     assert first[104:136, 128:160].all() and not first[:, 160:].any() and first.sum() == 32 * 32
     assert det.masks[1].sum() == 20 * 20 and det.masks[1][50:70, 30:50].all()
+    # the masks' spans come with them (their RLE reads only those pixels), and survive indexing and tracking ids
+    assert np.array_equal(det.mask_spans, mask_spans(det.xyxy, (240, 320)))
+    assert det.to_dict() == Detections(det.xyxy, det.scores, det.class_ids, det.masks).to_dict()
+    assert np.array_equal(det[[1]].with_tracker_ids([5]).mask_spans, det.mask_spans[[1]])
 
 
 def test_edgedet_masks_from_proto_output():

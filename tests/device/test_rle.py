@@ -65,6 +65,23 @@ def test_stack_encoding_in_boxes_matches_pycocotools(seed):
             assert mine == {"size": [h, w], "counts": _coco(m)["counts"].decode()}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_stack_encoding_in_given_spans_equals_the_scan(seed):
+    """Spans looser than the tight boxes (as the mask builders give them: whole boxes, frame edges, empty masks)
+    encode exactly what the scan of the stack encodes."""
+    rng = np.random.default_rng(seed)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        masks = _instance_stack(rng, int(rng.integers(1, 8)), h, w)
+        tight = tight_boxes(masks)
+        grow = rng.integers(0, 4, tight.shape)
+        spans = np.clip(tight + grow * [-1, 1, -1, 1], 0, [h, h, w, w])
+        spans[~masks.any(axis=(1, 2))] = rng.integers(0, min(h, w), 4)[[0, 0, 1, 1]] + [0, 1, 0, 1]
+        spans[:, 1::2] = np.minimum(spans[:, 1::2], [h, w])
+        assert rle_encode(masks, spans=spans) == rle_encode(masks)
+        assert rle_encode(masks[0], spans=spans[0]) == rle_encode(masks[0])
+
+
 @pytest.mark.parametrize("fill", ["empty", "full", "first_column", "last_column", "corner", "top_and_bottom_rows"])
 def test_stack_encoding_edge_masks(fill):
     masks = np.zeros((2, 5, 7), bool)
