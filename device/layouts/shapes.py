@@ -7,7 +7,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..boxes import cxcywh_to_xyxy
-from ..candidates import dequantized_output
+from ..candidates import dequantize_array
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
 
@@ -81,13 +81,14 @@ def proto_channel_axis(shape: Shape, spec: ModelSpec) -> int:
     return 3 if spec.output_layout == "NHWC" else 1
 
 
-def protos_chw(protos: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Prototypes (1, M, h, w) NCHW or (1, h, w, M) NHWC (batch axis optional) -> float32 (M, h, w)."""
-    p = np.asarray(protos, dtype=np.float32)
+def protos_chw(protos: np.ndarray, spec: ModelSpec, name: str = "") -> np.ndarray:
+    """Prototypes (1, M, h, w) NCHW or (1, h, w, M) NHWC (batch axis optional) -> float32 (M, h, w), dequantized
+    with spec.output_quant[name] if integer. NHWC prototypes come back transposed, not copied into channel-first
+    memory order (the mask builders read only each box's cells): the dequantization is the only pass."""
+    p = np.asarray(protos)
     p = p[None] if p.ndim == 3 else p
-    if proto_channel_axis(p.shape, spec) == 3:
-        return np.ascontiguousarray(p[0].transpose(2, 0, 1))
-    return p[0]
+    chw = p[0].transpose(2, 0, 1) if proto_channel_axis(p.shape, spec) == 3 else p[0]
+    return dequantize_array(chw, spec.output_quant.get(name), name)
 
 
 def has_spec_prototypes(spec: ModelSpec) -> bool:
@@ -100,7 +101,7 @@ def spec_prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> Optio
     spec names none or the output is absent."""
     if not has_spec_prototypes(spec) or spec.proto_output not in outputs:
         return None
-    return protos_chw(dequantized_output(outputs, spec, spec.proto_output), spec)
+    return protos_chw(outputs[spec.proto_output], spec, spec.proto_output)
 
 
 def anchor_boxes_xyxy(box: np.ndarray, anchor: np.ndarray, cell: np.ndarray, width: int, stride: int,

@@ -61,7 +61,7 @@ def has_masks(spec: ModelSpec) -> bool:
 def prototypes(outputs: Mapping[str, np.ndarray], spec: ModelSpec) -> np.ndarray:
     """The prototypes float32 (M, h, w), dequantized if integer."""
     _, proto_name = _split_outputs(outputs)
-    return protos_chw(dequantized_output(outputs, spec, proto_name), spec)
+    return protos_chw(outputs[proto_name], spec, proto_name)
 
 
 def decode(outputs: Mapping[str, np.ndarray], spec: ModelSpec, min_score: Optional[float] = None) -> Candidates:
