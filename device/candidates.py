@@ -72,8 +72,7 @@ def best_class(class_scores: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     if class_scores.shape[1] == 0:
         n = len(class_scores)
         return np.ones(n, np.float32), np.zeros(n, np.int32)
-    ids = class_scores.argmax(axis=1)
-    return np.take_along_axis(class_scores, ids[:, None], axis=1)[:, 0], ids.astype(np.int32)
+    return class_scores.max(axis=1), class_scores.argmax(axis=1).astype(np.int32)
 
 
 def dequantize_array(array: np.ndarray, quant: Optional[QuantParams], name: str = "") -> np.ndarray:
@@ -99,7 +98,7 @@ def dequantized_sigmoid(array: np.ndarray, quant: Optional[QuantParams], name: s
     """`sigmoid(dequantize_array(array, quant, name))` as float32 of the array's shape. For 8-bit integer outputs
     it is one look-up in a table of the 256 values (`sigmoid_table`): the same numbers, without a float pass."""
     array = np.asarray(array)
-    if array.dtype in (np.int8, np.uint8) and quant is not None and quant.dtype == array.dtype.name:
+    if array.dtype.char in "bB" and quant is not None and quant.dtype == array.dtype.name:  # int8, uint8
         return sigmoid_table(float(quant.scale), int(quant.zero_point), quant.dtype)[array.view(np.uint8)]
     return sigmoid(dequantize_array(array, quant, name))
 

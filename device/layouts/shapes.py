@@ -6,7 +6,6 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..boxes import cxcywh_to_xyxy
 from ..candidates import dequantize_array
 from ..errors import EdgedetError
 from ..spec import ModelSpec, level_part_name
@@ -111,12 +110,10 @@ def anchor_boxes_xyxy(box: np.ndarray, anchor: np.ndarray, cell: np.ndarray, wid
         cx = (j + 2*sx - 0.5) * s    cy = (i + 2*sy - 0.5) * s
         w = anchor_w * (2*sw)**2     h = anchor_h * (2*sh)**2"""
     row, col = np.divmod(cell, width)
-    s = np.float32(stride)
-    cxcywh = np.stack([(col.astype(np.float32) + 2 * box[:, 0] - np.float32(0.5)) * s,
-                       (row.astype(np.float32) + 2 * box[:, 1] - np.float32(0.5)) * s,
-                       anchors_wh[anchor, 0] * (2 * box[:, 2]) ** 2,
-                       anchors_wh[anchor, 1] * (2 * box[:, 3]) ** 2], axis=1)
-    return cxcywh_to_xyxy(cxcywh)
+    ji = np.stack([col, row], axis=1).astype(np.float32)
+    centre = (ji + 2 * box[:, :2] - np.float32(0.5)) * np.float32(stride)
+    half = anchors_wh[anchor] * (2 * box[:, 2:4]) ** 2 / 2
+    return np.concatenate([centre - half, centre + half], axis=1)
 
 
 # The protocol's answers of layouts without masks and without role-named outputs (see layouts.Layout).
