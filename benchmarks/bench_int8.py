@@ -52,10 +52,10 @@ def export_models(args, data: Path, out: Path) -> dict:
     """format -> path for the four artifacts, exported by the same code as `edgedet export`."""
     from edgedet.export_cli import export_artifacts
     from edgedet.models.loading import resolve_checkpoint
-    from edgedet.export.exporter import ExportConfig, artifact_paths
+    from edgedet.export.exporter import ExportConfig, artifact_paths, sized_stem
 
     formats = [name for pair in PAIRS for name in pair]
-    paths = artifact_paths(out, resolve_checkpoint(args.ckpt).stem, formats)
+    paths = artifact_paths(out, sized_stem(resolve_checkpoint(args.ckpt).stem, (args.imgsz, args.imgsz)), formats)
     if args.reuse and all(p.is_file() for p in paths.values()):
         return paths
     config = ExportConfig(checkpoint=args.ckpt, formats=formats, out=out, imgsz=str(args.imgsz), calib=str(data),

@@ -69,8 +69,7 @@ def main() -> int:
         print(f"machine: {machine_name()}, {cores} cores; video {video.name} ({args.frames} frames 640x480), "
               f"repeats {args.repeats}")
         rows = [measure_loops(model, video, work, args, cores) for model in models]
-        rows += [measure_loops(model, video, work, args, 1, frames=args.frames // 4, label=f"{model.name} @"
-                               f"{args.slow_imgsz}") for model in slow]
+        rows += [measure_loops(model, video, work, args, 1, frames=args.frames // 4) for model in slow]  # named by size
         print_loops(rows)
         print_breakdown(rows)
         print_drawing(measure_drawing(models[0], args.draw_repeats))
@@ -346,12 +345,12 @@ def summary_table(stdout: str) -> dict:
     return stages
 
 
-def measure_loops(model: Path, video: Path, work: Path, args, cores: int, frames: int = 0, label: str = "") -> dict:
+def measure_loops(model: Path, video: Path, work: Path, args, cores: int, frames: int = 0) -> dict:
     """Every loop of one model on `frames` frames (0: all), interleaved over the repeats: bare and --json with one
     inference thread, the drawn outputs with a viewer, and bare and --json with `cores` threads (none for 1).
-    -> {"model": label or the file's name, "cores": cores, "results": {case: [result per repeat]}}."""
-    label, frames = label or model.name, frames or args.frames
-    print(f"measuring {label} ...", flush=True)
+    -> {"model": the file's name, "cores": cores, "results": {case: [result per repeat]}}."""
+    frames = frames or args.frames
+    print(f"measuring {model.name} ...", flush=True)
     cases = {"bare 1": lambda: bare_backend_loop(model, frames, 1),
              "json 1": lambda: run_loop(model, video, work, 1, outputs=False, frames=frames),
              "outputs 1": lambda: run_loop(model, video, work, 1, outputs=True, frames=frames)}
@@ -362,7 +361,7 @@ def measure_loops(model: Path, video: Path, work: Path, args, cores: int, frames
     for _ in range(args.repeats):
         for case, measure in cases.items():
             results[case].append(measure())
-    return {"model": label, "cores": cores, "results": results}
+    return {"model": model.name, "cores": cores, "results": results}
 
 
 def median_run(runs: list) -> dict:

@@ -79,7 +79,7 @@ from edgedet.device.runner import RunOptions, Runner
 from edgedet.device.sinks import FrameResult, Sink
 from edgedet.device.stream import BOUNDARY
 from edgedet.export.artifacts import size_mb as artifact_size_mb
-from edgedet.export.exporter import ExportConfig, artifact_paths, parse_formats
+from edgedet.export.exporter import ExportConfig, artifact_paths, parse_formats, sized_stem
 from .bench_record import OUTPUTS, SCHEMA_VERSION, STAGES, variant_label, write_csv
 from .data import Dataset, coco_gt_dict, load_dataset
 from .evaluate import evaluate_model
@@ -206,7 +206,7 @@ def sweep_models(config: BenchConfig) -> List[str]:
                               val_limit=config.frames)
         if run_export(export) != 0:
             raise EdgedetError(f"exporting {config.sweep} at imgsz {size or 'default'} failed its accuracy check")
-        models += [str(path) for path in artifact_paths(folder, stem, formats).values()]
+        models += [str(path) for path in artifact_paths(folder, sized_stem(stem, size and (size, size)), formats).values()]
     return models
 
 

@@ -22,7 +22,7 @@ from edgedet.device.errors import EdgedetError
 from edgedet.device.spec_sources import read_names
 from edgedet.export.exporter import (FORMATS, INT8_FORMATS, ExportConfig, Reference, check_accuracy, check_agreement,
                                      check_request, checkpoint_reference, export_foreign, export_model, parse_formats,
-                                     source_reference)
+                                     sized_stem, source_reference)
 from .export_inputs import calibration_items, evaluator, is_dataset, validation_data
 from .models.loading import load_for_export, resolve_checkpoint
 
@@ -102,7 +102,8 @@ def export_artifacts(config: ExportConfig):
         return source_reference(source, config), spec, written
     ckpt_path = resolve_checkpoint(config.checkpoint)
     model, spec = load_for_export(ckpt_path, config.imgsz)
-    written = export_model(model, spec, ckpt_path.stem, config, samples)
+    stem = sized_stem(ckpt_path.stem, spec.input_size_hw if config.imgsz else None)
+    written = export_model(model, spec, stem, config, samples)
     return checkpoint_reference(model, spec, ckpt_path, config.threads), spec, written
 
 

@@ -11,6 +11,7 @@ foreign file as its exporter wrote it; with labels by mAP, without by agreement 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -91,6 +92,17 @@ def parse_formats(text: str) -> List[str]:
 
 def artifact_paths(out: Path, stem: str, formats: Sequence[str]) -> Dict[str, Path]:
     return {name: out / f"{stem}{FORMATS[name]}" for name in formats}
+
+
+def sized_stem(stem: str, size_hw: Optional[Tuple[int, int]]) -> str:
+    """The file stem of a checkpoint's export at the input size (H, W) asked for with --imgsz, so that the file
+    says the size it runs at: a trailing size in the checkpoint's stem is replaced ("edgedet-n-320" at 640 ->
+    "edgedet-n-640", at 480,640 -> "edgedet-n-480x640"), a stem without one gets it appended ("best" ->
+    "best-640"). None (the model's own size) keeps the stem."""
+    if size_hw is None:
+        return stem
+    h, w = (int(v) for v in size_hw)
+    return f"{re.sub(r'-[0-9]+(x[0-9]+)?$', '', stem)}-{h if h == w else f'{h}x{w}'}"
 
 
 def check_request(config: ExportConfig) -> None:

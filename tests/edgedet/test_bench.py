@@ -285,7 +285,7 @@ def test_tiny_sweep_exports_then_measures_and_reports(tiny_checkpoint, synth_dat
     code = cli_main(["bench", "--sweep", str(tiny_checkpoint), "--formats", "onnx,onnx-int8", "--imgsz", "128,160",
                      "--data", str(synth_data), "--frames", "2", "--warmup", "1", "--repeats", "3", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    assert sorted(p.name for p in (out / "models" / "128").glob("*.onnx")) == ["tiny-int8.onnx", "tiny.onnx"]
+    assert sorted(p.name for p in (out / "models" / "128").glob("*.onnx")) == ["tiny-128-int8.onnx", "tiny-128.onnx"]
     records = read_jsonl(out / "results.jsonl")
     assert [(r["imgsz"], r["model"]["precision"]) for r in records] == [
         (128, "fp32"), (128, "int8"), (160, "fp32"), (160, "int8")]

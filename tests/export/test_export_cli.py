@@ -10,6 +10,7 @@ import pytest
 from edgedet.cli import main
 from edgedet.export_inputs import metrics_from_report
 from edgedet.export.accuracy import ArtifactAccuracy, format_table, gate_failures
+from edgedet.export.exporter import sized_stem
 
 
 def _row(name, map_value):
@@ -54,6 +55,20 @@ def test_export_writes_formats_prints_table_and_gate_rejects(tiny_checkpoint, sy
     assert "onnx-int8:" in captured.out and ("S8S8" in captured.out or "U8S8" in captured.out)
     assert "error: onnx-int8" in captured.err and "error: onnx " in captured.err
     assert sorted(p.name for p in out.iterdir()) == ["tiny-int8.onnx.rejected", "tiny.onnx.rejected"]
+
+
+@pytest.mark.parametrize("stem, size_hw, expected", [
+    ("edgedet-n-320", (640, 640), "edgedet-n-640"), ("edgedet-n-320", (480, 640), "edgedet-n-480x640"),
+    ("m-256x320", (320, 320), "m-320"), ("best", (640, 640), "best-640"), ("edgedet-n-320", None, "edgedet-n-320")])
+def test_exports_at_another_size_are_named_by_it(stem, size_hw, expected):
+    assert sized_stem(stem, size_hw) == expected
+
+
+def test_export_with_imgsz_names_the_files_by_that_size(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", str(tiny_checkpoint), "--format", "onnx", "--imgsz", "160", "--out", str(out)]) == 0, \
+        capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-160.onnx"]
 
 
 def test_export_passes_the_gate_when_within_budget(tiny_checkpoint, synth_data, tmp_path, capsys):
