@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from .affinity import inference_cores, native_thread_ids
+from .allocator import keep_freed_memory
 from .backends import load_backend
 from .capture import Frame, Source, open_source
 from .detections import Detections
@@ -319,7 +320,10 @@ class Runner:
 
         Meanwhile the GIL switch interval is shortened so that inference gets the GIL back promptly, OpenCV
         calls run single-threaded (its worker pool active-waits after each call, taking cycles from inference), and
-        inference and the other threads run on separate cores where they can (`device.affinity`)."""
+        inference and the other threads run on separate cores where they can (`device.affinity`), and the
+        frame-sized buffers freed by one frame are reused by the next instead of faulted in afresh
+        (`device.allocator`)."""
+        keep_freed_memory()
         previous, cv2_threads = sys.getswitchinterval(), cv2.getNumThreads()
         sys.setswitchinterval(min(previous, LOOP_SWITCH_INTERVAL))
         cv2.setNumThreads(1)  # stages already overlap; OpenCV's own pool would only spin beside inference
