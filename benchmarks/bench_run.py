@@ -432,10 +432,13 @@ def _what_limits(threads: int, inference_cpu: float, other_cpu: float, bare_ms: 
     """One sentence on the bound: with a core left over the other threads overlap inference; with every core
     busy in inference, their CPU time adds to the frame (cores shared)."""
     cores = os.cpu_count() or 1
-    if threads < cores:
-        spare = "fits beside it" if other_cpu <= bare_ms else "exceeds it: the output side limits the loop"
-        return f"the other threads' {other_cpu:.2f} ms/frame on the spare core(s) {spare}"
     bound = (inference_cpu + other_cpu) / cores
+    if threads < cores:
+        if other_cpu <= bare_ms:
+            return f"the other threads' {other_cpu:.2f} ms/frame on the spare core(s) fits beside it"
+        return (f"the other threads' {other_cpu:.2f} ms/frame on the spare core(s) exceeds it: the output side limits "
+                f"the loop; all threads together need ({inference_cpu:.2f} + {other_cpu:.2f}) / {cores} = {bound:.2f} "
+                f"ms of the {cores} cores per frame, at most {1000 / bound:.0f} FPS")
     return (f"all {cores} cores run inference, so the other threads' {other_cpu:.2f} ms/frame takes core time from "
             f"it: CPU-bound period >= ({inference_cpu:.2f} + {other_cpu:.2f}) / {cores} = {bound:.2f} ms, "
             f"and inference parallelised over {threads} threads loses more when a thread is preempted")

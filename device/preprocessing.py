@@ -21,7 +21,7 @@ def preprocess(image_bgr: np.ndarray, spec: ModelSpec) -> Tuple[np.ndarray, Lett
     The tensor has spec.input_dtype: float32 = pixel * spec.pixel_scale; uint8/int8 = that value quantized with
     spec.input_quant (a uint8 input without quantization parameters takes raw pixels). The value of every pixel
     comes from a 256-entry table built once per spec (`pixel_table`), so a frame costs one letterbox, one
-    channel swap, one table lookup and (NCHW) one transpose.
+    channel swap (NCHW: the split into channel planes, in the model's channel order) and one table lookup.
     """
     image = _check_frame(image_bgr)
     if spec.input_layout not in ("NCHW", "NHWC"):
@@ -29,12 +29,22 @@ def preprocess(image_bgr: np.ndarray, spec: ModelSpec) -> Tuple[np.ndarray, Lett
     table = pixel_table(spec)
     box = Letterbox.fit(image.shape[:2], spec.input_size_hw, pad_value=spec.pad_value)
     padded = box.apply(image)
+    if spec.input_layout == "NCHW":
+        planes = channel_planes(padded, rgb=spec.channel_order == "RGB")
+        tensor = planes if table is None else cv2.LUT(planes.reshape(-1, planes.shape[2]), table).reshape(planes.shape)
+        return tensor[None], box
     if spec.channel_order == "RGB":
         padded = cv2.cvtColor(padded, cv2.COLOR_BGR2RGB)
     tensor = padded if table is None else cv2.LUT(padded, table)
-    if spec.input_layout == "NCHW":
-        tensor = tensor.transpose(2, 0, 1)
     return np.ascontiguousarray(tensor)[None], box
+
+
+def channel_planes(image_bgr: np.ndarray, rgb: bool) -> np.ndarray:
+    """uint8 (h, w, 3) BGR -> uint8 (3, h, w) contiguous planes, in RGB order if `rgb` (one cv2.split into them:
+    no strided transpose, no separate channel swap)."""
+    planes = np.empty((3, *image_bgr.shape[:2]), np.uint8)
+    cv2.split(image_bgr, [planes[2], planes[1], planes[0]] if rgb else [planes[0], planes[1], planes[2]])
+    return planes
 
 
 def pixel_table(spec: ModelSpec) -> Optional[np.ndarray]:
