@@ -206,7 +206,8 @@ def sweep_models(config: BenchConfig) -> List[str]:
                               val_limit=config.frames)
         if run_export(export) != 0:
             raise EdgedetError(f"exporting {config.sweep} at imgsz {size or 'default'} failed its accuracy check")
-        models += [str(path) for path in artifact_paths(folder, sized_stem(stem, size and (size, size)), formats).values()]
+        sized = sized_stem(stem, (size, size) if size else None)
+        models += [str(path) for path in artifact_paths(folder, sized, formats).values()]
     return models
 
 
