@@ -58,7 +58,8 @@ def draw_detections(image_bgr: np.ndarray, detections: Detections, names: Option
     clear_wh: (w, h) of a top-left area no label may cover (the FPS band); (0, 0) = none.
     """
     if detections.masks is not None and len(detections):
-        draw_masks(image_bgr, detections.masks, detections.class_ids, mask_alpha, boxes_xyxy=detections.xyxy)
+        draw_masks(image_bgr, detections.masks, detections.class_ids, mask_alpha, boxes_xyxy=detections.xyxy,
+                   spans=detections.mask_spans)
     corners = np.round(detections.xyxy).astype(np.int64).tolist()
     texts = [None] * len(corners) if hide_labels else label_texts(detections, names, hide_conf, track_ids)
     scale = label_scale(image_bgr.shape[:2])
@@ -87,16 +88,18 @@ def label_scale(shape_hw: Tuple[int, int]) -> float:
 
 
 def draw_masks(image_bgr: np.ndarray, masks: np.ndarray, class_ids: np.ndarray, alpha: float = MASK_ALPHA,
-               boxes_xyxy: Optional[np.ndarray] = None) -> np.ndarray:
+               boxes_xyxy: Optional[np.ndarray] = None, spans: Optional[np.ndarray] = None) -> np.ndarray:
     """Blend bool (N, H, W) masks (frame size) into the image in place, each in its class colour; returns it.
 
-    Only each mask's box is touched: `boxes_xyxy` float32 (N, 4) frame pixels (masks lie inside their boxes, as
-    device.masks builds them), or without boxes the masks' tight boxes (a scan of the stack). Where instances
-    overlap, the one with the highest index shows, blended once.
+    Only the pixels where a mask can be True are touched: its `spans`, int (N, 4) [row0, row1, col0, col1) (the
+    detections' `mask_spans`, which the mask builders give: a two-stage mask is pasted over its proposal, which
+    may reach beyond the refined box), else its box `boxes_xyxy` float32 (N, 4) frame pixels (masks made inside
+    their boxes), else its tight box (a scan of the stack). Where instances overlap, the one with the highest
+    index shows, blended once.
     """
     if len(masks) == 0:
         return image_bgr
-    spans = _pixel_spans(boxes_xyxy, masks.shape[1:]) if boxes_xyxy is not None else tight_boxes(masks).tolist()
+    spans = _drawn_spans(masks, boxes_xyxy, spans)
     matrices = _blend_matrices(palette(int(class_ids.max()) + 1)[class_ids], alpha)
     overlapped = _overlaps_later(spans)
     claimed = np.zeros(masks.shape[1:], dtype=bool) if any(overlapped) else None  # pixels a later mask shows
@@ -113,6 +116,16 @@ def draw_masks(image_bgr: np.ndarray, masks: np.ndarray, class_ids: np.ndarray, 
         region = image_bgr[r0:r1, c0:c1]
         cv2.copyTo(cv2.transform(region, matrices[k]), inside.view(np.uint8), region)
     return image_bgr
+
+
+def _drawn_spans(masks: np.ndarray, boxes_xyxy: Optional[np.ndarray],
+                 spans: Optional[np.ndarray]) -> List[List[int]]:
+    """[row0, row1, col0, col1) per mask, outside which it is all False: `draw_masks`'s spans, boxes or scan."""
+    if spans is not None:
+        return np.asarray(spans, dtype=np.int64).reshape(-1, 4).tolist()
+    if boxes_xyxy is not None:
+        return _pixel_spans(boxes_xyxy, masks.shape[1:])
+    return tight_boxes(masks).tolist()
 
 
 def _pixel_spans(boxes_xyxy: np.ndarray, shape_hw: Tuple[int, int]) -> List[List[int]]:

@@ -169,6 +169,25 @@ def test_no_or_one_mask(n):
     assert max_difference(drawn, reference_draw_masks(frame.copy(), masks, dets.class_ids[:n])) <= 1
 
 
+def test_masks_reaching_beyond_their_boxes_are_drawn_whole_by_their_spans():
+    # a two-stage mask is pasted over its proposal, which may be larger than the refined box it is drawn with:
+    # the detections' mask_spans say where it lies, and drawing follows them, as the JSON's RLE does
+    frame = textured_frame()
+    masks = np.zeros((2, 120, 160), bool)
+    masks[0, 20:70, 30:90] = True
+    masks[1, 80:110, 100:150] = True
+    spans = np.array([[20, 70, 30, 90], [80, 110, 100, 150]])
+    refined = np.array([[40, 30, 70, 60], [100, 80, 150, 110]], np.float32)  # the first lies inside its mask
+    dets = Detections(refined, [0.9, 0.8], [0, 1], masks, mask_spans=spans)
+    expected = reference_draw_masks(frame.copy(), masks, dets.class_ids)
+    above = np.s_[20:26]  # rows of the first mask above its refined box and its outline
+    assert max_difference(draw_detections(frame.copy(), dets, hide_labels=True)[above], expected[above]) <= 1
+    drawn = draw_masks(frame.copy(), masks, dets.class_ids, boxes_xyxy=refined, spans=spans)
+    assert max_difference(drawn, expected) <= 1
+    cut = draw_masks(frame.copy(), masks, dets.class_ids, boxes_xyxy=refined)  # by the boxes alone: cut at them
+    assert np.array_equal(cut[above], frame[above]) and not np.array_equal(drawn[above], frame[above])
+
+
 def test_empty_mask_and_box_outside_the_frame_draw_nothing():
     frame = textured_frame()
     dets = Detections(np.array([[200, 200, 220, 230], [10, 10, 30, 30]], np.float32), [0.9, 0.8], [0, 1],
