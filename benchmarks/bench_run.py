@@ -1,7 +1,7 @@
 """`edgedet run` against its peers, measured side by side in one run: the bare backend loop, `--json` alone, the
 drawn outputs with a viewer; the drawing itself against the old drawing; plus start-up time and peak memory.
 
-    .venv/bin/python benchmarks/bench_run.py [--model int8.tflite --model int8.onnx] [--frames 1000] [--repeats 3]
+    .venv/bin/python benchmarks/bench_run.py [--model int8.tflite --model int8.onnx] [--frames 1000] [--repeats 5]
 
 Measured in one run, medians over repeats (interleaved, so a shared machine's drifts hit every side alike), each
 `edgedet run` a fresh process running exactly what a user runs (`edgedet.cli.main`) on a 640x480 video, its
@@ -55,7 +55,7 @@ def main() -> int:
     parser.add_argument("--slow-imgsz", type=int, default=640, help="also export the checkpoint at this input "
                         "size, where inference takes about 4x longer (as on a slower device), and measure its "
                         "1-thread loops on a quarter of the frames; 0 = no")
-    parser.add_argument("--repeats", type=int, default=3, help="repeats per measurement (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement (median reported)")
     parser.add_argument("--draw-repeats", type=int, default=200, help="timed drawings per side in (c)")
     parser.add_argument("--workdir", help="keep generated files here (default: a temporary folder)")
     args = parser.parse_args()
