@@ -58,6 +58,7 @@ class Detections:
     mask_spans: optional int64 (N, 4) [row0, row1, col0, col1): mask k is False outside these rows and columns
                (the mask builders know it: device.masks.mask_spans), so encoding masks (`to_dict`, `to_coco`) reads
                only those pixels, not whole frames; None: found by a scan. Kept by indexing; not part of equality.
+               They describe `masks`: change masks with `with_masks` / `without_masks`, not dataclasses.replace.
 
     Filtering is indexing (`d[d.scores > 0.5]`) and returns a new value; "nothing found" is `Detections.empty()`.
     Iterating yields one `Detection` record per object.
@@ -104,10 +105,7 @@ class Detections:
                 raise ValueError(f"Detections: tracker_ids has {len(tracker_ids)} entries for {n} detections")
             object.__setattr__(self, "tracker_ids", tracker_ids)
         if self.mask_spans is not None:
-            spans = np.asarray(self.mask_spans, dtype=np.int64)
-            if self.masks is None or spans.shape != (n, 4):
-                raise ValueError(f"Detections: mask_spans must be (N={n}, 4) beside masks, got {spans.shape}")
-            object.__setattr__(self, "mask_spans", spans)
+            object.__setattr__(self, "mask_spans", _checked_spans(self.mask_spans, self.masks, n))
 
     @classmethod
     def empty(cls, mask_shape_hw: Optional[tuple] = None, names: Optional[Sequence[str]] = None) -> "Detections":
@@ -170,6 +168,15 @@ class Detections:
         """The same detections carrying `tracker_ids` (int (N,), one track id per object; None: untracked)."""
         return Detections(self.xyxy, self.scores, self.class_ids, self.masks, self.names, tracker_ids, self.mask_spans)
 
+    def with_masks(self, masks: Optional[np.ndarray], spans: Optional[np.ndarray] = None) -> "Detections":
+        """The same detections with other instance masks (bool (N, H, W), or None) and their `mask_spans` (None:
+        unknown, found by a scan when encoding)."""
+        return Detections(self.xyxy, self.scores, self.class_ids, masks, self.names, self.tracker_ids, spans)
+
+    def without_masks(self) -> "Detections":
+        """The same detections without instance masks (boxes only)."""
+        return self.with_masks(None)
+
     # ---- serialisation
 
     def to_dict(self, ndigits: int = 2) -> dict:
@@ -214,6 +221,23 @@ class Detections:
         if self.masks is None or not len(self):
             return None
         return rle_encode(self.masks, spans=self.mask_spans)
+
+
+def _checked_spans(spans, masks: Optional[np.ndarray], n: int) -> np.ndarray:
+    """int64 (N, 4) `mask_spans` beside bool (N, H, W) masks, each 0 <= row0 <= row1 <= H, 0 <= col0 <= col1 <= W;
+    ValueError naming the problem otherwise."""
+    spans = np.asarray(spans, dtype=np.int64)
+    if masks is None or spans.shape != (n, 4):
+        raise ValueError(f"Detections: mask_spans must be (N={n}, 4) beside masks, got {spans.shape}"
+                         + ("" if masks is not None else " without masks"))
+    h, w = masks.shape[1:]
+    r0, r1, c0, c1 = spans.T
+    bad = (r0 < 0) | (r1 < r0) | (r1 > h) | (c0 < 0) | (c1 < c0) | (c1 > w)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"Detections: mask_spans[{k}] = {spans[k].tolist()} is not [row0, row1, col0, col1) "
+                         f"within the {h}x{w} masks")
+    return spans
 
 
 def _same_optional(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:

@@ -36,10 +36,12 @@ def _resample(maps: np.ndarray, rows, cols) -> np.ndarray:
 
 def mask_spans(boxes_xyxy: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
     """float (N, 4) xyxy frame boxes -> int64 (N, 4) [row0, row1, col0, col1): the frame pixels whose centres lie
-    in each box, clipped to the frame (row1 == row0 or col1 == col0 when none). A mask built over its box
-    (`instance_masks`, `paste_box_masks`) is False outside its span: `Detections.mask_spans`."""
+    in each box, clipped to the frame (row1 == row0 or col1 == col0 when none, as for a box with a NaN corner).
+    A mask built over its box (`instance_masks`, `paste_box_masks`) is False outside its span:
+    `Detections.mask_spans`."""
     h, w = size_hw
     boxes = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    boxes = np.where(np.isnan(boxes).any(axis=1, keepdims=True), np.float32(0), boxes)  # a NaN corner: empty span
     bounds = np.clip(np.ceil(boxes - np.float32(0.5)), 0, np.array([w, h, w, h], dtype=np.float32)).astype(np.int64)
     spans = bounds[:, [1, 3, 0, 2]]
     np.maximum(spans[:, 1], spans[:, 0], out=spans[:, 1])
@@ -76,7 +78,7 @@ def instance_masks(protos: np.ndarray, coefs: np.ndarray, xyxy_input: np.ndarray
     col_taps = _frame_taps(letterbox, 1, protos.shape[2])
     if spans is None:
         spans = mask_spans(letterbox.boxes_to_original(xyxy_input), (frame_h, frame_w))
-    for n, (y1, y2, x1, x2) in enumerate(spans.tolist()):
+    for n, (y1, y2, x1, x2) in enumerate(np.asarray(spans, dtype=np.int64).reshape(-1, 4).tolist()):
         if y1 == y2 or x1 == x2:
             continue
         rows = tuple(t[y1:y2] for t in row_taps)
@@ -89,15 +91,16 @@ def paste_box_masks(box_logits: np.ndarray, xyxy_frame: np.ndarray, frame_hw: Tu
                     spans: Optional[np.ndarray] = None) -> np.ndarray:
     """Mask R-CNN's masks in the frame: bool (N, H, W) from float (N, m, m) logits, each covering its box.
 
-    xyxy_frame: (N, 4) boxes in frame pixels (spans: their `mask_spans`, if the caller has them already). Mask cell i of a box spanning y1..y2 is centred at y1 + (i + 0.5) *
-    (y2 - y1) / m (as RoI Align samples it); the logits are bilinearly resampled at the centres of the frame pixels
-    inside the box (the border cells extend to the box edge) and a pixel is in the mask where the logit is > 0.
+    xyxy_frame: (N, 4) boxes in frame pixels; spans: their `mask_spans`, if the caller has them already.
+    Mask cell i of a box spanning y1..y2 is centred at y1 + (i + 0.5) * (y2 - y1) / m (as RoI Align samples it);
+    the logits are bilinearly resampled at the centres of the frame pixels inside the box (the border cells extend
+    to the box edge) and a pixel is in the mask where the logit is > 0.
     """
     box_logits = np.asarray(box_logits, dtype=np.float32)
     masks = np.zeros((len(box_logits), *frame_hw), dtype=bool)
     size = box_logits.shape[-1]
     xyxy_frame = np.asarray(xyxy_frame, dtype=np.float32)
-    spans = mask_spans(xyxy_frame, frame_hw) if spans is None else spans
+    spans = mask_spans(xyxy_frame, frame_hw) if spans is None else np.asarray(spans, dtype=np.int64).reshape(-1, 4)
     for n, ((y1, y2, x1, x2), box) in enumerate(zip(spans.tolist(), xyxy_frame)):
         if y1 == y2 or x1 == x2:
             continue

@@ -11,7 +11,6 @@ Torch is loaded only when a .pt checkpoint is evaluated.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -321,7 +320,7 @@ def _evaluate_one(detector, sample, plan: "_EvalPlan", state: _RunState) -> None
 
 def _coco_results(detections, image_id, plan: "_EvalPlan") -> List[dict]:
     """COCO results of one image under an evaluation plan (its category ids, masks only where the model has them)."""
-    kept = detections if plan.with_masks else dataclasses.replace(detections, masks=None)
+    kept = detections if plan.with_masks else detections.without_masks()
     return kept.to_coco(image_id, plan.category_of_class)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgedet.device.detections import Detection, Detections
+from edgedet.device.masks import mask_spans
 from edgedet.rle import rle_decode
 
 NAMES = ["person", "dog", "cat"]
@@ -100,3 +101,31 @@ def test_mask_spans_must_match_the_masks():
         Detections(d.xyxy, d.scores, d.class_ids, d.masks, mask_spans=spans[:2])
     with pytest.raises(ValueError, match="mask_spans"):
         Detections(d.xyxy, d.scores, d.class_ids, None, mask_spans=spans)
+    h, w = d.masks.shape[1:]
+    for bad in ([3, 1, 0, 10], [0, h + 1, 0, 10], [0, 10, -1, 10], [0, 10, 5, 4], [0, 10, 0, w + 1]):
+        with pytest.raises(ValueError, match=r"mask_spans\[1\]"):  # would encode wrong RLE without a word
+            Detections(d.xyxy, d.scores, d.class_ids, d.masks, mask_spans=np.array([[0, 0, 0, 0], bad, [0, 0, 0, 0]]))
+
+
+def test_masks_are_changed_with_their_spans():
+    d = three()
+    spans = np.array([[0, d.masks.shape[1], 0, d.masks.shape[2]]] * len(d))
+    spanned = d.with_masks(d.masks, spans)
+    assert np.array_equal(spanned.mask_spans, spans) and spanned == d
+    boxes_only = spanned.without_masks()  # the spans go with the masks they describe (evaluation of boxes only)
+    assert boxes_only.masks is None and boxes_only.mask_spans is None and boxes_only == three(False)
+    other = spanned.with_masks(~d.masks)  # other masks, no spans given: found by a scan, never the old ones
+    assert other.mask_spans is None
+    for item, mask in zip(other.to_dict()["detections"], other.masks):
+        assert np.array_equal(rle_decode(item["segmentation"]), mask)
+
+
+def test_a_nan_box_gets_an_empty_span_and_still_encodes():
+    spans = mask_spans(np.array([[2, np.nan, 5, 3], [1, 1, 4, 4]], np.float32), (6, 8))
+    assert spans[0].tolist() == [0, 0, 0, 0] and spans[1].tolist() == [1, 4, 1, 4]
+    masks = np.zeros((2, 6, 8), bool)
+    masks[1, 1:4, 1:4] = True
+    d = Detections(np.array([[2, np.nan, 5, 3], [1, 1, 4, 4]], np.float32), [0.9, 0.8], [0, 0], masks,
+                   mask_spans=spans)
+    assert [np.array_equal(rle_decode(item["segmentation"]), m) for item, m in zip(d.to_dict()["detections"], masks)] \
+        == [True, True]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 
@@ -334,3 +335,19 @@ def test_a_model_failing_on_every_image_is_an_edgedet_error(tiny_checkpoint, syn
 
     with pytest.raises(EdgedetError, match="RuntimeError: bad graph"):
         evaluate_model(Broken(torch_backend(tiny_checkpoint, threads=1).spec), synth_data, progress=False)
+
+
+def test_boxes_only_results_of_detections_with_spanned_masks():
+    # a model whose masks the plan does not score (its spec's layout has none): boxes only, the spans going with
+    # the masks they describe
+    from edgedet.device.detections import Detections
+    from edgedet.evaluate import _EvalPlan, _coco_results
+
+    masks = np.zeros((1, 8, 8), bool)
+    masks[0, 2:4, 2:4] = True
+    detections = Detections(np.array([[2, 2, 4, 4]], np.float32), [0.9], [0], masks, mask_spans=[[2, 4, 2, 4]])
+    plan = _EvalPlan(category_of_class=[7], with_masks=False, semantic_lut=None, thing_label_of_class=None,
+                     stuff_labels=[], semantic_names=[])
+    (result,) = _coco_results(detections, 3, plan)
+    assert result["category_id"] == 7 and result["bbox"] == [2.0, 2.0, 2.0, 2.0] and "segmentation" not in result
+    assert "segmentation" in _coco_results(detections, 3, dataclasses.replace(plan, with_masks=True))[0]
