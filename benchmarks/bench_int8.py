@@ -51,11 +51,12 @@ def ensure_data(path: Path, imgsz: int) -> Path:
 def export_models(args, data: Path, out: Path) -> dict:
     """format -> path for the four artifacts, exported by the same code as `edgedet export`."""
     from edgedet.export_cli import export_artifacts
-    from edgedet.models.loading import resolve_checkpoint
+    from edgedet.models.loading import checkpoint_input_size, resolve_checkpoint
     from edgedet.export.exporter import ExportConfig, artifact_paths, sized_stem
 
     formats = [name for pair in PAIRS for name in pair]
-    paths = artifact_paths(out, sized_stem(resolve_checkpoint(args.ckpt).stem, (args.imgsz, args.imgsz)), formats)
+    stem = sized_stem(resolve_checkpoint(args.ckpt).stem, (args.imgsz, args.imgsz), checkpoint_input_size(args.ckpt))
+    paths = artifact_paths(out, stem, formats)
     if args.reuse and all(p.is_file() for p in paths.values()):
         return paths
     config = ExportConfig(checkpoint=args.ckpt, formats=formats, out=out, imgsz=str(args.imgsz), calib=str(data),
@@ -68,7 +69,7 @@ def snapshot_checkpoint(ckpt: str, out: Path) -> Path:
     even if the original file is replaced (e.g. by a training run) while the benchmark runs."""
     import shutil
 
-    from edgedet.models.loading import resolve_checkpoint
+    from edgedet.models.loading import checkpoint_input_size, resolve_checkpoint
 
     source = resolve_checkpoint(ckpt)
     copy = out / source.name

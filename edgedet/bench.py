@@ -84,7 +84,7 @@ from .bench_record import OUTPUTS, SCHEMA_VERSION, STAGES, variant_label, write_
 from .data import Dataset, coco_gt_dict, load_dataset
 from .evaluate import evaluate_model
 from .export_cli import run_export
-from .models.loading import resolve_checkpoint, torch_backend
+from .models.loading import checkpoint_input_size, resolve_checkpoint, torch_backend
 from .progress import bar_text
 from .provenance import provenance
 from .report import build_tables, markdown_tables
@@ -195,7 +195,7 @@ def sweep_models(config: BenchConfig) -> List[str]:
     """Export `config.sweep` to every format in `config.formats` at every input size with H5's exporter (which
     also checks each artifact on the data set), into DIR/models/<imgsz>/; the model files written, in order."""
     formats = parse_formats(",".join(config.formats))
-    stem = resolve_checkpoint(config.sweep).stem
+    stem, own_hw = resolve_checkpoint(config.sweep).stem, checkpoint_input_size(config.sweep)
     models: List[str] = []
     for size in config.imgsz or [None]:
         folder = config.out / "models" / (str(size) if size else "native")
@@ -206,7 +206,7 @@ def sweep_models(config: BenchConfig) -> List[str]:
                               val_limit=config.frames)
         if run_export(export) != 0:
             raise EdgedetError(f"exporting {config.sweep} at imgsz {size or 'default'} failed its accuracy check")
-        sized = sized_stem(stem, (size, size) if size else None)
+        sized = sized_stem(stem, (size, size) if size else None, own_hw)
         models += [str(path) for path in artifact_paths(folder, sized, formats).values()]
     return models
 

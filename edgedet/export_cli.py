@@ -102,7 +102,7 @@ def export_artifacts(config: ExportConfig):
         return source_reference(source, config), spec, written
     ckpt_path = resolve_checkpoint(config.checkpoint)
     model, spec = load_for_export(ckpt_path, config.imgsz)
-    stem = sized_stem(ckpt_path.stem, spec.input_size_hw if config.imgsz else None)
+    stem = sized_stem(ckpt_path.stem, spec.input_size_hw if config.imgsz else None, model.config.input_size_hw)
     written = export_model(model, spec, stem, config, samples)
     return checkpoint_reference(model, spec, ckpt_path, config.threads), spec, written
 

@@ -11,7 +11,6 @@ foreign file as its exporter wrote it; with labels by mAP, without by agreement 
 from __future__ import annotations
 
 import os
-import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -94,15 +93,23 @@ def artifact_paths(out: Path, stem: str, formats: Sequence[str]) -> Dict[str, Pa
     return {name: out / f"{stem}{FORMATS[name]}" for name in formats}
 
 
-def sized_stem(stem: str, size_hw: Optional[Tuple[int, int]]) -> str:
+def sized_stem(stem: str, size_hw: Optional[Tuple[int, int]], own_hw: Tuple[int, int]) -> str:
     """The file stem of a checkpoint's export at the input size (H, W) asked for with --imgsz, so that the file
-    says the size it runs at: a trailing size in the checkpoint's stem is replaced ("edgedet-n-320" at 640 ->
-    "edgedet-n-640", at 480,640 -> "edgedet-n-480x640"), a stem without one gets it appended ("best" ->
-    "best-640"). None (the model's own size) keeps the stem."""
-    if size_hw is None:
+    says the size it runs at. own_hw: the checkpoint's own input size; where the stem ends with it, it is
+    replaced ("edgedet-n-320" of a 320 checkpoint at 640 -> "edgedet-n-640", at 480,640 -> "edgedet-n-480x640"),
+    otherwise the size is appended ("best" -> "best-640", "run-3" -> "run-3-640": two checkpoints never share a
+    name). None, or the checkpoint's own size, keeps the stem."""
+    if size_hw is None or tuple(size_hw) == tuple(own_hw):
         return stem
+    suffix = f"-{_size_tag(own_hw)}"
+    base = stem[:-len(suffix)] if stem.endswith(suffix) else stem
+    return f"{base}-{_size_tag(size_hw)}"
+
+
+def _size_tag(size_hw: Tuple[int, int]) -> str:
+    """(640, 640) -> "640", (480, 640) -> "480x640"."""
     h, w = (int(v) for v in size_hw)
-    return f"{re.sub(r'-[0-9]+(x[0-9]+)?$', '', stem)}-{h if h == w else f'{h}x{w}'}"
+    return str(h) if h == w else f"{h}x{w}"
 
 
 def check_request(config: ExportConfig) -> None:

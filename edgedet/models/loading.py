@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from edgedet.device.errors import EdgedetError
 from edgedet.device.imgsz import parse_imgsz
@@ -27,6 +27,14 @@ def resolve_checkpoint(ckpt) -> Path:
     if not path.is_file():
         raise EdgedetError(f"checkpoint not found: {path}")
     return path
+
+
+def checkpoint_input_size(ckpt) -> Tuple[int, int]:
+    """The input size (H, W) a checkpoint (path or shipped name) was made for, read from the file."""
+    from .checkpoint import read_checkpoint  # torch
+
+    height, width = read_checkpoint(resolve_checkpoint(ckpt))["input_size_hw"]
+    return int(height), int(width)
 
 
 def load_for_export(ckpt, imgsz=None):

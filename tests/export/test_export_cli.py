@@ -11,6 +11,7 @@ from edgedet.cli import main
 from edgedet.export_inputs import metrics_from_report
 from edgedet.export.accuracy import ArtifactAccuracy, format_table, gate_failures
 from edgedet.export.exporter import sized_stem
+from tests.conftest import TINY_IMGSZ
 
 
 def _row(name, map_value):
@@ -57,18 +58,24 @@ def test_export_writes_formats_prints_table_and_gate_rejects(tiny_checkpoint, sy
     assert sorted(p.name for p in out.iterdir()) == ["tiny-int8.onnx.rejected", "tiny.onnx.rejected"]
 
 
-@pytest.mark.parametrize("stem, size_hw, expected", [
-    ("edgedet-n-320", (640, 640), "edgedet-n-640"), ("edgedet-n-320", (480, 640), "edgedet-n-480x640"),
-    ("m-256x320", (320, 320), "m-320"), ("best", (640, 640), "best-640"), ("edgedet-n-320", None, "edgedet-n-320")])
-def test_exports_at_another_size_are_named_by_it(stem, size_hw, expected):
-    assert sized_stem(stem, size_hw) == expected
+@pytest.mark.parametrize("stem, size_hw, own_hw, expected", [
+    ("edgedet-n-320", (640, 640), (320, 320), "edgedet-n-640"),
+    ("edgedet-n-320", (480, 640), (320, 320), "edgedet-n-480x640"),
+    ("m-256x320", (320, 320), (256, 320), "m-320"), ("best", (640, 640), (320, 320), "best-640"),
+    ("edgedet-n-320", None, (320, 320), "edgedet-n-320"), ("edgedet-n-320", (320, 320), (320, 320), "edgedet-n-320"),
+    # a trailing number that is not the checkpoint's size stays: two checkpoints never get one name
+    ("run-3", (640, 640), (320, 320), "run-3-640"), ("run-4", (640, 640), (320, 320), "run-4-640"),
+    ("epoch-64", (640, 640), (320, 320), "epoch-64-640"), ("m-320", (640, 640), (256, 320), "m-320-640")])
+def test_exports_at_another_size_are_named_by_it(stem, size_hw, own_hw, expected):
+    assert sized_stem(stem, size_hw, own_hw) == expected
 
 
 def test_export_with_imgsz_names_the_files_by_that_size(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["export", str(tiny_checkpoint), "--format", "onnx", "--imgsz", "160", "--out", str(out)]) == 0, \
+    assert main(["export", str(tiny_checkpoint), "--format", "onnx", "--imgsz", "96", "--out", str(out)]) == 0, \
         capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["tiny-160.onnx"]
+    assert main(["export", str(tiny_checkpoint), "--format", "onnx", "--imgsz", str(TINY_IMGSZ), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-96.onnx", "tiny.onnx"]  # its own size: its own name
 
 
 def test_export_passes_the_gate_when_within_budget(tiny_checkpoint, synth_data, tmp_path, capsys):
