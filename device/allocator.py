@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import sys
 
 log = logging.getLogger("edgedet.allocator")
 M_TRIM_THRESHOLD = -1  # mallopt parameters (glibc malloc.h)
@@ -44,6 +45,8 @@ def keep_freed_memory() -> bool:
 
 def _mallopt():
     """glibc's mallopt(int, int) -> int from the C library this process runs on, or None (another C library)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         process = ctypes.CDLL(None)  # the symbols already loaded: the interpreter's C library among them
         if not hasattr(process, "gnu_get_libc_version"):  # glibc only: musl's mallopt does nothing
