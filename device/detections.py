@@ -230,11 +230,11 @@ def _checked_spans(spans, masks: Optional[np.ndarray], n: int) -> np.ndarray:
     if masks is None or spans.shape != (n, 4):
         raise ValueError(f"Detections: mask_spans must be (N={n}, 4) beside masks, got {spans.shape}"
                          + ("" if masks is not None else " without masks"))
-    h, w = masks.shape[1:]
-    r0, r1, c0, c1 = spans.T
-    bad = (r0 < 0) | (r1 < r0) | (r1 > h) | (c0 < 0) | (c1 < c0) | (c1 > w)
+    starts, ends = spans[:, 0::2], spans[:, 1::2]  # (N, 2) [row, col] each
+    bad = (starts < 0) | (ends < starts) | (ends > masks.shape[1:])
     if bad.any():
-        k = int(np.flatnonzero(bad)[0])
+        h, w = masks.shape[1:]
+        k = int(np.flatnonzero(bad.any(axis=1))[0])
         raise ValueError(f"Detections: mask_spans[{k}] = {spans[k].tolist()} is not [row0, row1, col0, col1) "
                          f"within the {h}x{w} masks")
     return spans
