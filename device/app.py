@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -126,16 +127,22 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     for flag, seconds in (("--stall-timeout", args.stall_timeout), ("--inference-timeout", args.inference_timeout)):
         if not seconds > 0:
             raise EdgedetError(f"{flag} must be > 0 seconds, got {seconds}")
+    if not 0 < args.open_timeout < math.inf:
+        raise EdgedetError(f"--open-timeout must be a number of seconds > 0, got {args.open_timeout}")
     if args.line_width < 1:
         raise EdgedetError(f"--line-width must be >= 1 pixel, got {args.line_width}")
     if args.show and not opencv_has_gui():
         raise EdgedetError("--show needs OpenCV with a GUI, but the installed one is headless "
                            "(opencv-python-headless); install opencv-python instead: pip uninstall -y "
                            "opencv-python-headless && pip install opencv-python (or use --stream HOST:PORT)")
+    classes = _split_list(args.classes)
+    if args.classes and not classes:
+        raise EdgedetError(f"--classes: no class given in {' '.join(map(str, args.classes))!r} (ids or names, "
+                           f"comma-separated)")
     zones, lines = [Zone.parse(spec) for spec in args.zone or ()], [Line.parse(spec) for spec in args.line or ()]
     check_names(zones, lines)
     return RunOptions(model=args.model, source=str(source), conf=args.conf, iou=args.iou, max_det=args.max_det,
-                      classes=_split_list(args.classes), agnostic=args.agnostic_nms, imgsz=args.imgsz,
+                      classes=classes, agnostic=args.agnostic_nms, imgsz=args.imgsz,
                       names=read_names(args.names), layout=args.layout, backend=args.backend, threads=args.threads,
                       pin=args.pin, show=args.show, save=args.save,
                       save_txt=args.save_txt, save_crop=args.save_crop, json=args.json, stream=args.stream,

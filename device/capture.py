@@ -32,10 +32,18 @@ import numpy as np
 
 from .errors import EdgedetError
 from .image_files import IMAGE_SUFFIXES
+from .stuck_threads import leave_behind
 
 log = logging.getLogger("edgedet.capture")
 
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+# seconds a live source's opener may still take after the open timeout: FFmpeg's, given the same timeout, returns
+# just after ours, and a process that waits for it exits cleanly (device.stuck_threads)
+OPENER_GRACE_S = 2.0
+
+
+class OpenStopped(EdgedetError):
+    """The run was stopped (Ctrl-C, SIGTERM, `stop`) while a live source was still opening."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ class Source:
 
     name: str = ""
     live: bool = False
+    unreadable: int = 0  # frames (files, video frames) that could not be decoded: logged and skipped
 
     def read(self, timeout: float = 1.0) -> Optional[Frame]:
         """The next frame, or None if none arrived within `timeout` (live) or the source is exhausted."""
@@ -86,31 +95,33 @@ class Source:
 
 
 def open_source(text, *, imgsz: Optional[Tuple[int, int]] = None, open_timeout: float = 5.0,
-                policy: ReconnectPolicy = ReconnectPolicy(), size_wh: Tuple[int, int] = (640, 480)) -> Source:
+                policy: ReconnectPolicy = ReconnectPolicy(), size_wh: Tuple[int, int] = (640, 480),
+                stop: Optional[threading.Event] = None) -> Source:
     """A `Source` for a camera index ("0"), "picam", "synthetic" (in order, as fast as it is read),
     "synthetic:FPS" (a camera-like live source), a URL, a video, an image, a folder or a glob.
 
     imgsz: model input (h, w), used for the picamera2 low-resolution stream.
     size_wh: frame size of the synthetic source.
+    stop: set while a live source is opening -> `OpenStopped` within 0.1 s instead of waiting out open_timeout.
     """
     text = str(text).strip()
     if not text:
         raise EdgedetError("empty source: give --camera N or --source PATH|GLOB|DIR|URL|synthetic")
+    live = dict(policy=policy, open_timeout=open_timeout, stop=stop)
     if text.isdigit():
-        return LiveSource(f"camera {text}", _camera_opener(int(text)), policy, open_timeout,
-                          on_fail=lambda: _camera_failure(int(text)))
+        return LiveSource(f"camera {text}", _camera_opener(int(text)), on_fail=lambda: _camera_failure(int(text)),
+                          **live)
     if text.startswith("/dev/video"):  # a V4L2 device node is a camera, not a file to read in order
-        return LiveSource(text, _camera_opener(text), policy, open_timeout, on_fail=lambda: _camera_failure(text))
+        return LiveSource(text, _camera_opener(text), on_fail=lambda: _camera_failure(text), **live)
     if text == "picam":
-        return LiveSource("picam", _picam_opener(imgsz or (size_wh[1], size_wh[0])), policy, open_timeout)
+        return LiveSource("picam", _picam_opener(imgsz or (size_wh[1], size_wh[0])), **live)
     if text == "synthetic":
         return SyntheticSource(size_wh)
     if text.startswith("synthetic:"):
         fps = _synthetic_fps(text)
-        return LiveSource(f"synthetic camera {fps:g} fps", lambda: SyntheticCamera(fps, size_wh), policy, open_timeout,
-                          fps=fps)
+        return LiveSource(f"synthetic camera {fps:g} fps", lambda: SyntheticCamera(fps, size_wh), fps=fps, **live)
     if text.lower().startswith(URL_SCHEMES):
-        return LiveSource(_redact(text), _url_opener(text, open_timeout), policy, open_timeout)
+        return LiveSource(_redact(text), _url_opener(text, open_timeout), **live)
     if any(ch in text for ch in "*?["):
         paths = sorted(p for p in globlib.glob(text, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
@@ -174,6 +185,7 @@ class ImageSource(Source):
             if image is None:
                 log.warning("cannot read image %s; skipped", path)
                 self.skipped.append(path)
+                self.unreadable += 1
                 continue
             return Frame(image, index, time.time(), time.perf_counter(), path)
         return None
@@ -183,8 +195,15 @@ class ImageSource(Source):
         return self._next >= len(self.paths)
 
 
+MAX_UNDECODABLE_IN_A_ROW = 25  # failed reads in a row that end a video (one cut short fails every read after)
+
+
 class VideoFileSource(Source):
     """A video file decoded ahead in a thread through a bounded queue: in order, no frame dropped.
+
+    A frame that cannot be decoded before the end the container announces is skipped (logged, counted in
+    `unreadable`; the frames keep their positions in the file as indices); MAX_UNDECODABLE_IN_A_ROW of them end
+    the video, and ending short of the announced count is logged.
 
     The decoder runs in that one thread (FFmpeg's own frame threads are turned off): reading ahead already
     overlaps decoding with inference, and extra decoder threads would only compete with inference for the cores
@@ -207,16 +226,40 @@ class VideoFileSource(Source):
         self._thread.start()
 
     def _decode(self) -> None:
-        index = 0
+        position, failed_since = 0, None  # the next frame's position in the file; first of the failing run
         try:
             while not self._stop.is_set():
                 ok, image = self.capture.read()
-                if not ok:
+                if ok:
+                    if failed_since is not None:
+                        self._log_skipped(failed_since, position)
+                        failed_since = None
+                    self._put(Frame(image, position, time.time(), time.perf_counter(), self.name))
+                elif position >= self.frame_count:  # the end (or no count announced: the end as OpenCV sees it)
                     break
-                self._put(Frame(image, index, time.time(), time.perf_counter(), self.name))
-                index += 1
+                else:
+                    failed_since = position if failed_since is None else failed_since
+                    self.unreadable += 1
+                    if position + 1 - failed_since >= MAX_UNDECODABLE_IN_A_ROW:
+                        self.unreadable -= position + 1 - failed_since  # not frames skipped: the end of what is there
+                        break
+                position += 1
         finally:
+            if not self._stop.is_set():  # else closed before the end: the run stopped
+                self._log_end(position, failed_since)
             self._put(self._END)
+
+    def _log_end(self, position: int, failed_since: Optional[int]) -> None:
+        """At the end of the file: the last frames that failed, or that it ended short of its announced count."""
+        if failed_since is not None and position >= self.frame_count:
+            self._log_skipped(failed_since, position)
+        elif position < self.frame_count:
+            log.warning("%s ended at frame %d of the %d its container announces (cut short or damaged?)",
+                        self.name, position if failed_since is None else failed_since, self.frame_count)
+
+    def _log_skipped(self, first: int, end: int) -> None:
+        frames = f"frame {first}" if end - first == 1 else f"frames {first}-{end - 1}"
+        log.warning("%s of %s could not be decoded; skipped", frames, self.name)
 
     def _put(self, item) -> None:
         while not self._stop.is_set():
@@ -413,7 +456,8 @@ class LiveSource(Source):
     live = True
 
     def __init__(self, name: str, opener: Callable[[], object], policy: ReconnectPolicy = ReconnectPolicy(),
-                 open_timeout: float = 5.0, on_fail: Optional[Callable[[], str]] = None, fps: float = 0.0):
+                 open_timeout: float = 5.0, on_fail: Optional[Callable[[], str]] = None, fps: float = 0.0,
+                 stop: Optional[threading.Event] = None):
         self.name = name
         self.fps = fps  # nominal frame rate when known (for --save), else 0
         self.policy = policy
@@ -432,12 +476,15 @@ class LiveSource(Source):
         self._generation = 0  # bumped by recover_stall: a capture thread of an older one ends
         # perf_counter since when the device owes a frame (its last frame or opening); None while waiting to reopen
         self._owed_since: Optional[float] = None
-        self._reader = self._open_first(open_timeout, on_fail)
+        self._reader = self._open_first(open_timeout, on_fail, stop)
         self._owed_since = time.perf_counter()
         self._thread = threading.Thread(target=self._run, args=(self._reader, 0), name="edgedet-capture", daemon=True)
         self._thread.start()
 
-    def _open_first(self, timeout: float, on_fail):
+    def _open_first(self, timeout: float, on_fail, stop: Optional[threading.Event]):
+        """The opened reader, within `timeout` seconds; EdgedetError naming the source otherwise, or `OpenStopped`
+        when `stop` is set meanwhile. An opener that has not returned is waited for OPENER_GRACE_S more (not when
+        stopping), then left behind (device.stuck_threads); what it opens after the deadline is released."""
         result = {}
         lock = threading.Lock()
 
@@ -453,21 +500,30 @@ class LiveSource(Source):
                 else:
                     result["reader"] = reader
 
-        thread = threading.Thread(target=attempt, daemon=True)
+        thread = threading.Thread(target=attempt, name="edgedet-open", daemon=True)
         thread.start()
-        thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+            thread.join(min(0.1, max(deadline - time.monotonic(), 0.0)))
         with lock:
             reader = result.get("reader")
             result["gave_up"] = reader is None
-        if reader is None:
-            if thread.is_alive():
-                detail = f"no answer within {timeout:g} s"
-            elif "error" in result:
-                detail = str(result["error"]).strip().splitlines()[0] if str(result["error"]).strip() else "error"
-            else:
-                detail = "it could not be opened"
-            raise EdgedetError(on_fail() if on_fail else f"cannot open source {self.name}: {detail}")
-        return reader
+        if reader is not None:
+            return reader
+        stopped, answered = stop is not None and stop.is_set(), not thread.is_alive()
+        if not answered and not stopped:
+            thread.join(OPENER_GRACE_S)
+        if thread.is_alive():
+            leave_behind(thread)
+        if stopped:
+            raise OpenStopped(f"stopped while opening {self.name}")
+        if not answered:
+            detail = f"no answer within {timeout:g} s"
+        elif "error" in result:
+            detail = str(result["error"]).strip().splitlines()[0] if str(result["error"]).strip() else "error"
+        else:
+            detail = "it could not be opened"
+        raise EdgedetError(on_fail() if on_fail else f"cannot open source {self.name}: {detail}")
 
     def _run(self, reader, generation: int, cores: Optional[set] = None) -> None:
         """The capture thread of `generation` (cores: where it runs, when it replaces one that stalled)."""

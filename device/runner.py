@@ -40,7 +40,7 @@ import numpy as np
 from .affinity import inference_cores, native_thread_ids
 from .allocator import keep_freed_memory
 from .backends import load_backend
-from .capture import Frame, Source, open_source
+from .capture import Frame, OpenStopped, Source, open_source
 from .detections import Detections
 from .draw import annotate, draw_zones, overlay_size, overlay_text
 from .errors import EdgedetError, first_line
@@ -127,7 +127,27 @@ def check_output_options(options: RunOptions) -> None:
         parse_host_port(options.stream)
     if options.save and not is_image_folder(options.save):
         check_video_path(options.save)
+    check_output_files(options)
     check_event_options(options.mqtt, options.webhook, options.camera_name, options.source)
+
+
+def check_output_files(options: RunOptions) -> None:
+    """EdgedetError when an output file is the source file (it would be destroyed while it is read) or two
+    outputs name one file (their lines would interleave into neither)."""
+    video = options.save if options.save and not is_image_folder(options.save) else None
+    outputs = [(flag, path) for flag, path in (("--save", video), ("--json", options.json),
+                                                ("--latency-log", options.latency_log)) if path]
+    source = options.source
+    source_file = (os.path.realpath(source) if isinstance(source, (str, os.PathLike)) and not str(source).isdigit()
+                   and os.path.isfile(source) else None)
+    named: Dict[str, str] = {}
+    for flag, path in outputs:
+        real = os.path.realpath(path)
+        if real == source_file:
+            raise EdgedetError(f"{flag} {path} is the source file: writing it would destroy what is being read")
+        if real in named:
+            raise EdgedetError(f"{named[real]} and {flag} name the same file {path}: give each its own")
+        named[real] = flag
 
 
 def make_tracker(options: RunOptions) -> Optional[Tracker]:
@@ -259,7 +279,7 @@ class Runner:
         self._inference_threads = (native_thread_ids() - before) | {threading.get_native_id()}
         log.info("model %s loaded in %.2f s", self.detector.describe(), time.perf_counter() - t0)
         self.source = self.given_source or open_source(o.source, imgsz=self.detector.spec.input_size_hw,
-                                                       open_timeout=o.open_timeout)
+                                                       open_timeout=o.open_timeout, stop=o.stop_event)
         log.info("source %s (%s)", self.source.name, "live" if self.source.live else "in order, no frame dropped")
         self.sinks = build_sinks(o, self.detector.spec.names, getattr(self.source, "fps", 0.0), self.status,
                                  self.detector.timer)
@@ -281,7 +301,12 @@ class Runner:
 
     def run(self) -> int:
         try:
-            self._open()
+            try:
+                self._open()
+            except OpenStopped:  # Ctrl-C while a camera or stream was still opening: a stop, not a failure
+                log.info("%s while opening the source: stopped", f"{self.signals[0]} received" if self.signals
+                         else "stop asked")
+                return 0
             self._read_thermals("start")
             start = time.perf_counter()
             try:
@@ -298,7 +323,18 @@ class Runner:
         error = self._worker_error or self._capture_error
         if error is not None:
             raise error
+        if self.frames_done == 0 and not self.options.stop_event.is_set():
+            raise EdgedetError(self._nothing_done())
         return 0
+
+    def _nothing_done(self) -> str:
+        """Why a run that ended by itself wrote no frame: its frames all failed, or none could be read."""
+        unreadable = getattr(self.source, "unreadable", 0)
+        if self.frames_failed:
+            return f"no frame was processed: all {self.frames_failed} failed (see the warnings above)"
+        if unreadable:
+            return f"no frame of {self.source.name} could be read ({unreadable} unreadable, skipped)"
+        return f"{self.source.name if self.source is not None else 'the source'} gave no frame"
 
     def _read_thermals(self, when: str) -> None:
         """CPU temperature and throttling at the loop's "start" or "end" (a throttled Pi halves its speed); the
@@ -700,8 +736,10 @@ class Runner:
         summary = self.detector.timer.summary()
         timed = summary.get("end_to_end", {}).get("count", 0)
         average = self.frames_done / self.loop_seconds if self.loop_seconds > 0 else 0.0
+        unreadable = getattr(self.source, "unreadable", 0)
         lines = [f"edgedet run: {self.frames_done} frames in {self.loop_seconds:.2f} s = {average:.2f} FPS, "
-                 f"{self.frames_failed} failed, model {self.detector.describe()}"]
+                 f"{self.frames_failed} failed, " + (f"{unreadable} unreadable (skipped), " if unreadable else "")
+                 + f"model {self.detector.describe()}"]
         if self.source is not None and self.source.live:
             lines.append(f"edgedet run: live source dropped {self.source.dropped} stale frames, "
                          f"reconnected {self.source.reconnects} times")

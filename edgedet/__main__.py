@@ -1,6 +1,6 @@
 """`python -m edgedet VERB ...` (and `torchrun -m edgedet train ...`)."""
 import sys
 
-from .cli import main
+from .cli import command
 
-sys.exit(main())
+sys.exit(command())

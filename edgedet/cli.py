@@ -10,6 +10,7 @@ import importlib
 import sys
 from typing import List, Optional
 
+from edgedet.device import stuck_threads
 from edgedet.device.errors import EdgedetError
 from edgedet.device.library_logs import quiet_libraries
 from . import __version__
@@ -46,12 +47,20 @@ def build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, *, exit_if_stuck: bool = False) -> int:
+    """Run one verb; its exit code. exit_if_stuck (the `edgedet` command): end the process at once when a
+    thread was left behind in a native call (device.stuck_threads), before the libraries' logs are unquieted."""
     argv = sys.argv[1:] if argv is None else list(argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     # entered before the verb's module is imported: some libraries read their log level only when they load
     with quiet_libraries(verbose=verb not in QUIET_VERBS or any(_is_verbose_flag(a) for a in argv)):
-        return _dispatch(argv, verb)
+        code = _dispatch(argv, verb)
+        return stuck_threads.exit_if_stuck(code) if exit_if_stuck else code
+
+
+def command() -> int:
+    """The `edgedet` command (and `python -m edgedet`)."""
+    return main(exit_if_stuck=True)
 
 
 def _dispatch(argv: List[str], verb: Optional[str]) -> int:

@@ -269,6 +269,13 @@ def _read_one_part(response):
     (["--model", "{toy}", "--source", "synthetic", "--backend", "tflite"], "cannot load"),
     (["--model", "{toy}", "--source", "synthetic", "--json", "{file}/x.jsonl"], "--json: cannot write"),
     (["--model", "{bare}", "--source", "synthetic", "--names", "a,b"], "--layout"),
+    (["--model", "{toy}", "--source", "{video}", "--save", "{video}"], "--save .*clip.mp4 is the source file"),
+    (["--model", "{toy}", "--source", "{video}", "--json", "{tmp}/../{tmp.name}/clip.mp4"], "--json .* is the source"),
+    (["--model", "{toy}", "--source", "synthetic", "--json", "{tmp}/a.jsonl", "--latency-log", "{tmp}/a.jsonl"],
+     "--json and --latency-log name the same file"),
+    (["--model", "{toy}", "--source", "synthetic", "--open-timeout", "nan"], "--open-timeout must be"),
+    (["--model", "{toy}", "--source", "synthetic", "--open-timeout", "inf"], "--open-timeout must be"),
+    (["--model", "{toy}", "--source", "synthetic", "--classes", " , "], "--classes: no class given"),
 ])
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, message):
     if "picam" in args:
@@ -278,8 +285,9 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, messa
         except ImportError:
             pass
     (tmp_path / "file").write_text("x")
+    (tmp_path / "clip.mp4").write_text("a video being read")
     values = {"tmp": tmp_path, "toy": make_onnx_model(tmp_path / "toy.onnx"), "file": tmp_path / "file",
-              "bare": make_onnx_model(tmp_path / "bare.onnx", metadata=False)}
+              "bare": make_onnx_model(tmp_path / "bare.onnx", metadata=False), "video": tmp_path / "clip.mp4"}
     code, out, err = run_cli([a.format(**values) for a in args], capsys)
     assert code == 2
     error_lines = [line for line in err.splitlines() if line.startswith("edgedet run: error:")]
@@ -287,6 +295,7 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, messa
     import re
 
     assert re.search(message, error_lines[0]), error_lines[0]
+    assert (tmp_path / "clip.mp4").read_text() == "a video being read"
 
 
 def test_source_and_camera_are_mutually_exclusive(capsys):
@@ -541,3 +550,60 @@ def test_a_sink_can_stop_the_run_from_the_main_thread(tmp_path, monkeypatch):
     runner, code = run_with_sinks(tmp_path, monkeypatch, [window])  # synthetic without --max-frames: endless
     assert code == 0 and runner.options.stop_event.is_set() and window.closed
     assert 2 <= len(window.written) == runner.frames_done < 10
+
+
+# ------------------------------------------------------------------------------------------ sources that never answer
+
+
+class SilentServer(threading.Thread):
+    """Accepts TCP connections on 127.0.0.1 and never answers: a hung camera or RTSP server."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port, self.connections = self.sock.getsockname()[1], []
+
+    def run(self):
+        while True:
+            try:
+                self.connections.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+
+def test_a_stream_that_never_answers_fails_in_one_line_and_the_process_exits_cleanly(tmp_path):
+    server = SilentServer()
+    server.start()
+    model = make_onnx_model(tmp_path / "toy.onnx")
+    code, out, err = finish(start_cli(["--model", model, "--source", f"rtsp://127.0.0.1:{server.port}/cam",
+                                       "--open-timeout", 1, "--max-frames", 3], tmp_path), tmp_path)
+    assert code == 2, err  # not 134 (abort) or 139: the opener left in FFmpeg does not outlive the process badly
+    assert f"error: cannot open source rtsp://127.0.0.1:{server.port}/cam: no answer within 1 s" in err
+    assert "terminate called" not in err and "WARN" not in err
+
+
+def test_ctrl_c_while_a_stream_is_opening_stops_at_once(tmp_path):
+    server = SilentServer()
+    server.start()
+    model = make_onnx_model(tmp_path / "toy.onnx")
+    process = start_cli(["--model", model, "--source", f"rtsp://127.0.0.1:{server.port}/cam", "--open-timeout", 60],
+                        tmp_path)
+    assert wait_for(lambda: server.connections, 30), (tmp_path / "stderr.txt").read_text()  # it is opening
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    code, out, err = finish(process, tmp_path, timeout=30)
+    assert code == 0 and time.monotonic() - started < 10, err  # not the 60 s open timeout
+    assert "SIGINT received while opening the source: stopped" in err and "terminate called" not in err
+
+
+def test_a_run_that_could_read_no_frame_fails(tmp_path, capsys):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for k in range(2):
+        (folder / f"img_{k}.jpg").write_bytes(b"not a jpeg")
+    model = make_onnx_model(tmp_path / "toy.onnx")
+    code, out, err = run_cli(["--model", model, "--source", folder, "--json", tmp_path / "d.jsonl"], capsys)
+    assert code == 2 and f"error: no frame of {folder} could be read (2 unreadable, skipped)" in err
+    assert "0 frames in" in out and "2 unreadable (skipped)" in out

@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedet.device.capture import (Frame, ImageSource, LiveSource, ReconnectPolicy, SyntheticSource, VideoFileSource,
-                            open_source)
+from edgedet.device.capture import (Frame, ImageSource, LiveSource, OpenStopped, ReconnectPolicy, SyntheticSource,
+                                    VideoFileSource, open_source)
 from edgedet.device.errors import EdgedetError
 from edgedet.device.stream import StreamServer
 
@@ -81,6 +81,48 @@ def test_video_file_frames_come_in_order_without_dropping(tmp_path):
     red = [int(np.median(f.image[:, :, 2])) for f in frames]
     assert red == sorted(red) and red[-1] > red[0]
     assert all(f.timestamp > 0 and f.monotonic > 0 for f in frames)
+
+
+def jpeg_starts(data: bytes) -> list:
+    """Offsets of the JPEG start markers in an MJPEG file: one per frame."""
+    return [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+
+
+def test_an_undecodable_frame_is_skipped_and_the_video_goes_on(tmp_path, caplog):
+    data = bytearray(write_video(tmp_path / "clip.avi", frames=24).read_bytes())
+    starts = jpeg_starts(data)
+    data[starts[10]:starts[11]] = bytes(starts[11] - starts[10])  # frame 10's JPEG zeroed
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="edgedet.capture"):
+        source = open_source(str(damaged))
+        frames = drain(source)
+        source.close()
+    indices = [f.index for f in frames]
+    assert 10 not in indices and indices[:10] == list(range(10)) and indices[10:15] == [11, 12, 13, 14, 15]
+    assert len(frames) >= 21 and source.unreadable == 24 - len(frames)  # each frame counted once
+    assert "frame 10 of" in caplog.text and "could not be decoded; skipped" in caplog.text
+
+
+def test_a_video_cut_short_ends_with_a_warning(tmp_path, caplog):
+    long_clip = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(long_clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (64, 48))
+    for k in range(60):
+        writer.write(np.full((48, 64, 3), 4 * k, np.uint8))
+    writer.release()
+    data = long_clip.read_bytes()
+    starts = jpeg_starts(data)
+    for end, expected in ((starts[16], "ended at frame 16 of the 60 its container announces"),  # most of it gone
+                          (starts[50], "frames 50-59 of")):  # the last few announced frames undecodable: skipped
+        cut = tmp_path / "cut.avi"
+        cut.write_bytes(data[:end])  # the container still announces 60 frames
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="edgedet.capture"):
+            source = open_source(str(cut))
+            frames = drain(source)
+            source.close()
+        assert [f.index for f in frames] == list(range(len(frames))) and expected in caplog.text
+        assert source.unreadable == (0 if len(frames) == 16 else 10)
 
 
 def test_synthetic_source_moves_and_is_deterministic():
@@ -257,6 +299,23 @@ def test_a_source_that_hangs_while_opening_is_given_up_after_the_open_timeout():
     try:
         with pytest.raises(EdgedetError, match="cannot open source stuck-camera: no answer within 0.3 s"):
             LiveSource("stuck-camera", hanging_opener, open_timeout=0.3)
+    finally:
+        release.set()
+
+
+def test_a_stop_while_a_source_is_opening_ends_the_wait_at_once():
+    release, stop = threading.Event(), threading.Event()
+
+    def hanging_opener():
+        release.wait(30)  # a stream that accepts the connection and never answers
+        return None
+
+    threading.Timer(0.2, stop.set).start()  # Ctrl-C during the open
+    started = time.monotonic()
+    try:
+        with pytest.raises(OpenStopped, match="stopped while opening stuck-stream"):
+            LiveSource("stuck-stream", hanging_opener, open_timeout=20, stop=stop)
+        assert time.monotonic() - started < 2  # not the open timeout, nor its grace
     finally:
         release.set()
 
