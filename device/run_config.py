@@ -184,6 +184,9 @@ def _dest(key, actions: Dict[str, argparse.Action], where: str) -> str:
     dest = key.strip().lstrip("-").replace("-", "_")
     if dest in actions:
         return dest
+    if dest == "verbose":  # read from the command line before any library loads, so before this file
+        raise EdgedetError(f"{where}: 'verbose' cannot come from the file (the libraries' logging is set up before "
+                           f"it is read): give --verbose on the command line")
     raise EdgedetError(f"{where}: unknown key {key!r}: not an `edgedet run` flag{_hint(dest, actions)}")
 
 

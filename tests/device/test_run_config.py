@@ -149,6 +149,7 @@ def test_required_flags_may_come_from_the_file_and_are_still_required(tmp_path):
     ("- model: a.onnx\n", r"run\.yaml, line 1: expected `flag: value` lines \(a YAML mapping\), got a list"),
     ("source: synthetic\n1: x\n", r"line 2: 1 is not a flag name"),
     ("source: synthetic\nconfig: other.yaml\n", r"line 2: unknown key 'config'"),
+    ("source: synthetic\nverbose: true\n", r"line 2: 'verbose' cannot come from the file .*give --verbose on the command"),
     (None, r"--config .*missing\.yaml: file not found"),
 ])
 def test_a_bad_config_file_is_one_line_naming_the_file_line_and_key(tmp_path, capsys, text, message):
