@@ -760,7 +760,8 @@ def main(args: argparse.Namespace) -> int:
     check_dataset(args.data)
     config = BenchConfig(data=args.data, out=Path(args.out), models=args.models or [], sweep=args.sweep,
                          imgsz=args.imgsz, threads=args.threads, formats=args.formats, frames=args.frames,
-                         conf=args.conf, iou=args.iou, warmup=args.warmup, repeats=args.repeats, outputs=args.outputs)
+                         conf=args.conf, iou=args.iou, warmup=args.warmup, repeats=args.repeats,
+                         outputs=[name for name in OUTPUTS if name in args.outputs])  # each once, in one order
     records = run_bench(config)
     measured = [r for r in records if not r.get("error")]
     if measured:

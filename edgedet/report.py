@@ -230,7 +230,7 @@ def setup_key(record: dict) -> tuple:
     accuracy, deploy, timed = loops["accuracy"], loops["deploy_accuracy"], loops["timed"]
     return (record["data"]["fingerprint"], accuracy.get("conf"), accuracy.get("nms_iou"), deploy.get("conf"),
             deploy.get("nms_iou"), deploy.get("match_iou"), timed.get("conf"), timed.get("nms_iou"),
-            tuple(timed.get("outputs") or ()))
+            tuple(sorted(set(timed.get("outputs") or ()))))  # a set: "json,save" is "save,json"
 
 
 def describe_setup(record: dict) -> str:

@@ -199,12 +199,13 @@ def test_a_failing_variant_becomes_a_failure_record(tmp_path, synth_data):
 
 def test_bench_records_both_loops_with_outputs_and_thermals(synth_data, tmp_path, monkeypatch, capsys):
     """A toy model through the real path: the accuracy pass at conf 0.001, P/R/F1 at the deployment threshold, and
-    the timed `edgedet run` loop writing JSON lines, a video and an MJPEG stream that a viewer reads; the thermals
+    the timed `edgedet run` loop writing JSON lines, a video and an MJPEG stream that a viewer reads (asked for in
+    any order, recorded once each in one order); the thermals
     come from a fake vcgencmd on PATH (the child process inherits it)."""
     monkeypatch.setenv("PATH", f"{fake_vcgencmd(tmp_path / 'bin', 'throttled=0x50005')}{os.pathsep}{os.environ['PATH']}")
     toy = make_onnx_model(tmp_path / "toy.onnx")
     code = cli_main(["bench", "--models", str(toy), "--data", str(synth_data), "--warmup", "2", "--repeats", "6",
-                     "--outputs", "json,save,stream", "--out", str(tmp_path / "b")])
+                     "--outputs", "stream,json,save,json", "--out", str(tmp_path / "b")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     (r,) = read_jsonl(tmp_path / "b" / "results.jsonl")

@@ -312,3 +312,9 @@ def test_every_stage_the_stage_bars_draw_has_a_colour():
     from edgedet.report import STAGE_COLORS
 
     assert set(IN_FRAME_STAGES) | {"other", "output"} <= set(STAGE_COLORS)
+
+
+def test_the_same_outputs_in_another_order_are_one_setup(tmp_path):
+    one = write_results(tmp_path / "a", [record("onnx", "fp32", 40.0, 0.50, loops=loops(outputs=["json", "save"]))])
+    two = write_results(tmp_path / "b", [record("onnx", "int8", 15.0, 0.49, loops=loops(outputs=["save", "json"]))])
+    assert cli_main(["report", str(one), str(two), "--out", str(tmp_path / "rep")]) == 0
