@@ -120,8 +120,21 @@ def check_request(config: ExportConfig) -> None:
         raise EdgedetError(f"--min-agreement must be in 0..1, got {config.min_agreement}")
     if config.min_agreement is not None and not needs_calibration(config):
         raise EdgedetError("--min-agreement compares int8 files with the source: ask for onnx-int8 or tflite-int8")
+    if config.keep_float and "onnx-int8" not in config.formats:
+        raise EdgedetError("--keep-float applies to --format onnx-int8, which is not asked for")
     if needs_calibration(config) and not config.calib:
         raise EdgedetError(f"formats {', '.join(n for n in config.formats if n in INT8_FORMATS)} need --calib DATA (a data set or image folder)")
+
+
+def check_keep_float(onnx_path: Path, names: Sequence[str]) -> None:
+    """EdgedetError naming the --keep-float names that are no node of the graph (a typo would keep nothing float)."""
+    import onnx
+
+    nodes = {node.name for node in onnx.load(str(onnx_path), load_external_data=False).graph.node}
+    unknown = [name for name in names if name not in nodes]
+    if unknown:
+        raise EdgedetError(f"--keep-float: no node named {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} "
+                           f"in the ONNX graph (the names come from `edgedet calibrate`'s sensitivity report)")
 
 
 def needs_calibration(config: ExportConfig) -> bool:
@@ -187,6 +200,7 @@ def _export_all(model, spec, roles, paths: Dict[str, Path], calib, config: Expor
         print(f"onnx-int8: {scheme.name} ({reason})")
         from .onnx_int8 import export_onnx_int8
 
+        check_keep_float(fp32_onnx, config.keep_float)
         export_onnx_int8(fp32_onnx, paths["onnx-int8"], calib, config.calib_method, scheme, config.keep_float)
         written["onnx-int8"] = paths["onnx-int8"]
     for name, precision in TFLITE_PRECISIONS.items():

@@ -68,3 +68,22 @@ def test_a_map_budget_without_an_evaluator_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--map-budget needs an evaluate callable"):
         calibrate_model(None, None, [], "nothing", config, evaluate=None)
     assert not (tmp_path / "out").exists()
+
+
+def test_export_keeps_the_named_layers_float_and_refuses_unknown_names(tiny_checkpoint, synth_data, tmp_path, capsys):
+    import onnx
+
+    assert main(["export", str(tiny_checkpoint), "--format", "onnx", "--out", str(tmp_path / "fp32")]) == 0
+    convs = [n.name for n in onnx.load(str(tmp_path / "fp32" / "tiny.onnx")).graph.node if n.op_type == "Conv"]
+    common = ["export", str(tiny_checkpoint), "--format", "onnx-int8", "--calib", str(synth_data), "--calib-size", "2",
+              "--calib-method", "minmax"]
+    assert main([*common, "--keep-float", f"{convs[0]},{convs[3]}", "--out", str(tmp_path / "kept")]) == 0
+    assert _float_convs(tmp_path / "kept" / "tiny-int8.onnx") == {convs[0], convs[3]}
+    capsys.readouterr()
+    assert main([*common, "--keep-float", f"{convs[0]},nosuchnode", "--out", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err
+    assert "--keep-float: no node named nosuchnode in the ONNX graph" in err and "Traceback" not in err
+    assert not (tmp_path / "typo" / "tiny-int8.onnx").exists()
+    assert main(["export", str(tiny_checkpoint), "--format", "onnx", "--keep-float", convs[0],
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--keep-float applies to --format onnx-int8" in capsys.readouterr().err
