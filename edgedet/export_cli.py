@@ -10,6 +10,7 @@ data, else the agreement of int8 detections with the source's on the calibration
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Dict, List, Tuple
@@ -71,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
 
 def run_export(config: ExportConfig) -> int:
     """Export, then gate. Returns the exit code (0 ok, 1 when the gate rejects an artifact)."""
+    check_options(config)
     data = validation_data(config.data, config.calib)
     if data is None and config.max_map_drop is not None:
         raise EdgedetError("--max-map-drop needs validation data: pass --data DATA (or a data set as --calib)")
@@ -85,6 +87,24 @@ def run_export(config: ExportConfig) -> int:
     elif data is None:
         print("accuracy check skipped: no validation data (pass --data DATA or a data set as --calib)")
     return code
+
+
+def check_options(config: ExportConfig) -> None:
+    """EdgedetError naming the model or a flag that cannot work, before anything is exported (not after the int8
+    file, and the missing model before a missing --calib)."""
+    if is_foreign_model(config.checkpoint):
+        if not Path(config.checkpoint).is_file():
+            raise EdgedetError(f"model file not found: {config.checkpoint}")
+    else:
+        resolve_checkpoint(config.checkpoint)
+    if config.max_map_drop is not None and not math.isfinite(config.max_map_drop):
+        raise EdgedetError(f"--max-map-drop must be a number of mAP points, got {config.max_map_drop}")
+    for flag, value in (("--val-limit", config.val_limit), ("--threads", config.threads)):
+        if value is not None and value < 1:
+            raise EdgedetError(f"{flag} must be >= 1, got {value}")
+    if config.data is not None and not is_dataset(Path(config.data)):
+        raise EdgedetError(f"--data {config.data}: not a data set (a folder from `edgedet data synth` or with a "
+                           f"dataset.yaml, a dataset.yaml or a COCO JSON)")
 
 
 def is_foreign_model(model: str) -> bool:

@@ -92,7 +92,8 @@ def _run_cli(*args):
     return result.returncode, [line for line in result.stderr.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "format", "imgsz", "empty_calib", "no_calib"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "format", "imgsz", "empty_calib", "no_calib", "nan_drop",
+                                  "val_limit", "threads", "not_data"])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(case, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     empty = tmp_path / "empty"
@@ -106,10 +107,16 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(case, tiny_checkpoint,
         "imgsz": [tiny_checkpoint, "--format", "onnx", "--imgsz", "100"],
         "empty_calib": [tiny_checkpoint, "--format", "onnx,onnx-int8", "--calib", empty],
         "no_calib": [tiny_checkpoint, "--format", "tflite-int8"],
+        "nan_drop": [tiny_checkpoint, "--format", "onnx", "--max-map-drop", "nan"],  # a gate that never fails
+        "val_limit": [tiny_checkpoint, "--format", "onnx", "--val-limit", "0"],
+        "threads": [tiny_checkpoint, "--format", "onnx", "--threads", "0"],
+        "not_data": [tiny_checkpoint, "--format", "onnx", "--data", empty],
     }[case]
     code, lines = _run_cli(*args, "--out", out)
     expected = {"missing": "nope.pt", "corrupt": "corrupt.pt", "format": "coreml", "imgsz": "100",
-                "empty_calib": "no images", "no_calib": "--calib"}[case]
+                "empty_calib": "no images", "no_calib": "--calib", "nan_drop": "--max-map-drop must be a number",
+                "val_limit": "--val-limit must be >= 1", "threads": "--threads must be >= 1",
+                "not_data": "--data"}[case]
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("edgedet export: error:") and expected in lines[0], lines
     assert not out.exists() or list(out.iterdir()) == []
