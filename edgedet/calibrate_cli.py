@@ -7,6 +7,7 @@ This verb loads the checkpoint, the calibration set and, for --map-budget, the e
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def run_calibrate(config: CalibrateConfig) -> int:
     """Load the checkpoint, the calibration set and the evaluator, then export.calibrate.calibrate_model."""
     if config.auto_keep_float is not None and config.auto_keep_float < 0:
         raise EdgedetError(f"--auto-keep-float must be >= 0, got {config.auto_keep_float}")
+    if config.map_budget is not None and not 0 <= config.map_budget < math.inf:
+        raise EdgedetError(f"--map-budget must be a number of mAP points >= 0, got {config.map_budget}")
+    for flag, value in (("--sensitivity-images", config.sensitivity_images), ("--val-limit", config.val_limit)):
+        if value is not None and value < 1:
+            raise EdgedetError(f"{flag} must be >= 1, got {value}")
     data = validation_data(config.data, config.calib)
     if config.map_budget is not None and data is None:
         raise EdgedetError("--map-budget needs validation data: pass --data DATA (or a data set as --calib)")

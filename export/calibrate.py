@@ -13,7 +13,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from edgedet.calibration.calibset import CalibrationSet, stack_arrays
 from edgedet.calibration.sensitivity import format_table, layer_sensitivity, write_report
@@ -78,12 +78,15 @@ def calibrate_onnx_model(fp32: Path, spec, calib: CalibrationSet, description: s
         print(format_table(layers, limit=20))
         report = {"checkpoint": str(config.checkpoint), "method": config.calib_method, "scheme": scheme.name,
                   "images": len(inputs), "metric": "SQNR dB of raw head outputs, one layer int8 at a time"}
-        kept = _keep_float(fp32, cache, scheme, [layer.name for layer in layers], len(calib), evaluate, config, stem)
-        if kept is not None:
-            report["keep_float"] = kept
+        chosen = _keep_float(fp32, cache, scheme, [layer.name for layer in layers], len(calib), evaluate, config, stem)
+        met = True
+        if chosen is not None:
+            report["keep_float"], met = chosen
+            if config.map_budget is not None:
+                report["map_budget_met"] = met
         write_report(config.out / "sensitivity.json", layers, report)
     print(f"wrote {config.out / 'sensitivity.json'}")
-    return 0
+    return 0 if met else 1  # like export's gate: a budget not met is a failure, its best effort still written
 
 
 def _check_budget_request(config: CalibrateConfig, evaluate: Optional[Evaluate]) -> None:
@@ -97,25 +100,28 @@ def _progress(index: int, total: int, node: str) -> None:
 
 
 def _keep_float(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int,
-                evaluate: Optional[Evaluate], config: CalibrateConfig, stem: str) -> Optional[List[str]]:
-    """Write <stem>-int8-keepfloat.onnx keeping the chosen layers float; returns their names (None if not asked)."""
+                evaluate: Optional[Evaluate], config: CalibrateConfig, stem: str) -> Optional[Tuple[List[str], bool]]:
+    """Write <stem>-int8-keepfloat.onnx keeping the chosen layers float; returns (their names, whether the
+    --map-budget is met: True without one), or None if not asked."""
     from .onnx_int8 import quantize_onnx
 
     out = config.out / f"{stem}-int8-keepfloat.onnx"
+    met = True
     if config.auto_keep_float is not None:
         kept = list(ranked[: config.auto_keep_float])
     elif config.map_budget is not None:
-        kept = _search_budget(fp32, cache, scheme, ranked, num_images, evaluate, config, out)
+        kept, met = _search_budget(fp32, cache, scheme, ranked, num_images, evaluate, config, out)
     else:
         return None
     quantize_onnx(fp32, out, cache, config.calib_method, scheme, num_images, nodes_to_exclude=kept)
     print(f"wrote {out} ({len(kept)} layers kept float: {', '.join(kept) or 'none'})")
-    return kept
+    return kept, met
 
 
 def _search_budget(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_images: int, evaluate: Evaluate,
-                   config: CalibrateConfig, out: Path) -> List[str]:
-    """Smallest count in 0, 1, 2, 4, ... of top-ranked layers kept float that meets --map-budget (else all)."""
+                   config: CalibrateConfig, out: Path) -> Tuple[List[str], bool]:
+    """(the smallest count in 0, 1, 2, 4, ... of top-ranked layers kept float that meets --map-budget, True), or
+    (every layer, False) when none does."""
     from .onnx_int8 import quantize_onnx
 
     reference = evaluate(str(fp32))["map"]
@@ -127,6 +133,6 @@ def _search_budget(fp32: Path, cache: Path, scheme, ranked: Sequence[str], num_i
         value = evaluate(str(out))["map"]
         print(f"keep {count:>3} float: int8 mAP@.5:.95 {value:.2f} (drop {reference - value:.2f})")
         if reference - value <= config.map_budget:
-            return kept
+            return kept, True
     print(f"--map-budget {config.map_budget} not met even with every layer float", file=sys.stderr)
-    return list(ranked)
+    return list(ranked), False

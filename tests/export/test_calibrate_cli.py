@@ -49,6 +49,8 @@ def test_map_budget_keeps_nothing_float_when_int8_is_already_within_it(tiny_chec
 @pytest.mark.parametrize("extra,message", [
     ([], "nothing to do"),
     (["--map-budget", "1"], "--map-budget needs validation data"),
+    (["--map-budget", "-1"], "--map-budget must be a number of mAP points >= 0"),
+    (["--sensitivity", "--sensitivity-images", "0"], "--sensitivity-images must be >= 1"),
 ])
 def test_calibrate_bad_requests(extra, message, tiny_checkpoint, tmp_path, capsys):
     import cv2
@@ -87,3 +89,21 @@ def test_export_keeps_the_named_layers_float_and_refuses_unknown_names(tiny_chec
     assert main(["export", str(tiny_checkpoint), "--format", "onnx", "--keep-float", convs[0],
                  "--out", str(tmp_path / "x")]) == 2
     assert "--keep-float applies to --format onnx-int8" in capsys.readouterr().err
+
+
+def test_a_map_budget_no_model_meets_fails_but_writes_its_best(tiny_checkpoint, synth_data, tmp_path, capsys,
+                                                              monkeypatch):
+    scores = iter([30.0, 10.0, 12.0, 15.0, 20.0, 24.0, 25.0, 26.0])  # fp32, then never within 0.5 points of it
+
+    def evaluate_stub(data, limit=None, threads=None):
+        return lambda model: {"map": next(scores, 27.0)}
+
+    monkeypatch.setattr("edgedet.calibrate_cli.evaluator", evaluate_stub)
+    out = tmp_path / "cal"
+    code = main(["calibrate", str(tiny_checkpoint), "--calib", str(synth_data), "--calib-size", "2",
+                 "--calib-method", "minmax", "--sensitivity-images", "1", "--map-budget", "0.5",
+                 "--out", str(out)])
+    assert code == 1 and "not met even with every layer float" in capsys.readouterr().err
+    report = json.loads((out / "sensitivity.json").read_text())
+    assert report["map_budget_met"] is False and len(report["keep_float"]) == len(report["layers"])
+    assert (out / "tiny-int8-keepfloat.onnx").is_file()
