@@ -11,6 +11,7 @@ Torch is loaded only when a .pt checkpoint is evaluated.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -55,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    for flag, path in (("--json", args.json_out), ("--save-pred", args.save_pred)):
+        if path:
+            check_writable_file(path, flag)
     if args.model or args.data:
         return _main_model(args)
     if not (args.gt and args.pred):
@@ -120,16 +124,37 @@ def _short(error: Exception) -> str:
     return str(error).splitlines()[0][:120]
 
 
-def write_json(path, data) -> None:
-    """Write `data` as JSON atomically (a temporary file renamed into place: never half a file)."""
+def check_writable_file(path, flag: str) -> None:
+    """EdgedetError naming `flag` when `path` cannot become a file: a folder, or a folder that cannot be made or
+    written; checked before the (long) evaluation, not after it."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise EdgedetError(f"{flag} {path} is a folder: give a file name")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EdgedetError(f"{flag} {path}: cannot create folder {folder}: {error.strerror or error}") from None
+    if not os.access(folder, os.W_OK):
+        raise EdgedetError(f"{flag} {path}: folder {folder} is not writable")
+
+
+def write_json(path, data) -> None:
+    """Write `data` as JSON atomically (a temporary file renamed into place: never half a file, and no temporary
+    file left when writing fails); an OSError becomes an EdgedetError naming `path`."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise EdgedetError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 # ---------------------------------------------------------------- --model / --data

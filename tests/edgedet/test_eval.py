@@ -113,13 +113,17 @@ def test_gt_pred_segm(tmp_path):
     (GT, PRED, ["--iou-type", "keypoints"], "unknown iou type 'keypoints'"),
     (GT, {"image_id": 4}, [], "must be a JSON list"),
     ({"images": [], "categories": []}, PRED, [], "no images"),
+    (GT, PRED, ["--json", "{tmp}"], "--json {tmp} is a folder: give a file name"),  # before the evaluation
+    (GT, PRED, ["--json", "{tmp}/file/m.json"], "--json {tmp}/file/m.json: cannot create folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, gt, pred, extra, message):
+    (tmp_path / "file").write_text("a file, not a folder")
     code, out, err = _run(["eval", "--gt", _write(tmp_path / "gt.json", gt), "--pred", _write(tmp_path / "p.json", pred),
-                           *extra])
+                           *[a.format(tmp=tmp_path) for a in extra]])
     assert code == 2
-    assert err.startswith("edgedet eval: error: ") and message in err
+    assert err.startswith("edgedet eval: error: ") and message.format(tmp=tmp_path) in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_missing_files_and_missing_flags(tmp_path):
