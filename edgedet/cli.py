@@ -70,17 +70,26 @@ def _dispatch(argv: List[str], verb: Optional[str]) -> int:
     if args.verb is None:
         parser.print_help()
         return 2
+    name = " ".join(filter(None, (args.verb, getattr(args, "data_command", None))))  # as argparse says it: "data synth"
     try:
         return int(importlib.import_module(VERBS[args.verb][0]).main(args) or 0)
     except EdgedetError as error:
-        print(f"edgedet {args.verb}: error: {error}", file=sys.stderr)
+        print(f"edgedet {name}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # an unwritable --out, a vanished input: the OS names the path and the problem
-        print(f"edgedet {args.verb}: error: {error}", file=sys.stderr)
+        print(f"edgedet {name}: error: {os_error_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"edgedet {args.verb}: interrupted", file=sys.stderr)
+        print(f"edgedet {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def os_error_line(error: OSError) -> str:
+    """'cannot use afile: File exists' rather than "[Errno 17] File exists: 'afile'"."""
+    if error.filename is None or not error.strerror:
+        return str(error)
+    target = f" -> {error.filename2}" if error.filename2 is not None else ""
+    return f"cannot use {error.filename}{target}: {error.strerror}"
 
 
 def _is_verbose_flag(arg: str) -> bool:

@@ -264,7 +264,7 @@ def test_cli_reports_malformed_input_in_one_line_and_skips_on_request(coco_dir, 
     json_path = _broken_copy(coco_dir, tmp_path, lambda c: c["annotations"][0].update(category_id=9))
     assert main(["data", "info", str(json_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("edgedet data: error: ") and "unknown category_id 9" in err and "\n" not in err
+    assert err.startswith("edgedet data info: error: ") and "unknown category_id 9" in err and "\n" not in err
     assert main(["data", "info", str(json_path), "--skip-invalid"]) == 0
     captured = capsys.readouterr()
     assert "1 skipped records" in captured.out and "unknown category_id 9" in captured.err

@@ -118,5 +118,5 @@ def test_synth_rejects_a_bad_imgsz_in_one_line(tmp_path, capsys, imgsz, problem)
 
     assert main(["data", "synth", "--out", str(tmp_path / "s"), "--imgsz", imgsz, "--train", "1", "--val", "0"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"edgedet data: error: --imgsz '{imgsz}': ") and problem in err and "\n" not in err
+    assert err.startswith(f"edgedet data synth: error: --imgsz '{imgsz}': ") and problem in err and "\n" not in err
     assert not (tmp_path / "s").exists()
