@@ -91,6 +91,8 @@ class Zone:
         if len(values) < 6 or len(values) % 2:
             raise EdgedetError(f"--zone {spec!r}: needs x,y pairs of at least 3 points, got {len(values)} numbers")
         points = tuple(zip(values[0::2], values[1::2]))
+        if crosses_itself(points):
+            raise EdgedetError(f"--zone {spec!r}: the polygon crosses itself (give its corners in order around it)")
         if polygon_area(np.array(points)) <= 0:
             raise EdgedetError(f"--zone {spec!r}: the polygon has no area (its points are on one line)")
         return cls(name, points, _is_fractional(values))
@@ -160,6 +162,27 @@ def check_names(zones: Sequence[Zone], lines: Sequence[Line]) -> None:
         if item.name in seen:
             raise EdgedetError(f"--zone/--line: the name {item.name!r} is used twice; give each its own")
         seen.add(item.name)
+
+
+def crosses_itself(points: Sequence[Tuple[float, float]]) -> bool:
+    """Whether two edges of the closed polygon that share no corner cross (a bowtie): properly, at a point
+    inside both."""
+    n = len(points)
+    edges = [(points[k], points[(k + 1) % n]) for k in range(n)]
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the first and last edges share corner 0
+            if _cross_properly(*edges[i], *edges[j]):
+                return True
+    return False
+
+
+def _cross_properly(a, b, c, d) -> bool:
+    """Segments ab and cd cross at a point strictly inside both."""
+    def side(p, q, r):
+        return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+    return side(a, b, c) * side(a, b, d) < 0 and side(c, d, a) * side(c, d, b) < 0
 
 
 def polygon_area(points: np.ndarray) -> float:

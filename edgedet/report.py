@@ -94,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"edgedet report: warning: {problem}", file=sys.stderr)
     measured = [r for r in records if not r.get("error")]
     if not measured:
-        raise EdgedetError(f"no usable results in {', '.join(args.dirs)} ({len(problems)} problems listed above)")
+        raise EdgedetError(f"no usable results in {', '.join(args.dirs)} ({len(problems)} problem{'' if len(problems) == 1 else 's'} listed above)")
     if not args.allow_mixed:
         check_comparable(measured)
     paths = write_report(records, problems, Path(args.out), args.budget)

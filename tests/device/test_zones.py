@@ -64,6 +64,8 @@ def test_specs_in_pixels_and_fractions():
     (Zone.parse, "hall:1,2,3,4", "needs x,y pairs of at least 3 points, got 4 numbers"),
     (Zone.parse, "hall:1,2,3,4,5,6,7", "got 7 numbers"),
     (Zone.parse, "hall:0,0,10,10,20,20", "the polygon has no area"),
+    (Zone.parse, "bow:0,0,1,1,0,1,1,0", "the polygon crosses itself"),  # a bowtie: no area, yet not on one line
+    (Zone.parse, "bow:0,0,100,100,0,100,60,0", "the polygon crosses itself"),  # lobes of unequal area
     (Zone.parse, "hall:1,-2,3,4,5,6", "coordinates must be finite and >= 0, got -2"),
     (Zone.parse, "hall:1,nan,3,4,5,6", "coordinates must be finite and >= 0, got nan"),
     (Zone.parse, "hall:1,2,3,inf,5,6", "got inf"),
