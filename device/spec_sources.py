@@ -228,7 +228,9 @@ def spec_from_flags(path: Path, inputs: List[TensorDetails], outputs: List[Tenso
     if overrides.names is not None and (layout is None or not layout.recognises(shapes, len(overrides.names))):
         check_names_fit(layout, shapes, len(overrides.names), path)  # a wrong count, not a missing --layout
     if missing:
-        raise EdgedetError(f"{path} has no edgedet or Ultralytics metadata; supply " + ", ".join(missing))
+        sidecar = (f" (an edgedet export keeps its metadata in {Path(path).name}.json beside it: copy that along)"
+                   if Path(path).suffix.lower() == ".tflite" else "")
+        raise EdgedetError(f"{path} has no edgedet or Ultralytics metadata{sidecar}; supply " + ", ".join(missing))
     try:
         fields = layout.spec_fields(shapes, len(overrides.names))
     except EdgedetError as error:

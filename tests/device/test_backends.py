@@ -362,3 +362,12 @@ def test_onnxruntime_threads_do_not_spin_after_run():
     options = session_options(ort, threads=2, optimization="all")
     assert options.intra_op_num_threads == 2
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_a_tflite_file_copied_without_its_sidecar_says_so(exported_models, tmp_path):
+    import shutil
+
+    lone = tmp_path / "edgedet-int8.tflite"
+    shutil.copy(exported_models["tflite-int8"], lone)
+    with pytest.raises(EdgedetError, match=r"edgedet-int8\.tflite\.json beside it: copy that along.*--names"):
+        load_backend(str(lone))
