@@ -197,14 +197,17 @@ def is_image_folder(path: str) -> bool:
 
 
 def check_video_path(path: str) -> None:
-    """Raise an EdgedetError (naming --save) unless `path` has a known video suffix and an existing folder."""
+    """Raise an EdgedetError (naming --save) unless `path` has a known video suffix and a folder that exists (made
+    here, with its parents, as --json makes its own) and can be written."""
     suffix = Path(path).suffix.lower()
     if suffix not in VIDEO_CODECS:
         raise EdgedetError(f"--save: unsupported video suffix {suffix!r} in {path}; use one of "
                            f"{', '.join(VIDEO_CODECS)}, or end the path with / to save annotated images in a folder")
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise EdgedetError(f"--save: folder {parent} does not exist")
+    parent = make_output_folder(str(Path(path).parent), "--save")
+    try:  # a file made and removed: permissions alone miss read-only and pseudo file systems (/proc), even for root
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as error:
+        raise EdgedetError(f"--save: cannot write in folder {parent}: {error.strerror or error}") from None
 
 
 def make_output_folder(path: str, flag: str) -> Path:

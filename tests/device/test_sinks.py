@@ -202,10 +202,17 @@ def test_an_image_the_folder_sink_cannot_write_ends_with_its_own_message(tmp_pat
 
 
 @pytest.mark.parametrize("name, message", [("out.gif", "unsupported video suffix"),
-                                           ("nofolder/out.mp4", "does not exist")])
+                                           ("afile/out.mp4", "--save: cannot create folder")])
 def test_video_sink_bad_paths(tmp_path, name, message):
+    (tmp_path / "afile").write_text("a file where a folder would go")
     with pytest.raises(EdgedetError, match=message):
         VideoSink(str(tmp_path / name))
+
+
+def test_video_sink_makes_its_folder_as_json_does(tmp_path):
+    sink = VideoSink(str(tmp_path / "new" / "deeper" / "out.mp4"))
+    sink.close()
+    assert (tmp_path / "new" / "deeper").is_dir()
 
 
 def test_drawing_changes_pixels_where_expected():
