@@ -118,6 +118,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     if camera is not None and not (camera.isdigit() or camera == "picam" or camera.startswith("/dev/video")):
         raise EdgedetError(f"--camera expects an index (0, 1, ...), a /dev/video* device or 'picam', "
                            f"got {camera!r}; use --source for files and URLs")
+    for flag in ("save", "save_txt", "save_crop", "json", "stream", "latency_log", "mqtt", "webhook", "snapshot",
+                 "camera_name"):
+        value = getattr(args, flag)
+        if value is not None and not str(value).strip():  # `--save=` or `--mqtt ''`: not silently no output
+            raise EdgedetError(f"--{flag.replace('_', '-')}: empty value")
     if args.max_frames is not None and args.max_frames < 1:
         raise EdgedetError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.event_queue < 1:

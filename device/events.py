@@ -153,7 +153,9 @@ def check_event_options(mqtt: Optional[str], webhook: Optional[str], camera: Opt
         import_paho()
     if webhook:
         check_webhook_url(webhook)
-    camera_name(camera, source)
+    name = camera_name(camera, source)
+    if camera is not None and name != camera:  # a subscriber must know the topic it is published under
+        log.warning("--camera-name %r is published as %r (letters, digits, '-' and '_' only)", camera, name)
 
 
 def event_payload(event, camera: str) -> str:

@@ -129,6 +129,11 @@ def check_output_options(options: RunOptions) -> None:
         check_video_path(options.save)
     check_output_files(options)
     check_event_options(options.mqtt, options.webhook, options.camera_name, options.source)
+    if not (options.zones or options.lines):
+        for flag, value in (("--webhook", options.webhook), ("--snapshot", options.snapshot)):
+            if value:
+                log.warning("%s is written on zone and line events only: without --zone or --line it gets none",
+                            flag)
 
 
 def check_output_files(options: RunOptions) -> None:

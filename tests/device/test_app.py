@@ -277,6 +277,8 @@ def _read_one_part(response):
     (["--model", "{toy}", "--source", "synthetic", "--open-timeout", "inf"], "--open-timeout must be"),
     (["--model", "{toy}", "--source", "synthetic", "--classes", " , "], "--classes: no class given"),
     (["--model", "{toy}", "--source", "synthetic", "--save", "/proc/edgedet.mp4"], "--save: cannot write in folder /proc"),
+    (["--model", "{toy}", "--source", "synthetic", "--save="], "--save: empty value"),
+    (["--model", "{toy}", "--source", "synthetic", "--mqtt", ""], "--mqtt: empty value"),
 ])
 def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, message):
     if "picam" in args:

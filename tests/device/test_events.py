@@ -620,6 +620,16 @@ def test_run_with_track_zone_and_lines_sends_every_event_over_mqtt_webhook_and_s
     assert counts and counts_key(counts[-1]["counts"]) == counts_key(lines[-1]["counts"])
     assert subscriber.payloads("edgedet/Front_Door/status") == ["online", "offline"]
     assert f"{len(generated)} events delivered, 0 dropped" in err
+    assert "'Front Door' is published as 'Front_Door'" in err and "gets none" not in err
+
+
+def test_event_outputs_without_zones_or_lines_are_warned_about(webhook_server, tmp_path, capsys):
+    server = webhook_server()
+    code, out, err = run_cli(["--model", make_onnx_model(tmp_path / "toy.onnx"), "--source", "synthetic",
+                              "--max-frames", 3, "--webhook", server.url, "--snapshot", tmp_path / "snaps"], capsys)
+    assert code == 0, err
+    assert "--webhook is written on zone and line events only: without --zone or --line it gets none" in err
+    assert "--snapshot is written on zone and line events only" in err
 
 
 def test_mqtt_with_paho_1_names_the_version_to_install(monkeypatch):
