@@ -700,7 +700,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=_int_list, default=[], help="input sizes, e.g. 224,320 (checkpoints and "
                         "--sweep; an exported file runs at its own size); default: the model's own")
     parser.add_argument("--threads", type=_int_list, default=[1], help="thread counts, e.g. 1,2 (default 1)")
-    parser.add_argument("--formats", type=_format_list, default=list(SWEEP_FORMATS),
+    parser.add_argument("--formats", type=_format_list, default=None,
                         help=f"--sweep export formats (default {','.join(SWEEP_FORMATS)})")
     parser.add_argument("--frames", type=int, default=None, metavar="N", help="evaluate only the first N images "
                         "(and show only those to the timed loop)")
@@ -731,6 +731,21 @@ def check_loop_options(args: argparse.Namespace) -> None:
     unknown = [name for name in args.outputs if name not in OUTPUTS]
     if unknown:
         raise EdgedetError(f"--outputs: unknown output {unknown[0]!r}; choose from {', '.join(OUTPUTS)}")
+    if args.formats is not None and not args.sweep:
+        raise EdgedetError("--formats names what --sweep exports; the files of --models are measured as they are")
+    if args.sweep:
+        bad = [size for size in args.imgsz if size % 32 or size < 64]
+        if bad:
+            raise EdgedetError(f"--imgsz {bad[0]}: export sizes are multiples of 32, at least 64")
+
+
+def once_each(values: list, flag: str) -> list:
+    """`values` without repeats (the first of each kept), saying so: a variant named twice is measured once."""
+    unique = list(dict.fromkeys(values))
+    if len(unique) < len(values):
+        print(f"edgedet bench: {flag} names {len(values) - len(unique)} value(s) twice; each is measured once",
+              file=sys.stderr)
+    return unique
 
 
 def check_dataset(path: str) -> None:
@@ -758,8 +773,10 @@ def main(args: argparse.Namespace) -> int:
     if not Path(args.data).exists():
         raise EdgedetError(f"data set not found: {args.data}")
     check_dataset(args.data)
-    config = BenchConfig(data=args.data, out=Path(args.out), models=args.models or [], sweep=args.sweep,
-                         imgsz=args.imgsz, threads=args.threads, formats=args.formats, frames=args.frames,
+    config = BenchConfig(data=args.data, out=Path(args.out), models=once_each(args.models or [], "--models"),
+                         sweep=args.sweep, imgsz=once_each(args.imgsz, "--imgsz"),
+                         threads=once_each(args.threads, "--threads"),
+                         formats=once_each(args.formats or list(SWEEP_FORMATS), "--formats"), frames=args.frames,
                          conf=args.conf, iou=args.iou, warmup=args.warmup, repeats=args.repeats,
                          outputs=[name for name in OUTPUTS if name in args.outputs])  # each once, in one order
     records = run_bench(config)

@@ -169,6 +169,10 @@ def test_progress_shows_variants_done_and_eta():
     (["--models", "{tmp}/m.onnx", "--data", "{data}", "--repeats", "1", "--out", "{tmp}/o"], "--repeats must be >= 2"),
     (["--models", "{tmp}/m.onnx", "--data", "{data}", "--outputs", "json,mqtt", "--out", "{tmp}/o"],
      "--outputs: unknown output 'mqtt'; choose from json, save, stream"),
+    (["--models", "{tmp}/m.onnx", "--data", "{data}", "--formats", "onnx", "--out", "{tmp}/o"],
+     "--formats names what --sweep exports"),
+    (["--sweep", "shipped", "--data", "{data}", "--imgsz", "333", "--out", "{tmp}/o"],
+     "--imgsz 333: export sizes are multiples of 32"),  # before anything is exported
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, synth_data, capsys, argv, message):
     (tmp_path / "m.txt").write_text("not a model")
@@ -204,10 +208,11 @@ def test_bench_records_both_loops_with_outputs_and_thermals(synth_data, tmp_path
     come from a fake vcgencmd on PATH (the child process inherits it)."""
     monkeypatch.setenv("PATH", f"{fake_vcgencmd(tmp_path / 'bin', 'throttled=0x50005')}{os.pathsep}{os.environ['PATH']}")
     toy = make_onnx_model(tmp_path / "toy.onnx")
-    code = cli_main(["bench", "--models", str(toy), "--data", str(synth_data), "--warmup", "2", "--repeats", "6",
+    code = cli_main(["bench", "--models", str(toy), str(toy), "--data", str(synth_data), "--warmup", "2", "--repeats", "6",
                      "--outputs", "stream,json,save,json", "--out", str(tmp_path / "b")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    assert "--models names 1 value(s) twice; each is measured once" in captured.err
     (r,) = read_jsonl(tmp_path / "b" / "results.jsonl")
     assert bench_record.validate_record(r) is None and not r.get("error"), r.get("error")
     loops = r["loops"]
