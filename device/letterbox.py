@@ -41,7 +41,7 @@ class Letterbox:
         r = min(dst_h / h, dst_w / w)
         if not scaleup:
             r = min(r, 1.0)
-        new_w, new_h = int(round(w * r)), int(round(h * r))
+        new_w, new_h = max(1, int(round(w * r))), max(1, int(round(h * r)))  # a 2x3000 strip keeps one row
         pad_x, pad_y = (dst_w - new_w) / 2, (dst_h - new_h) / 2
         top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
         return cls((h, w), (dst_h, dst_w), (new_h, new_w), top, left, int(pad_value))

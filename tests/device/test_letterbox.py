@@ -36,6 +36,13 @@ def test_scaleup_off_never_enlarges():
     assert box.resized_hw == (100, 200) and box.top == 270 and box.left == 220
 
 
+def test_a_thin_strip_keeps_one_row_instead_of_failing_in_opencv():
+    box = Letterbox.fit((2, 3000), (320, 320))  # 2 * 320 / 3000 rounds to 0 rows
+    assert box.resized_hw == (1, 320) and box.top + 1 + box.bottom == 320
+    image, _ = letterbox(np.full((2, 3000, 3), 200, np.uint8), (320, 320))
+    assert image.shape == (320, 320, 3) and (image[box.top] == 200).all()
+
+
 def test_apply_resizes_linear_and_pads_with_pad_value():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (37, 91, 3), dtype=np.uint8)
