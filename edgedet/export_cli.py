@@ -96,7 +96,10 @@ def check_options(config: ExportConfig) -> None:
         if not Path(config.checkpoint).is_file():
             raise EdgedetError(f"model file not found: {config.checkpoint}")
     else:
-        resolve_checkpoint(config.checkpoint)
+        path = resolve_checkpoint(config.checkpoint)
+        if path.suffix.lower() == ".tflite":
+            raise EdgedetError(f"{path} is a TFLite file, already exported: export takes a .pt checkpoint or an "
+                               f"Ultralytics/YOLOv5 .onnx file")
     if config.max_map_drop is not None and not math.isfinite(config.max_map_drop):
         raise EdgedetError(f"--max-map-drop must be a number of mAP points, got {config.max_map_drop}")
     for flag, value in (("--val-limit", config.val_limit), ("--threads", config.threads)):

@@ -121,6 +121,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     """Read SRC split by split and write it in the target format."""
+    if not args.src.exists():
+        raise EdgedetError(f"{args.src} does not exist (a data set folder, dataset.yaml or COCO JSON)")
     _check_source_format(args.src, args.src_format)
     for split in _splits(args):
         dataset = _load(args, split)

@@ -309,3 +309,9 @@ def test_rle_round_trip_on_random_masks(seed):
     assert sum(rle["counts"]) == mask.size and rle["size"] == list(shape)
     assert np.array_equal(rle_decode(rle), mask)
     assert np.array_equal(rle_decode(rle_compress(rle)), mask)  # compressed as results are, it reads back the same
+
+
+def test_convert_of_a_missing_source_says_so(tmp_path, capsys):
+    assert main(["data", "convert", str(tmp_path / "nodata"), "--to", "yolo", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"edgedet data convert: error: {tmp_path / 'nodata'} does not exist (a data set folder, dataset.yaml or COCO JSON)"

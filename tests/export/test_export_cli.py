@@ -93,13 +93,14 @@ def _run_cli(*args):
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "format", "imgsz", "empty_calib", "no_calib", "nan_drop",
-                                  "val_limit", "threads", "not_data"])
+                                  "val_limit", "threads", "not_data", "tflite"])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(case, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     empty = tmp_path / "empty"
     empty.mkdir()
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x00not a checkpoint")
+    (tmp_path / "m.tflite").write_bytes(b"TFL3")
     args = {
         "missing": [tmp_path / "nope.pt", "--format", "onnx"],
         "corrupt": [corrupt, "--format", "onnx"],
@@ -111,12 +112,13 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(case, tiny_checkpoint,
         "val_limit": [tiny_checkpoint, "--format", "onnx", "--val-limit", "0"],
         "threads": [tiny_checkpoint, "--format", "onnx", "--threads", "0"],
         "not_data": [tiny_checkpoint, "--format", "onnx", "--data", empty],
+        "tflite": [tmp_path / "m.tflite", "--format", "onnx"],
     }[case]
     code, lines = _run_cli(*args, "--out", out)
     expected = {"missing": "nope.pt", "corrupt": "corrupt.pt", "format": "coreml", "imgsz": "100",
                 "empty_calib": "no images", "no_calib": "--calib", "nan_drop": "--max-map-drop must be a number",
                 "val_limit": "--val-limit must be >= 1", "threads": "--threads must be >= 1",
-                "not_data": "--data"}[case]
+                "not_data": "--data", "tflite": "is a TFLite file, already exported"}[case]
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("edgedet export: error:") and expected in lines[0], lines
     assert not out.exists() or list(out.iterdir()) == []
