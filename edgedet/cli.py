@@ -30,9 +30,16 @@ VERBS = {
 QUIET_VERBS = ("export", "calibrate", "run", "eval", "bench")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse, with a bad flag as one line (its usage block left to --help); the verbs' parsers too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(verb: Optional[str]) -> argparse.ArgumentParser:
     """The top-level parser; only `verb`'s module is imported to fill in its arguments."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="edgedet",
         description="Train, export and int8-quantize YOLO detectors; run them on a Raspberry Pi; report accuracy vs latency.",
     )

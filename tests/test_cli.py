@@ -59,3 +59,15 @@ def test_bad_imgsz_is_one_line_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_flag_value_is_one_line_pointing_at_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--model", "m.onnx", "--source", "synthetic", "--conf", "abc"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "usage:" not in err
+    assert err == "edgedet run: error: argument --conf: invalid float value: 'abc' (see edgedet run --help)\n"
+    with pytest.raises(SystemExit):
+        cli.main(["data", "synth", "--out", "x", "--train", "many"])
+    assert capsys.readouterr().err == ("edgedet data synth: error: argument --train: expected a whole number >= 0, "
+                                       "got 'many' (see edgedet data synth --help)\n")
