@@ -54,6 +54,13 @@ def gate_failures(rows: Sequence[ArtifactAccuracy], reference: ArtifactAccuracy,
     failures = []
     for row in rows:
         drop = map_drop(row, reference)
-        if math.isnan(drop) or drop > max_map_drop:
-            failures.append(f"{row.name} ({row.path}) lost {drop:.2f} mAP@.5:.95 points, more than --max-map-drop {max_map_drop}")
+        if math.isnan(drop):
+            failures.append(f"{row.name} ({row.path}) has no mAP@.5:.95 to hold to --max-map-drop {max_map_drop}")
+        elif drop > max_map_drop and drop >= 0:
+            failures.append(f"{row.name} ({row.path}) lost {drop:.2f} mAP@.5:.95 points, more than --max-map-drop "
+                            f"{max_map_drop} allows")
+        elif drop > max_map_drop:  # a negative limit asks for a gain
+            failures.append(f"{row.name} ({row.path}) gained only {-drop:.2f} mAP@.5:.95 points, less than the "
+                            f"{-max_map_drop:g} that --max-map-drop {max_map_drop} asks for")
     return failures
+

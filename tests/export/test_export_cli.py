@@ -18,17 +18,18 @@ def _row(name, map_value):
     return ArtifactAccuracy(name, f"{name}.file", 1.0, {"map": map_value, "map50": 50.0, "mask_ap": float("nan"), "miou": 40.0})
 
 
-@pytest.mark.parametrize("artifact_map,limit,fails", [
-    (39.5, 1.0, False),  # lost 0.5
-    (38.0, 1.0, True),   # lost 2.0
-    (41.0, 0.0, False),  # better than torch
-    (float("nan"), 1.0, True),  # no figure: refuse
+@pytest.mark.parametrize("artifact_map,limit,message", [
+    (39.5, 1.0, None),  # lost 0.5
+    (38.0, 1.0, "lost 2.00 mAP@.5:.95 points, more than --max-map-drop 1.0 allows"),
+    (41.0, 0.0, None),  # better than torch
+    (40.5, -1.0, "gained only 0.50 mAP@.5:.95 points, less than the 1 that --max-map-drop -1.0 asks for"),  # a gain of 1 asked
+    (float("nan"), 1.0, "has no mAP@.5:.95 to hold to --max-map-drop 1.0"),  # no figure: refuse
 ])
-def test_gate_compares_map_drop_with_the_limit(artifact_map, limit, fails):
+def test_gate_compares_map_drop_with_the_limit(artifact_map, limit, message):
     failures = gate_failures([_row("onnx-int8", artifact_map)], _row("torch", 40.0), limit)
-    assert bool(failures) == fails
-    if fails:
-        assert failures[0].startswith("onnx-int8 (onnx-int8.file)")
+    assert bool(failures) == (message is not None)
+    if message:
+        assert failures[0] == f"onnx-int8 (onnx-int8.file) {message}"
 
 
 def test_metrics_read_from_an_evaluate_report_in_points():
