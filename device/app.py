@@ -118,8 +118,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
     if camera is not None and not (camera.isdigit() or camera == "picam" or camera.startswith("/dev/video")):
         raise EdgedetError(f"--camera expects an index (0, 1, ...), a /dev/video* device or 'picam', "
                            f"got {camera!r}; use --source for files and URLs")
-    for flag in ("save", "save_txt", "save_crop", "json", "stream", "latency_log", "mqtt", "webhook", "snapshot",
-                 "camera_name"):
+    for flag in ("model", "save", "save_txt", "save_crop", "json", "stream", "latency_log", "mqtt", "webhook",
+                 "snapshot", "camera_name"):
         value = getattr(args, flag)
         if value is not None and not str(value).strip():  # `--save=` or `--mqtt ''`: not silently no output
             raise EdgedetError(f"--{flag.replace('_', '-')}: empty value")
@@ -127,7 +127,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         raise EdgedetError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.event_queue < 1:
         raise EdgedetError(f"--event-queue must be >= 1, got {args.event_queue}")
-    if args.log_every <= 0:
+    if not args.log_every > 0:  # nan too
         raise EdgedetError(f"--log-every must be > 0 seconds, got {args.log_every}")
     for flag, seconds in (("--stall-timeout", args.stall_timeout), ("--inference-timeout", args.inference_timeout)):
         if not seconds > 0:

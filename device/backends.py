@@ -45,9 +45,11 @@ def load_backend(path, backend: Optional[str] = None, threads: Optional[int] = N
     optimization: onnxruntime graph optimisation level, one of ort_session.ORT_OPTIMIZATION.
     """
     path = Path(path)
+    if path.is_dir():
+        raise EdgedetError(f"model file not found: {path} is a folder")
     if not path.is_file():
-        rejected = path.with_name(path.name + ".rejected")
-        if rejected.exists():
+        rejected = path.with_name(path.name + ".rejected") if path.name else path
+        if path.name and rejected.exists():
             raise EdgedetError(f"model file not found: {path}; {rejected.name} is there: the export gate rejected it "
                                "(its hint says what usually helps)")
         raise EdgedetError(f"model file not found: {path}")

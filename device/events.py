@@ -44,7 +44,8 @@ import numpy as np
 from .detections import Detections
 from .draw import annotate, draw_zones
 from .errors import EdgedetError
-from .sinks import FrameResult, Sink, make_output_folder
+from .output_paths import make_output_folder
+from .sinks import FrameResult, Sink
 from .zones import Line, Zone
 
 log = logging.getLogger("edgedet.events")
@@ -113,7 +114,11 @@ def camera_name(name: Optional[str], source: str) -> str:
     if text.isdigit():
         return f"camera{text}"
     if "://" in text:
-        return safe_token(urlsplit(text).hostname or "") or "camera"
+        try:
+            host = urlsplit(text).hostname or ""
+        except ValueError as error:  # "http://[::1": an unclosed IPv6 bracket
+            raise EdgedetError(f"--source {text}: not a valid URL ({error})") from None
+        return safe_token(host) or "camera"
     return safe_token(text.partition(":")[0] if text.startswith("synthetic") else Path(text).stem) or "camera"
 
 

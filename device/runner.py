@@ -48,6 +48,7 @@ from .events import (DEFAULT_EVENT_QUEUE, DeliveryPolicy, MqttSink, SnapshotSink
                      check_event_options)
 from .health import dropped_events, event_stats
 from .latency import StageTimer, format_rolling_line, format_summary_table
+from .output_paths import check_outputs_spare_inputs
 from .pipeline import Detector, Prepared
 from .sinks import (CropSink, FrameResult, ImageFolderSink, JsonLinesSink, LabelsSink, LatencyLogSink, Sink,
                     VideoSink, WindowSink, check_video_path, display_available, is_image_folder)
@@ -137,22 +138,15 @@ def check_output_options(options: RunOptions) -> None:
 
 
 def check_output_files(options: RunOptions) -> None:
-    """EdgedetError when an output file is the source file (it would be destroyed while it is read) or two
-    outputs name one file (their lines would interleave into neither)."""
+    """EdgedetError when an output file would replace an input (the source file, an image of the source folder,
+    the model) or two outputs name one file (their lines would interleave into neither)."""
     video = options.save if options.save and not is_image_folder(options.save) else None
-    outputs = [(flag, path) for flag, path in (("--save", video), ("--json", options.json),
-                                                ("--latency-log", options.latency_log)) if path]
-    source = options.source
-    source_file = (os.path.realpath(source) if isinstance(source, (str, os.PathLike)) and not str(source).isdigit()
-                   and os.path.isfile(source) else None)
-    named: Dict[str, str] = {}
-    for flag, path in outputs:
-        real = os.path.realpath(path)
-        if real == source_file:
-            raise EdgedetError(f"{flag} {path} is the source file: writing it would destroy what is being read")
-        if real in named:
-            raise EdgedetError(f"{named[real]} and {flag} name the same file {path}: give each its own")
-        named[real] = flag
+    source = options.source if isinstance(options.source, (str, os.PathLike)) and not str(options.source).isdigit() \
+        else None
+    model = options.model if isinstance(options.model, (str, os.PathLike)) else None
+    source_kind = "the source folder" if source is not None and os.path.isdir(source) else "the source file"
+    check_outputs_spare_inputs([("--save", video), ("--json", options.json), ("--latency-log", options.latency_log)],
+                               [(source_kind, source), ("the model", model)])
 
 
 def make_tracker(options: RunOptions) -> Optional[Tracker]:

@@ -51,6 +51,7 @@ from .image_files import IMAGE_SUFFIXES
 from .latency import StageTimer, timed
 from .letterbox import Letterbox
 from .library_logs import native_stderr_silenced
+from .output_paths import check_output_file, make_output_folder
 from .polygons import mask_to_polygon
 from .zones import Event
 
@@ -197,27 +198,13 @@ def is_image_folder(path: str) -> bool:
 
 
 def check_video_path(path: str) -> None:
-    """Raise an EdgedetError (naming --save) unless `path` has a known video suffix and a folder that exists (made
-    here, with its parents, as --json makes its own) and can be written."""
+    """Raise an EdgedetError (naming --save) unless `path` has a known video suffix and can become a file
+    (device.output_paths: its folder made as --json makes its own, and writable)."""
     suffix = Path(path).suffix.lower()
     if suffix not in VIDEO_CODECS:
         raise EdgedetError(f"--save: unsupported video suffix {suffix!r} in {path}; use one of "
                            f"{', '.join(VIDEO_CODECS)}, or end the path with / to save annotated images in a folder")
-    parent = make_output_folder(str(Path(path).parent), "--save")
-    try:  # a file made and removed: permissions alone miss read-only and pseudo file systems (/proc), even for root
-        tempfile.TemporaryFile(dir=parent).close()
-    except OSError as error:
-        raise EdgedetError(f"--save: cannot write in folder {parent}: {error.strerror or error}") from None
-
-
-def make_output_folder(path: str, flag: str) -> Path:
-    """Create (with parents) the folder an option writes into, or raise an EdgedetError naming the flag."""
-    folder = Path(path)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise EdgedetError(f"{flag}: cannot create folder {path}: {error.strerror or error}") from None
-    return folder
+    check_output_file(path, "--save")
 
 
 @lru_cache(maxsize=None)

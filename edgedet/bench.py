@@ -57,6 +57,7 @@ import argparse
 import hashlib
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -739,9 +740,13 @@ def check_loop_options(args: argparse.Namespace) -> None:
             raise EdgedetError(f"--imgsz {bad[0]}: export sizes are multiples of 32, at least 64")
 
 
-def once_each(values: list, flag: str) -> list:
-    """`values` without repeats (the first of each kept), saying so: a variant named twice is measured once."""
-    unique = list(dict.fromkeys(values))
+def once_each(values: list, flag: str, key: Callable = lambda value: value) -> list:
+    """`values` without repeats by `key` (the first of each kept), saying so: a variant named twice is measured
+    once."""
+    first: dict = {}
+    for value in values:
+        first.setdefault(key(value), value)
+    unique = list(first.values())
     if len(unique) < len(values):
         print(f"edgedet bench: {flag} names {len(values) - len(unique)} value(s) twice; each is measured once",
               file=sys.stderr)
@@ -752,6 +757,11 @@ def check_dataset(path: str) -> None:
     """Read the data set's val split once up front, so a bad data set is one error, not one per variant."""
     if not load_dataset(path, split="val").samples:
         raise EdgedetError(f"data set {path} has no validation images")
+
+
+def _same_model(model: str) -> str:
+    """What makes two --models one file: its real path (a file, "shipped" names itself)."""
+    return os.path.realpath(model) if os.path.exists(model) else model
 
 
 def _int_list(text: str) -> List[int]:
@@ -773,7 +783,7 @@ def main(args: argparse.Namespace) -> int:
     if not Path(args.data).exists():
         raise EdgedetError(f"data set not found: {args.data}")
     check_dataset(args.data)
-    config = BenchConfig(data=args.data, out=Path(args.out), models=once_each(args.models or [], "--models"),
+    config = BenchConfig(data=args.data, out=Path(args.out), models=once_each(args.models or [], "--models", key=_same_model),
                          sweep=args.sweep, imgsz=once_each(args.imgsz, "--imgsz"),
                          threads=once_each(args.threads, "--threads"),
                          formats=once_each(args.formats or list(SWEEP_FORMATS), "--formats"), frames=args.frames,

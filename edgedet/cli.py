@@ -73,11 +73,15 @@ def command() -> int:
 def _dispatch(argv: List[str], verb: Optional[str]) -> int:
     """Parse `argv` and run the verb; an EdgedetError or OSError becomes one line on stderr and exit 2."""
     parser = build_parser(verb if verb in VERBS else None)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if args.verb is None:
         parser.print_help()
         return 2
     name = " ".join(filter(None, (args.verb, getattr(args, "data_command", None))))  # as argparse says it: "data synth"
+    if unknown:  # named by the verb that was given them, not by `edgedet`
+        print(f"edgedet {name}: error: unrecognized arguments: {' '.join(unknown)} (see edgedet {name} --help)",
+              file=sys.stderr)
+        return 2
     try:
         return int(importlib.import_module(VERBS[args.verb][0]).main(args) or 0)
     except EdgedetError as error:

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgedet.device import layouts
 from edgedet.device.errors import EdgedetError
+from edgedet.device.output_paths import check_output_file, check_outputs_spare_inputs
 from edgedet.device.pipeline import Detector
 from .data import Dataset, coco_gt_dict, load_dataset
 from .metrics import PanopticMeter, SemanticMeter, evaluate_coco, panoptic_from_semantic_and_instances, voc_evaluate
@@ -56,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    for flag, path in (("--json", args.json_out), ("--save-pred", args.save_pred)):
-        if path:
-            check_writable_file(path, flag)
+    check_eval_outputs(args)
+    if args.model is not None and not args.model.strip():
+        raise EdgedetError("--model: empty value")
     if args.model or args.data:
         return _main_model(args)
     if not (args.gt and args.pred):
@@ -124,19 +125,26 @@ def _short(error: Exception) -> str:
     return str(error).splitlines()[0][:120]
 
 
-def check_writable_file(path, flag: str) -> None:
-    """EdgedetError naming `flag` when `path` cannot become a file: a folder, or a folder that cannot be made or
-    written; checked before the (long) evaluation, not after it."""
-    path = Path(path)
-    if path.is_dir():
-        raise EdgedetError(f"{flag} {path} is a folder: give a file name")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise EdgedetError(f"{flag} {path}: cannot create folder {folder}: {error.strerror or error}") from None
-    if not os.access(folder, os.W_OK):
-        raise EdgedetError(f"{flag} {path}: folder {folder} is not writable")
+def check_eval_outputs(args: argparse.Namespace) -> None:
+    """EdgedetError, before the (long) evaluation, when --json or --save-pred cannot become a file, would replace
+    an input (the model, --gt, --pred, a file of the data set) or both name one file."""
+    outputs = [("--json", args.json_out), ("--save-pred", args.save_pred)]
+    for flag, path in outputs:
+        if path:
+            check_output_file(path, flag)
+    inputs = [("the model", args.model), ("the ground truth", args.gt), ("the results file", args.pred)]
+    inputs += [("a file of the data set", path) for path in _dataset_files(args.data)]
+    check_outputs_spare_inputs(outputs, inputs)
+
+
+def _dataset_files(data) -> List[str]:
+    """The annotation and description files of a data set (its JSON and YAML files), or [] without one."""
+    if not data:
+        return []
+    path = Path(data)
+    if path.is_file():
+        return [str(path)]
+    return [str(p) for p in path.rglob("*") if p.suffix.lower() in (".json", ".yaml", ".yml")] if path.is_dir() else []
 
 
 def write_json(path, data) -> None:

@@ -71,3 +71,9 @@ def test_a_bad_flag_value_is_one_line_pointing_at_help(capsys):
         cli.main(["data", "synth", "--out", "x", "--train", "many"])
     assert capsys.readouterr().err == ("edgedet data synth: error: argument --train: expected a whole number >= 0, "
                                        "got 'many' (see edgedet data synth --help)\n")
+
+
+def test_an_unknown_flag_is_named_by_its_verb(capsys):
+    assert cli.main(["data", "synth", "--out", "x", "--bogus"]) == 2
+    assert capsys.readouterr().err == ("edgedet data synth: error: unrecognized arguments: --bogus "
+                                       "(see edgedet data synth --help)\n")

@@ -273,6 +273,9 @@ def _read_one_part(response):
     (["--model", "{toy}", "--source", "{video}", "--json", "{tmp}/../{tmp.name}/clip.mp4"], "--json .* is the source"),
     (["--model", "{toy}", "--source", "synthetic", "--json", "{tmp}/a.jsonl", "--latency-log", "{tmp}/a.jsonl"],
      "--json and --latency-log name the same file"),
+    (["--model", "{toy}", "--source", "{video}", "--save", "{hardlink}"], "--save .*hard.mp4 is the source file"),
+    (["--model", "{toy}", "--source", "synthetic", "--json", "{toy}"], "--json .*toy.onnx is the model"),
+    (["--model", "{toy}", "--source", "{images}", "--json", "{images}/img_00.png"], "is an image of the source folder"),
     (["--model", "{toy}", "--source", "synthetic", "--open-timeout", "nan"], "--open-timeout must be"),
     (["--model", "{toy}", "--source", "synthetic", "--open-timeout", "inf"], "--open-timeout must be"),
     (["--model", "{toy}", "--source", "synthetic", "--classes", " , "], "--classes: no class given"),
@@ -289,8 +292,11 @@ def test_bad_input_gives_one_line_error_and_exit_2(tmp_path, capsys, args, messa
             pass
     (tmp_path / "file").write_text("x")
     (tmp_path / "clip.mp4").write_text("a video being read")
+    os.link(tmp_path / "clip.mp4", tmp_path / "hard.mp4")
+    write_images(tmp_path / "images", count=2)
     values = {"tmp": tmp_path, "toy": make_onnx_model(tmp_path / "toy.onnx"), "file": tmp_path / "file",
-              "bare": make_onnx_model(tmp_path / "bare.onnx", metadata=False), "video": tmp_path / "clip.mp4"}
+              "bare": make_onnx_model(tmp_path / "bare.onnx", metadata=False), "video": tmp_path / "clip.mp4",
+              "hardlink": tmp_path / "hard.mp4", "images": tmp_path / "images"}
     code, out, err = run_cli([a.format(**values) for a in args], capsys)
     assert code == 2
     error_lines = [line for line in err.splitlines() if line.startswith("edgedet run: error:")]

@@ -343,3 +343,13 @@ def test_provenance_names_machine_libraries_commit_and_date(tmp_path):
     assert record["date"].endswith("+00:00")
     assert prov.git_commit(tmp_path) is None  # not a git checkout
     assert prov.machine_key(record).startswith(f"{record['machine']['hostname']} (")
+
+
+def test_a_variant_named_twice_is_measured_once(tmp_path, capsys, monkeypatch):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert bench.once_each(["m.onnx", str(model), "./m.onnx", "shipped"], "--models", key=bench._same_model) == \
+        ["m.onnx", "shipped"]  # one file under three names
+    assert bench.once_each([1, 2, 1, 3, 2], "--threads") == [1, 2, 3]
+    assert capsys.readouterr().err.count("each is measured once") == 2

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,16 +115,21 @@ def test_gt_pred_segm(tmp_path):
     (GT, {"image_id": 4}, [], "must be a JSON list"),
     ({"images": [], "categories": []}, PRED, [], "no images"),
     (GT, PRED, ["--json", "{tmp}"], "--json {tmp} is a folder: give a file name"),  # before the evaluation
-    (GT, PRED, ["--json", "{tmp}/file/m.json"], "--json {tmp}/file/m.json: cannot create folder"),
+    (GT, PRED, ["--json", "{tmp}/file/m.json"], "--json: cannot create folder {tmp}/file"),
+    (GT, PRED, ["--json", "/proc/edgedet.json"], "--json: cannot write in folder /proc"),
+    (GT, PRED, ["--json", "{tmp}/gt.json"], "--json {tmp}/gt.json is the ground truth"),  # never an input replaced
+    (GT, PRED, ["--json", "{tmp}/p.json"], "--json {tmp}/p.json is the results file"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, gt, pred, extra, message):
     (tmp_path / "file").write_text("a file, not a folder")
-    code, out, err = _run(["eval", "--gt", _write(tmp_path / "gt.json", gt), "--pred", _write(tmp_path / "p.json", pred),
+    gt_path = _write(tmp_path / "gt.json", gt)
+    gt_text = Path(gt_path).read_text()
+    code, out, err = _run(["eval", "--gt", gt_path, "--pred", _write(tmp_path / "p.json", pred),
                            *[a.format(tmp=tmp_path) for a in extra]])
     assert code == 2
     assert err.startswith("edgedet eval: error: ") and message.format(tmp=tmp_path) in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not list(tmp_path.glob("*.tmp"))
+    assert not list(tmp_path.glob("*.tmp")) and Path(gt_path).read_text() == gt_text
 
 
 def test_missing_files_and_missing_flags(tmp_path):
@@ -355,3 +361,19 @@ def test_boxes_only_results_of_detections_with_spanned_masks():
     (result,) = _coco_results(detections, 3, plan)
     assert result["category_id"] == 7 and result["bbox"] == [2.0, 2.0, 2.0, 2.0] and "segmentation" not in result
     assert "segmentation" in _coco_results(detections, 3, dataclasses.replace(plan, with_masks=True))[0]
+
+
+def test_predictions_never_replace_the_data_set_or_the_model(tmp_path, synth_data, tiny_checkpoint, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    annotations = sorted(data.rglob("*.json"))[0]
+    before = annotations.read_bytes()
+    for extra, message in ((["--save-pred", str(annotations)], "is a file of the data set"),
+                           (["--json", str(tiny_checkpoint)], "is the model"),
+                           (["--json", str(tmp_path / "p.json"), "--save-pred", str(tmp_path / "p.json")],
+                            "--json and --save-pred name the same file")):
+        code, _, err = _run(["eval", "--model", str(tiny_checkpoint), "--data", str(data), "--limit", "1", *extra])
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert annotations.read_bytes() == before
