@@ -185,10 +185,13 @@ class ImageSource(Source):
             if image is None:
                 log.warning("cannot read image %s; skipped", path)
                 self.skipped.append(path)
-                self.unreadable += 1
                 continue
             return Frame(image, index, time.time(), time.perf_counter(), path)
         return None
+
+    @property
+    def unreadable(self) -> int:
+        return len(self.skipped)
 
     @property
     def finished(self) -> bool:
